@@ -1,0 +1,210 @@
+"""Frozen, JSON-serialisable configs.
+
+They are frozen so that a config handed to another thread, or written into a checkpoint,
+can never change under the reader's feet; a changed setting is a new config
+(``dataclasses.replace``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+from explorer.errors import ConfigError
+
+RECON_LOSSES = ("bce", "mse")
+NOISE_TYPES = ("none", "gaussian", "salt-pepper", "mask")
+FAMILIES = ("mlp", "conv")
+CODE_ACTIVATIONS = ("linear", "relu")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+T = TypeVar("T", bound="_Serialisable")
+
+
+class _Serialisable:
+    """to_dict/from_dict for flat dataclasses whose fields are JSON scalars or tuples."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
+        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            kwargs[name] = tuple(value) if isinstance(value, list) else value
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"{cls.__name__}: {exc}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls: type[T], text: str) -> T:
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{cls.__name__} is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Serialisable):
+    """Everything needed to rebuild a model's architecture and its loss.
+
+    Input noise (denoising), the activity penalty (sparse), beta and the reconstruction
+    loss are fields here rather than subclasses, so every preset is one class with one
+    contract.
+    """
+
+    preset: str = "vae"
+    family: str = "mlp"
+    variational: bool = True
+    conditional: bool = False
+    latent_dim: int = 20
+    hidden_dims: tuple[int, ...] = (400,)
+    conv_channels: tuple[int, ...] = ()
+    code_activation: str = "linear"
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    num_classes: int = 0
+    beta: float = 1.0
+    recon_loss: str = "bce"
+    noise: str = "none"
+    noise_level: float = 0.0
+    sparsity_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.preset, str), "preset must be a string")
+        _check(self.family in FAMILIES, f"family must be one of {', '.join(FAMILIES)}, not {self.family!r}")
+        _check(isinstance(self.variational, bool), "variational must be true or false")
+        _check(isinstance(self.conditional, bool), "conditional must be true or false")
+        _check(_is_int(self.latent_dim) and 1 <= self.latent_dim <= 65536,
+               f"latent size must be a whole number from 1 to 65536, not {self.latent_dim!r}")
+        _check(isinstance(self.hidden_dims, tuple) and all(_is_int(h) and 1 <= h <= 65536 for h in self.hidden_dims),
+               f"hidden sizes must be positive whole numbers, not {self.hidden_dims!r}")
+        _check(isinstance(self.conv_channels, tuple) and all(_is_int(c) and 1 <= c <= 4096 for c in self.conv_channels),
+               f"conv channels must be positive whole numbers, not {self.conv_channels!r}")
+        _check(self.family != "conv" or len(self.conv_channels) >= 1, "a conv model needs at least one conv layer")
+        _check(self.code_activation in CODE_ACTIVATIONS,
+               f"code activation must be one of {', '.join(CODE_ACTIVATIONS)}, not {self.code_activation!r}")
+        _check(isinstance(self.image_shape, tuple) and len(self.image_shape) == 3
+               and all(_is_int(s) and 1 <= s <= 4096 for s in self.image_shape),
+               f"image shape must be (channels, height, width), not {self.image_shape!r}")
+        _check(self.image_shape[0] in (1, 3), f"images must have 1 or 3 channels, not {self.image_shape[0]}")
+        _check(_is_int(self.num_classes) and 0 <= self.num_classes <= 100000, "number of classes must be >= 0")
+        _check(not self.conditional or self.num_classes >= 2,
+               "a conditional model needs a dataset with at least two classes")
+        _check(_is_number(self.beta) and 0 <= self.beta < 1e6, f"beta must be a number >= 0, not {self.beta!r}")
+        _check(self.recon_loss in RECON_LOSSES,
+               f"reconstruction loss must be one of {', '.join(RECON_LOSSES)}, not {self.recon_loss!r}")
+        _check(self.noise in NOISE_TYPES, f"noise must be one of {', '.join(NOISE_TYPES)}, not {self.noise!r}")
+        _check(_is_number(self.noise_level) and 0 <= self.noise_level <= 10,
+               f"noise level must be between 0 and 10, not {self.noise_level!r}")
+        _check(self.noise not in ("salt-pepper", "mask") or self.noise_level <= 1,
+               "salt-and-pepper and masking noise levels are fractions of pixels (0 to 1)")
+        _check(_is_number(self.sparsity_weight) and self.sparsity_weight >= 0,
+               f"sparsity weight must be a number >= 0, not {self.sparsity_weight!r}")
+
+    @property
+    def input_size(self) -> int:
+        c, h, w = self.image_shape
+        return c * h * w
+
+
+@dataclass(frozen=True)
+class DataConfig(_Serialisable):
+    """Which images to train on.
+
+    ``dataset`` is a built-in name or a folder path. ``image_size`` and ``channels`` only
+    apply to folders (built-in sets keep their native format); ``None`` means automatic.
+    """
+
+    dataset: str = "mnist"
+    limit: int | None = None
+    image_size: int | None = None
+    channels: int | None = None
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    classes: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.dataset, str) and self.dataset != "", "dataset must be a name or a folder")
+        _check(self.limit is None or (_is_int(self.limit) and self.limit >= 1),
+               f"limit must be a positive whole number, not {self.limit!r}")
+        _check(self.image_size is None or (_is_int(self.image_size) and 4 <= self.image_size <= 512),
+               f"image size must be from 4 to 512 pixels, not {self.image_size!r}")
+        _check(self.channels in (None, 1, 3), f"channels must be 1 or 3, not {self.channels!r}")
+        _check(_is_number(self.test_fraction) and 0 < self.test_fraction < 1,
+               "test fraction must be between 0 and 1")
+        _check(_is_int(self.split_seed), "split seed must be a whole number")
+        _check(self.classes is None or (isinstance(self.classes, tuple) and len(self.classes) > 0
+                                        and all(_is_int(c) and c >= 0 for c in self.classes)),
+               f"classes must be a list of class indices, not {self.classes!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Serialisable):
+    """How to train: optimisation settings and how often to report.
+
+    ``snapshot_interval_s`` is for live views (the GUI); ``None`` sends snapshots only at
+    epoch ends.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 10
+    snapshot_interval_s: float | None = None
+    eval_batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        _check(_is_int(self.epochs) and 1 <= self.epochs <= 100000,
+               f"epochs must be a positive whole number, not {self.epochs!r}")
+        _check(_is_int(self.batch_size) and 1 <= self.batch_size <= 1_000_000,
+               f"batch size must be a positive whole number, not {self.batch_size!r}")
+        _check(_is_number(self.lr) and 0 < self.lr < 10, f"learning rate must be between 0 and 10, not {self.lr!r}")
+        _check(_is_int(self.seed), f"seed must be a whole number, not {self.seed!r}")
+        _check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        _check(_is_int(self.log_every) and self.log_every >= 1, "log_every must be a positive whole number")
+        _check(self.snapshot_interval_s is None or (_is_number(self.snapshot_interval_s) and self.snapshot_interval_s > 0),
+               "snapshot interval must be a positive number of seconds")
+        _check(_is_int(self.eval_batch_size) and self.eval_batch_size >= 1, "eval batch size must be positive")
+
+
+def replace(config: T, **changes: Any) -> T:
+    """``dataclasses.replace`` that reports bad values as :class:`ConfigError`."""
+    try:
+        return dataclasses.replace(config, **changes)  # type: ignore[type-var]
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "replace"]

@@ -1,0 +1,79 @@
+"""Convolutional backbones that fit any image size.
+
+Each stride-2 stage halves the size, rounding up; the decoder records those sizes and
+picks each transposed convolution's output padding so it lands back on the exact input
+size (28 -> 14 -> 7 -> 14 -> 28, but also 30 -> 15 -> 8 -> 15 -> 30).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from explorer.config import ModelConfig
+
+
+def stage_sizes(height: int, width: int, stages: int) -> list[tuple[int, int]]:
+    sizes = [(height, width)]
+    for _ in range(stages):
+        h, w = sizes[-1]
+        sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
+    return sizes
+
+
+def _fc_stack(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class ConvEncoderBody(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        c, h, w = config.image_shape
+        convs: list[nn.Module] = []
+        for ch in config.conv_channels:
+            convs += [nn.Conv2d(c, ch, kernel_size=3, stride=2, padding=1), nn.ReLU()]
+            c = ch
+        self.convs = nn.Sequential(*convs)
+        fh, fw = stage_sizes(h, w, len(config.conv_channels))[-1]
+        n_flat = c * fh * fw + (config.num_classes if config.conditional else 0)
+        self.fc = _fc_stack([n_flat, *config.hidden_dims])
+        self.out_features = config.hidden_dims[-1] if config.hidden_dims else n_flat
+
+    def forward(self, x: torch.Tensor, y_onehot: torch.Tensor | None) -> torch.Tensor:
+        h = self.convs(x).flatten(1)
+        if y_onehot is not None:
+            h = torch.cat([h, y_onehot], dim=1)
+        return self.fc(h)
+
+
+class ConvDecoder(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        c_img, h, w = config.image_shape
+        channels = list(config.conv_channels)
+        sizes = stage_sizes(h, w, len(channels))
+        n_in = config.latent_dim + (config.num_classes if config.conditional else 0)
+        self.start_shape = (channels[-1], *sizes[-1])
+        n_start = channels[-1] * sizes[-1][0] * sizes[-1][1]
+        hidden = list(reversed(config.hidden_dims))
+        self.fc = nn.Sequential(_fc_stack([n_in, *hidden]), nn.Linear(hidden[-1] if hidden else n_in, n_start),
+                                nn.ReLU())
+        deconvs: list[nn.Module] = []
+        outs = list(reversed(channels[:-1])) + [c_img]
+        c = channels[-1]
+        for i, c_out in enumerate(outs):
+            th, tw = sizes[len(channels) - 1 - i]
+            pad = (1 if th % 2 == 0 else 0, 1 if tw % 2 == 0 else 0)
+            deconvs.append(nn.ConvTranspose2d(c, c_out, kernel_size=3, stride=2, padding=1, output_padding=pad))
+            if i < len(outs) - 1:
+                deconvs.append(nn.ReLU())
+            c = c_out
+        self.deconvs = nn.Sequential(*deconvs)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.deconvs(self.fc(z).view(-1, *self.start_shape))

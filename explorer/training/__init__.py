@@ -1,0 +1,1 @@
+"""Training engine, control, events, evaluation and checkpoints (no Qt)."""

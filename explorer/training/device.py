@@ -1,0 +1,29 @@
+"""Choosing the device: ``auto`` means CUDA, then Apple's MPS, then the CPU."""
+
+from __future__ import annotations
+
+import torch
+
+from explorer.errors import ConfigError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("no CUDA GPU is available here; use --device auto or cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise ConfigError("Apple's MPS is not available here; use --device auto or cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type

@@ -1,0 +1,170 @@
+"""The training loop as a plain generator.
+
+``train(...)`` yields small frozen events and returns a :class:`RunResult`. It knows
+nothing of threads or Qt: the CLI iterates it directly, tests drive it step by step, and
+the GUI runs it in a worker thread and steers it through a :class:`TrainingControl`.
+
+The whole dataset lives on the training device as uint8; batches are gathered by index
+and scaled there, so there is no per-sample Python in the hot loop. Losses accumulate on
+the device and are read back once every ``log_every`` steps, so a GPU is not stalled by a
+sync per step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Generator
+
+import torch
+
+from explorer.config import TrainConfig
+from explorer.data.dataset import ImageData, to_float
+from explorer.models.autoencoder import Autoencoder
+from explorer.training.control import SetBeta, SetLearningRate, TrainingControl
+from explorer.training.device import resolve_device
+from explorer.training.evaluate import evaluate_tensors
+from explorer.training.events import (
+    EpochEnd,
+    Event,
+    Paused,
+    Resumed,
+    RunResult,
+    RunStarted,
+    SettingChanged,
+    Snapshot,
+    StepLoss,
+)
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """Adam with the fused kernel where this torch has one for the device (CPU and CUDA
+    in recent releases), else the multi-tensor one."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(model.parameters(), lr=lr, foreach=device.type != "cpu" or None)
+
+
+def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: TrainingControl | None = None,
+          start_epoch: int = 0, start_step: int = 0) -> Generator[Event, None, RunResult]:
+    """Train ``model`` in place for ``cfg.epochs`` epochs (numbered after ``start_epoch``)."""
+    control = control if control is not None else TrainingControl()
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed + start_epoch)
+    shuffle = torch.Generator().manual_seed(cfg.seed + start_epoch)
+    model.to(device)
+    conditional = model.is_conditional
+    train_x = data.train_images.to(device)
+    train_y = data.train_labels.to(device) if conditional and data.train_labels is not None else None
+    test_x = data.test_images.to(device)
+    test_y = data.test_labels.to(device) if conditional and data.test_labels is not None else None
+    n = train_x.shape[0]
+    batch = min(cfg.batch_size, n)
+    steps_per_epoch = math.ceil(n / batch)
+    names = model.part_names
+    opt = make_optimizer(model, cfg.lr, device)
+    lr = cfg.lr
+
+    yield RunStarted(device=str(device), epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+                     train_size=n, test_size=int(test_x.shape[0]), start_epoch=start_epoch)
+
+    global_step = start_step
+    good_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    good_step = global_step
+    last_snapshot = time.perf_counter()
+    epochs_done = start_epoch
+
+    def result(status: str, message: str = "") -> RunResult:
+        return RunResult(status=status, epochs_completed=epochs_done, global_step=global_step,
+                         message=message, beta=model.beta)
+
+    for epoch in range(start_epoch + 1, start_epoch + cfg.epochs + 1):
+        model.train()
+        perm = torch.randperm(n, generator=shuffle).to(device)
+        epoch_sum = torch.zeros(1 + len(names), device=device)
+        window_sum = torch.zeros_like(epoch_sum)
+        window_samples = 0
+        epoch_start = window_start = time.perf_counter()
+        for step in range(1, steps_per_epoch + 1):
+            if control.stop_requested:
+                return result("stopped")
+            if control.pause_requested:
+                yield Paused(global_step)
+                while control.pause_requested and not control.stop_requested:
+                    control.wait_while_paused(0.1)
+                if control.stop_requested:
+                    return result("stopped")
+                yield Resumed(global_step)
+                window_start = time.perf_counter()
+            for command in control.drain():
+                if isinstance(command, SetLearningRate):
+                    lr = command.value
+                    for group in opt.param_groups:
+                        group["lr"] = lr
+                    yield SettingChanged("lr", lr)
+                elif isinstance(command, SetBeta):
+                    model.beta = command.value
+                    yield SettingChanged("beta", command.value)
+
+            idx = perm[(step - 1) * batch: step * batch]
+            xb = to_float(train_x[idx])
+            yb = train_y[idx] if train_y is not None else None
+            out = model(xb, yb)
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            opt.step()
+            global_step += 1
+            with torch.no_grad():
+                terms = torch.stack([out.loss.detach(), *(out.parts[k].detach() for k in names)]) * idx.numel()
+                window_sum += terms
+            window_samples += idx.numel()
+
+            if step % cfg.log_every == 0 or step == steps_per_epoch:
+                values = (window_sum / window_samples).tolist()
+                if not all(math.isfinite(v) for v in values):
+                    model.load_state_dict(good_state)
+                    bad = "NaN" if any(math.isnan(v) for v in values) else "infinite"
+                    return result("diverged",
+                                  f"the loss became {bad} at epoch {epoch}, step {step}; the weights from step "
+                                  f"{good_step} (the last good ones) were kept. Try a lower learning rate "
+                                  f"(it was {lr:g}).")
+                for k, v in good_state.items():
+                    v.copy_(model.state_dict()[k])
+                good_step = global_step
+                now = time.perf_counter()
+                yield StepLoss(epoch=epoch, step=step, global_step=global_step, loss=values[0],
+                               parts=dict(zip(names, values[1:])),
+                               samples_per_s=window_samples / max(now - window_start, 1e-9), lr=lr,
+                               beta=model.beta)
+                epoch_sum += window_sum
+                window_sum.zero_()
+                window_samples = 0
+                window_start = now
+                if cfg.snapshot_interval_s is not None and now - last_snapshot >= cfg.snapshot_interval_s:
+                    yield Snapshot(epoch, global_step, cpu_state_dict(model))
+                    last_snapshot = time.perf_counter()
+
+        train_seconds = time.perf_counter() - epoch_start
+        train_means = (epoch_sum / n).tolist()
+        test_metrics = evaluate_tensors(model, test_x, test_y, cfg.eval_batch_size, seed=cfg.seed)
+        epochs_done = epoch
+        yield EpochEnd(epoch=epoch, train=dict(zip(("loss", *names), train_means)), test=test_metrics,
+                       seconds=time.perf_counter() - epoch_start, samples_per_s=n / max(train_seconds, 1e-9))
+        yield Snapshot(epoch, global_step, cpu_state_dict(model))
+        last_snapshot = time.perf_counter()
+    return result("completed")
+
+
+def run_to_end(events: Generator[Event, None, RunResult]) -> tuple[list[Event], RunResult]:
+    """Drive a run with no listener (tests, scripts): every event, and the result."""
+    seen: list[Event] = []
+    while True:
+        try:
+            seen.append(next(events))
+        except StopIteration as stop:
+            return seen, stop.value
