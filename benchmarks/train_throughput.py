@@ -1,0 +1,332 @@
+"""Training throughput: this project's engine against the PyTorch examples VAE loop.
+
+The *reference* is the training loop of pytorch/examples ``vae/main.py``: torchvision
+``datasets.MNIST`` with ``transforms.ToTensor()`` through a
+``DataLoader(batch_size=128, shuffle=True)`` (``num_workers=1, pin_memory=True`` on CUDA,
+the defaults on CPU, as the example does), the 784-400-20 MLP VAE (fc1, fc21/fc22, fc3,
+fc4, relu/sigmoid), summed BCE + KLD, Adam lr 1e-3, ``loss.backward()`` and
+``train_loss += loss.item()`` per batch (the example's logging prints are left out). The
+reference is always that MLP VAE, whatever ``--preset`` says.
+
+The *project* side is ``explorer.training.engine.train`` on the same 60000 MNIST training
+images (loaded as uint8 tensors by ``explorer.data.load_dataset``), with the preset named by
+``--preset`` (default ``vae``, the same 784-400-20 model) and the same batch size and lr.
+
+Both are timed over the training loop only: the reference from the first batch request to
+the end of the last epoch's last step; the project through ``EpochEnd.samples_per_s``, which
+the engine measures over the training steps alone (its per-epoch test-set evaluation is
+excluded). Data loading/unpacking and model construction happen before the clock starts on
+both sides. Runs alternate reference, project, reference, project, ...; the summary uses the
+best run of each side (``--stat best``, the default) or the median (``--stat median``).
+
+MNIST comes from the files bundled in ``explorer/resources/mnist``: they are gunzipped into a
+temporary ``<root>/MNIST/raw/`` for torchvision (``download=False``), so nothing touches the
+network.
+
+    python benchmarks/train_throughput.py                      # vae vs reference, CPU or CUDA
+    python benchmarks/train_throughput.py --device cpu --preset conv-vae --repeats 3
+    python benchmarks/train_throughput.py --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+REFERENCE_LABEL = "reference (pytorch/examples vae, MLP 784-400-20)"
+
+
+# -- the reference, as in pytorch/examples vae/main.py ------------------------------------
+
+class ReferenceVAE(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(784, 400)
+        self.fc21 = nn.Linear(400, 20)
+        self.fc22 = nn.Linear(400, 20)
+        self.fc3 = nn.Linear(20, 400)
+        self.fc4 = nn.Linear(400, 784)
+
+    def encode(self, x):
+        h1 = F.relu(self.fc1(x))
+        return self.fc21(h1), self.fc22(h1)
+
+    def reparameterize(self, mu, logvar):
+        std = torch.exp(0.5 * logvar)
+        eps = torch.randn_like(std)
+        return mu + eps * std
+
+    def decode(self, z):
+        h3 = F.relu(self.fc3(z))
+        return torch.sigmoid(self.fc4(h3))
+
+    def forward(self, x):
+        mu, logvar = self.encode(x.view(-1, 784))
+        z = self.reparameterize(mu, logvar)
+        return self.decode(z), mu, logvar
+
+
+def reference_loss(recon_x, x, mu, logvar):
+    bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
+    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return bce + kld
+
+
+def unpack_mnist(root: Path) -> None:
+    """Gunzip the bundled MNIST into ``root/MNIST/raw/`` where torchvision looks for it."""
+    from explorer.paths import RESOURCES
+
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    sources = sorted((RESOURCES / "mnist").glob("*.gz"))
+    if not sources:
+        raise SystemExit(f"no bundled MNIST .gz files under {RESOURCES / 'mnist'}")
+    for src in sources:
+        with gzip.open(src, "rb") as fin, open(raw / src.name[:-3], "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+
+
+def make_reference_loader(root: Path, device: torch.device, batch_size: int, limit: int | None):
+    from torchvision import datasets, transforms
+
+    dataset = datasets.MNIST(str(root), train=True, download=False, transform=transforms.ToTensor())
+    if limit is not None:
+        dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
+    kwargs = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, **kwargs)
+
+
+def run_reference(loader, device: torch.device, epochs: int, lr: float, seed: int,
+                  max_batches: int | None = None) -> dict:
+    torch.manual_seed(seed)
+    model = ReferenceVAE().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    n = len(loader.dataset)
+    sync(device)
+    start = time.perf_counter()
+    train_loss = 0.0
+    for _epoch in range(1, epochs + 1):
+        model.train()
+        train_loss = 0.0
+        for batch_idx, (data, _) in enumerate(loader):
+            if max_batches is not None and batch_idx >= max_batches:
+                break
+            data = data.to(device)
+            optimizer.zero_grad()
+            recon_batch, mu, logvar = model(data)
+            loss = reference_loss(recon_batch, data, mu, logvar)
+            loss.backward()
+            train_loss += loss.item()
+            optimizer.step()
+    sync(device)
+    seconds = time.perf_counter() - start
+    return {"samples": n * epochs, "train_seconds": seconds, "samples_per_s": n * epochs / seconds,
+            "seconds_per_epoch": seconds / epochs, "last_epoch_loss": train_loss / n}
+
+
+# -- the project's engine ---------------------------------------------------------------------
+
+def run_project(data, preset_name: str, device_name: str, epochs: int, batch_size: int, lr: float,
+                seed: int) -> dict:
+    from explorer.config import TrainConfig
+    from explorer.models import build_model, config_for_data, get_preset
+    from explorer.training.engine import run_to_end, train
+    from explorer.training.events import EpochEnd
+
+    preset = get_preset(preset_name)
+    torch.manual_seed(seed)
+    model = build_model(config_for_data(preset.model, data.image_shape, data.num_classes))
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device_name)
+    events, result = run_to_end(train(model, data, cfg))
+    if result.status != "completed":
+        raise SystemExit(f"project run did not complete: {result.status} {result.message}")
+    ends = [e for e in events if isinstance(e, EpochEnd)]
+    n = int(data.train_images.shape[0])
+    train_seconds = sum(n / e.samples_per_s for e in ends)
+    return {"samples": n * len(ends), "train_seconds": train_seconds,
+            "samples_per_s": n * len(ends) / train_seconds, "seconds_per_epoch": train_seconds / len(ends),
+            "epoch_seconds_with_eval": sum(e.seconds for e in ends) / len(ends),
+            "last_epoch_loss": ends[-1].train["loss"]}
+
+
+# -- plumbing ---------------------------------------------------------------------------------
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def resolve(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA GPU is available here")
+    return torch.device(name)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def load_average() -> float | None:
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):
+        return None
+
+
+def machine_info(device: torch.device) -> dict:
+    info = {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "torch_num_threads": torch.get_num_threads(), "device": str(device)}
+    try:
+        import torchvision
+
+        info["torchvision"] = torchvision.__version__
+    except ImportError:
+        pass
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def summarise(runs: list[dict], stat: str) -> dict:
+    rates = [r["samples_per_s"] for r in runs]
+    if stat == "best":
+        chosen = max(runs, key=lambda r: r["samples_per_s"])
+        rate, spe = chosen["samples_per_s"], chosen["seconds_per_epoch"]
+    else:
+        rate = statistics.median(rates)
+        spe = statistics.median(r["seconds_per_epoch"] for r in runs)
+    return {"samples_per_s": rate, "seconds_per_epoch": spe, "runs_samples_per_s": rates,
+            "spread": max(rates) / min(rates)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto = cuda when available, else cpu (default: auto)")
+    p.add_argument("--preset", default="vae",
+                   help="project model preset to benchmark (vae, ae, conv-vae, cvae, ...); "
+                        "the reference is always the MLP VAE (default: vae)")
+    p.add_argument("--epochs", type=int, default=1, help="training epochs per run (default: 1)")
+    p.add_argument("--repeats", type=int, default=2,
+                   help="runs of each side, alternating reference/project (default: 2)")
+    p.add_argument("--stat", choices=("best", "median"), default="best",
+                   help="how runs are summarised: best (highest samples/s) or median (default: best)")
+    p.add_argument("--batch-size", type=int, default=128, help="both sides (default: 128, the example's)")
+    p.add_argument("--lr", type=float, default=1e-3, help="both sides (default: 1e-3)")
+    p.add_argument("--seed", type=int, default=1, help="torch seed for both sides (default: 1, the example's)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="use only the first N training images on both sides (smoke tests; not for figures)")
+    p.add_argument("--no-warmup", action="store_true",
+                   help="skip the untimed warm-up (a few reference batches and a short project run that pay "
+                        "one-time costs such as lazy imports and kernel set-up before either side is timed)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = p.parse_args(argv)
+    if args.epochs < 1 or args.repeats < 1:
+        p.error("--epochs and --repeats must be at least 1")
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = resolve(args.device)
+
+    from explorer.config import DataConfig
+    from explorer.data import load_dataset
+    from explorer.models import get_preset
+
+    get_preset(args.preset)  # fail early on an unknown name
+    data = load_dataset(DataConfig(limit=args.limit))
+
+    ref_runs: list[dict] = []
+    proj_runs: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="mnist-ref-") as tmp:
+        root = Path(tmp)
+        unpack_mnist(root)
+        loader = make_reference_loader(root, device, args.batch_size, args.limit)
+        if len(loader.dataset) != data.train_images.shape[0]:
+            raise SystemExit(f"training set sizes differ: reference {len(loader.dataset)}, "
+                             f"project {data.train_images.shape[0]}")
+        if not args.no_warmup:
+            run_reference(loader, device, 1, args.lr, args.seed, max_batches=10)
+            warm = data.limited(min(10 * args.batch_size, int(data.train_images.shape[0])))
+            run_project(warm, args.preset, device.type, 1, args.batch_size, args.lr, args.seed)
+        load_before = load_average()
+        for i in range(args.repeats):
+            ref = run_reference(loader, device, args.epochs, args.lr, args.seed)
+            ref_runs.append(ref)
+            if not args.json:
+                print(f"  run {i + 1}/{args.repeats} reference: {ref['samples_per_s']:9.0f} samples/s",
+                      file=sys.stderr, flush=True)
+            proj = run_project(data, args.preset, device.type, args.epochs, args.batch_size, args.lr, args.seed)
+            proj_runs.append(proj)
+            if not args.json:
+                print(f"  run {i + 1}/{args.repeats} project:   {proj['samples_per_s']:9.0f} samples/s",
+                      file=sys.stderr, flush=True)
+
+    load_after = load_average()
+    ref_sum = summarise(ref_runs, args.stat)
+    proj_sum = summarise(proj_runs, args.stat)
+    ratio = proj_sum["samples_per_s"] / ref_sum["samples_per_s"]
+    report = {
+        "machine": {**machine_info(device), "loadavg_1min_before": load_before, "loadavg_1min_after": load_after},
+        "settings": {"preset": args.preset, "epochs": args.epochs, "repeats": args.repeats, "stat": args.stat,
+                     "batch_size": args.batch_size, "lr": args.lr,
+                     "train_samples": int(data.train_images.shape[0]), "warmup": not args.no_warmup},
+        "reference": {"name": REFERENCE_LABEL, **ref_sum, "runs": ref_runs},
+        "project": {"name": f"project engine ({args.preset})", **proj_sum, "runs": proj_runs},
+        "ratio_project_over_reference": ratio,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+
+    m = report["machine"]
+    print(f"machine: {m['cpu']} ({m['logical_cpus']} logical CPUs), torch {m['torch']}, "
+          f"torch threads {m['torch_num_threads']}, device {m['device']}" + (f" ({m['gpu']})" if "gpu" in m else ""))
+    print(f"{report['settings']['train_samples']} training samples x {args.epochs} epoch(s), batch {args.batch_size}, "
+          f"{args.repeats} run(s) each, alternating; {args.stat} run shown; training loop only (no test eval)")
+    if load_before is not None and load_after is not None:
+        busy = max(load_before, load_after) > 1.25 * (os.cpu_count() or 1)
+        print(f"1-min load average {load_before:.2f} before / {load_after:.2f} after the timed runs"
+              + ("  (WARNING: other processes were competing for the CPU; figures are noisy)" if busy else ""))
+    rows = [(REFERENCE_LABEL, ref_sum), (f"project engine ({args.preset})", proj_sum)]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'name':<{width}}  {'samples/s':>10}  {'s/epoch':>8}  {'ratio':>6}")
+    for name, s in rows:
+        r = s["samples_per_s"] / ref_sum["samples_per_s"]
+        print(f"{name:<{width}}  {s['samples_per_s']:>10.0f}  {s['seconds_per_epoch']:>8.2f}  {r:>5.2f}x")
+    print(f"ratio project/reference: {ratio:.2f}x")
+    spread = max(ref_sum["spread"], proj_sum["spread"])
+    if spread > 1.2:
+        print(f"WARNING: runs of one side differ by {spread:.2f}x; the machine was probably busy; "
+              "rerun, or raise --repeats")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

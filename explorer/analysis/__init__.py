@@ -1,0 +1,1 @@
+"""Analysis on trained models: grids, latent codes, statistics (no Qt)."""

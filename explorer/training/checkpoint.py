@@ -1,0 +1,222 @@
+"""Checkpoints: one safetensors file, weights as tensors, everything else as JSON metadata.
+
+Loading never unpickles anything: safetensors parses a JSON header and raw tensor bytes,
+and every config is rebuilt field by field through the frozen dataclasses' validation.
+Before a model is built for real, its shapes are checked against a copy built on the
+``meta`` device, so a hostile config cannot make us allocate a huge model. Writes go to a
+temporary file in the same folder and are renamed into place, so a crash or a full disk
+never leaves half a checkpoint where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from explorer import __version__
+from explorer.config import DataConfig, ModelConfig, TrainConfig
+from explorer.errors import CheckpointError, ConfigError
+from explorer.models.autoencoder import Autoencoder
+from explorer.models.registry import PRESETS
+from explorer.training.history import History
+
+FORMAT = "latent-explorer/checkpoint"
+FORMAT_VERSION = "1"
+PREFIX = "model."
+# Larger than any model this app builds by far; refuse before reading a giant file into memory.
+MAX_BYTES = 2 * 1024**3
+
+
+@dataclass
+class Checkpoint:
+    model_config: ModelConfig
+    data_config: DataConfig
+    train_config: TrainConfig
+    state_dict: dict[str, torch.Tensor]
+    history: History = field(default_factory=History)
+    class_names: tuple[str, ...] = ()
+    created: str = ""
+    app_version: str = ""
+
+    def build_model(self) -> Autoencoder:
+        """A CPU model with these weights, in eval mode."""
+        model = Autoencoder(self.model_config)
+        model.load_state_dict(self.state_dict)
+        model.eval()
+        return model
+
+
+def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfig, train_config: TrainConfig,
+                    history: History | None = None, class_names: tuple[str, ...] = ()) -> Path:
+    path = Path(path)
+    from explorer.config import replace
+
+    model_config = replace(model.config, beta=float(model.beta))  # keep a beta changed mid-run
+    tensors = {PREFIX + k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "app_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model_config": model_config.to_json(),
+        "data_config": data_config.to_json(),
+        "train_config": train_config.to_json(),
+        "history": json.dumps((history or History(part_names=model.part_names)).to_dict()),
+        "class_names": json.dumps(list(class_names)),
+    }
+    payload = st_save(tensors, metadata=metadata)
+    write_atomic(path, payload)
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: Path, payload: bytes) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise CheckpointError(f"cannot save {path}: the folder {folder} does not exist")
+    tmp_name = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes it private; a checkpoint is an ordinary file
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+        try:
+            dir_fd = os.open(folder, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(dir_fd)
+        except OSError:
+            pass
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise CheckpointError(f"could not save {path}: {exc.strerror or exc}; any earlier file there is untouched") \
+            from None
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+
+
+def _meta_json(metadata: dict[str, str], key: str, path: Path) -> Any:
+    if key not in metadata:
+        raise CheckpointError(f"{path.name} is missing its {key.replace('_', ' ')}")
+    try:
+        return json.loads(metadata[key])
+    except ValueError:
+        raise CheckpointError(f"{path.name} has a damaged {key.replace('_', ' ')} (not JSON)") from None
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+    if size > MAX_BYTES:
+        raise CheckpointError(f"{path.name} is {size / 1024**3:.1f} GiB, far larger than any Latent Explorer checkpoint")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return parse_checkpoint(raw, path)
+
+
+def _read_metadata(raw: bytes, path: Path) -> dict[str, str]:
+    """Parse only the safetensors header (JSON), so junk is refused before tensors are read."""
+    if len(raw) < 8:
+        raise CheckpointError(f"{path.name} is not a Latent Explorer checkpoint (too short)")
+    n = int.from_bytes(raw[:8], "little")
+    if n <= 1 or 8 + n > len(raw):
+        raise CheckpointError(f"{path.name} is not a Latent Explorer checkpoint (not a safetensors file, or truncated)")
+    try:
+        header = json.loads(raw[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise CheckpointError(f"{path.name} is not a Latent Explorer checkpoint (unreadable header)") from None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path.name} is a safetensors file but not a Latent Explorer checkpoint")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path.name} uses checkpoint format {metadata.get('format_version')!r}; "
+                              f"this version of Latent Explorer reads format {FORMAT_VERSION}")
+    if not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError(f"{path.name} has damaged metadata")
+    return metadata
+
+
+def parse_checkpoint(raw: bytes, path: Path = Path("checkpoint")) -> Checkpoint:
+    metadata = _read_metadata(raw, path)
+    try:
+        model_config = ModelConfig.from_dict(_meta_json(metadata, "model_config", path))
+        data_config = DataConfig.from_dict(_meta_json(metadata, "data_config", path))
+        train_config = TrainConfig.from_dict(_meta_json(metadata, "train_config", path))
+    except ConfigError as exc:
+        raise CheckpointError(f"{path.name} has an invalid config: {exc}") from None
+    if model_config.preset and model_config.preset not in PRESETS:
+        raise CheckpointError(f"{path.name} names an unknown model preset {model_config.preset!r}")
+    try:
+        history = History.from_dict(_meta_json(metadata, "history", path))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path.name} has a damaged loss history: {exc}") from None
+    names = _meta_json(metadata, "class_names", path)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{path.name} has damaged class names")
+
+    try:
+        tensors = st_load(raw)
+    except (SafetensorError, ValueError, RuntimeError, OverflowError) as exc:
+        raise CheckpointError(f"{path.name} is damaged or truncated ({exc})") from None
+    state = {k[len(PREFIX):]: v for k, v in tensors.items() if k.startswith(PREFIX)}
+    _check_shapes(state, model_config, path)
+    return Checkpoint(model_config=model_config, data_config=data_config, train_config=train_config,
+                      state_dict=state, history=history, class_names=tuple(names),
+                      created=metadata.get("created", ""), app_version=metadata.get("app_version", ""))
+
+
+def _check_shapes(state: dict[str, torch.Tensor], config: ModelConfig, path: Path) -> None:
+    try:
+        with torch.device("meta"):
+            expected = {k: v.shape for k, v in Autoencoder(config).state_dict().items()}
+    except (RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{path.name} describes a model that cannot be built: {exc}") from None
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing:
+        raise CheckpointError(f"{path.name} does not match its config: weights for {missing[0]} are missing")
+    if extra:
+        raise CheckpointError(f"{path.name} does not match its config: unexpected weights {extra[0]}")
+    for key, shape in expected.items():
+        tensor = state[key]
+        if tensor.shape != shape:
+            raise CheckpointError(f"{path.name} does not match its config: {key} has shape {tuple(tensor.shape)}, "
+                                  f"the config needs {tuple(shape)}")
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{path.name} is damaged: {key} is not floating point")
+        if not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path.name} holds weights that are NaN or infinite ({key})")

@@ -1,0 +1,68 @@
+"""The loss history a run leaves behind: per-epoch metrics and a bounded step curve.
+
+The step curve halves its resolution whenever it passes ``max_points``, so a run of any
+length keeps a faithful outline in fixed memory and a small checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from explorer.training.events import EpochEnd, StepLoss
+
+MAX_STEP_POINTS = 4000
+
+
+@dataclass
+class History:
+    part_names: tuple[str, ...] = ("recon",)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    # Each row: [global_step, loss, *parts in part_names order].
+    steps: list[list[float]] = field(default_factory=list)
+    max_points: int = MAX_STEP_POINTS
+    _stride: int = 1
+    _pending: int = 0
+
+    def record(self, event: object) -> None:
+        if isinstance(event, StepLoss):
+            self._pending += 1
+            if self._pending >= self._stride:
+                self._pending = 0
+                self.steps.append([float(event.global_step), event.loss,
+                                   *(event.parts.get(k, float("nan")) for k in self.part_names)])
+                if len(self.steps) > self.max_points:
+                    self.steps = self.steps[1::2]
+                    self._stride *= 2
+        elif isinstance(event, EpochEnd):
+            self.epochs.append({"epoch": event.epoch, "train": dict(event.train), "test": dict(event.test),
+                                "seconds": event.seconds, "samples_per_s": event.samples_per_s})
+
+    @property
+    def last_epoch(self) -> int:
+        return int(self.epochs[-1]["epoch"]) if self.epochs else 0
+
+    @property
+    def last_step(self) -> int:
+        return int(self.steps[-1][0]) if self.steps else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"part_names": list(self.part_names), "epochs": self.epochs, "steps": self.steps,
+                "stride": self._stride}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "History":
+        if not isinstance(data, dict):
+            raise ValueError("history must be a JSON object")
+        names = tuple(str(n) for n in data.get("part_names", ("recon",)))
+        epochs = data.get("epochs", [])
+        steps = data.get("steps", [])
+        if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
+            raise ValueError("history epochs must be a list of objects")
+        if not isinstance(steps, list) or not all(
+                isinstance(s, list) and all(isinstance(v, (int, float)) for v in s) for s in steps):
+            raise ValueError("history steps must be a list of number rows")
+        history = cls(part_names=names, epochs=epochs, steps=[[float(v) for v in s] for s in steps])
+        stride = data.get("stride", 1)
+        history._stride = stride if isinstance(stride, int) and stride >= 1 else 1
+        return history

@@ -1,0 +1,48 @@
+"""Turning a preset name plus the user's overrides into a ready model, data and config.
+
+The CLI and the GUI both start runs through :func:`prepare_run`, so a setting means the
+same thing in both and a run started either way is reproducible from its checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from explorer.config import DataConfig, ModelConfig, TrainConfig, replace
+from explorer.data import FolderReport, ImageData, load_dataset
+from explorer.models import Autoencoder, build_model, config_for_data, get_preset
+
+
+@dataclass
+class PreparedRun:
+    model: Autoencoder
+    data: ImageData
+    data_config: DataConfig
+    train_config: TrainConfig
+    folder_report: FolderReport
+
+
+def model_config_for(preset: str, **overrides: Any) -> ModelConfig:
+    """The preset's model config with any non-None overrides applied."""
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return replace(get_preset(preset).model, **changes)
+
+
+def train_config_for(preset: str, **overrides: Any) -> TrainConfig:
+    """A TrainConfig using the preset's epochs, batch size and learning rate unless overridden."""
+    p = get_preset(preset)
+    base = TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr)
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def prepare_run(model_config: ModelConfig, data_config: DataConfig, train_config: TrainConfig,
+                data: ImageData | None = None) -> PreparedRun:
+    report = FolderReport()
+    if data is None:
+        data = load_dataset(data_config, report)
+    config = config_for_data(model_config, data.image_shape, data.num_classes)
+    torch.manual_seed(train_config.seed)  # weights initialise reproducibly
+    return PreparedRun(build_model(config), data, data_config, train_config, report)

@@ -1,0 +1,28 @@
+"""Shared fixtures for the unit tests (no Qt here).
+
+The bundled MNIST is loaded once per session, with the cache pointed at a temporary
+folder so tests never write into the user's real cache directory.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from explorer.data.dataset import ImageData
+
+
+@pytest.fixture(scope="session")
+def bundled_mnist(tmp_path_factory: pytest.TempPathFactory) -> ImageData:
+    """The whole bundled MNIST (60000 + 10000), loaded once. Treat it as read-only."""
+    from explorer.data.mnist import load_mnist
+
+    cache = tmp_path_factory.mktemp("mnist-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LATENT_EXPLORER_CACHE", str(cache))
+        return load_mnist()
+
+
+@pytest.fixture(scope="session")
+def mnist_300(bundled_mnist: ImageData) -> ImageData:
+    """300 train and 300 test images: enough for a one- or two-epoch run in well under a second."""
+    return bundled_mnist.limited(300)
