@@ -128,7 +128,7 @@ class ModelConfig(_Serialisable):
                f"noise level must be between 0 and 10, not {self.noise_level!r}")
         _check(self.noise not in ("salt-pepper", "mask") or self.noise_level <= 1,
                "salt-and-pepper and masking noise levels are fractions of pixels (0 to 1)")
-        _check(_is_number(self.sparsity_weight) and self.sparsity_weight >= 0,
+        _check(_is_number(self.sparsity_weight) and 0 <= self.sparsity_weight < 1e6,
                f"sparsity weight must be a number >= 0, not {self.sparsity_weight!r}")
 
     @property

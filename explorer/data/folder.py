@@ -45,7 +45,21 @@ def _open(path: Path) -> Image.Image:
         return img.copy()
 
 
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Scale 16-bit and float greyscale to 0-255; Pillow's convert("L") would clip them."""
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode.startswith("I;16"):
+        arr = arr / 257.0
+    elif img.mode == "F" and arr.size and np.nanmax(arr) <= 1.0:
+        arr = arr * 255.0
+    elif arr.size and np.nanmax(arr) > 255:
+        arr = arr * (255.0 / np.nanmax(arr))
+    return Image.fromarray(np.nan_to_num(arr).clip(0, 255).round().astype(np.uint8), mode="L")
+
+
 def _convert(img: Image.Image, channels: int, size: int) -> np.ndarray:
+    if img.mode.startswith("I") or img.mode == "F":
+        img = _to_8bit(img)
     if img.mode == "P" or img.mode.endswith("A") or img.mode == "RGBa":
         img = img.convert("RGBA")
     if img.mode == "RGBA" or img.mode == "LA":

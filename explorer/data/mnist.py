@@ -41,6 +41,8 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path.name} is not an IDX file of unsigned bytes")
     ndim = raw[3]
+    if ndim == 0:
+        raise DataError(f"{path.name} is an IDX file with no dimensions")
     header = 4 + 4 * ndim
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(dims)) if dims else 0

@@ -110,9 +110,11 @@ class Autoencoder(nn.Module):
         if y.numel() == 1 and n > 1:
             y = y.expand(n)
         if y.numel() != n:
-            raise ValueError(f"got {y.numel()} labels for {n} images")
+            raise UserError(f"got {y.numel()} labels for {n} images")
         # The range check syncs with the device, so the hot training loop (whose labels the
         # dataset already validated) skips it.
-        if not self.training and (int(y.min()) < 0 or int(y.max()) >= self.config.num_classes):
-            raise UserError(f"this model knows classes 0 to {self.config.num_classes - 1}, not {int(y.max())}")
+        if not self.training:
+            bad = y[(y < 0) | (y >= self.config.num_classes)]
+            if bad.numel():
+                raise UserError(f"this model knows classes 0 to {self.config.num_classes - 1}, not {int(bad[0])}")
         return F.one_hot(y, self.config.num_classes).to(self.mean_head.weight.dtype)

@@ -125,12 +125,18 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
             window_samples += idx.numel()
 
             if step % cfg.log_every == 0 or step == steps_per_epoch:
+                # A NaN gradient can poison the weights while the loss that produced it was
+                # still finite, so the weights are checked too before they count as good.
+                weights_ok = torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()
                 values = (window_sum / window_samples).tolist()
-                if not all(math.isfinite(v) for v in values):
+                if not (all(math.isfinite(v) for v in values) and bool(weights_ok)):
                     model.load_state_dict(good_state)
-                    bad = "NaN" if any(math.isnan(v) for v in values) else "infinite"
+                    if all(math.isfinite(v) for v in values):
+                        what = "the weights became NaN or infinite"
+                    else:
+                        what = "the loss became " + ("infinite" if any(math.isinf(v) for v in values) else "NaN")
                     return result("diverged",
-                                  f"the loss became {bad} at epoch {epoch}, step {step}; the weights from step "
+                                  f"{what} at epoch {epoch}, step {step}; the weights from step "
                                   f"{good_step} (the last good ones) were kept. Try a lower learning rate "
                                   f"(it was {lr:g}).")
                 for k, v in good_state.items():

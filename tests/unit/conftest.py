@@ -26,3 +26,15 @@ def bundled_mnist(tmp_path_factory: pytest.TempPathFactory) -> ImageData:
 def mnist_300(bundled_mnist: ImageData) -> ImageData:
     """300 train and 300 test images: enough for a one- or two-epoch run in well under a second."""
     return bundled_mnist.limited(300)
+
+
+@pytest.fixture
+def single_thread_torch():
+    """Run torch on one thread for the test. These models are tiny, and on a small shared
+    machine two OpenMP threads competing with other processes can be 5-10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -22,6 +22,8 @@ PLAIN = sorted(n for n, p in PRESETS.items() if not p.model.variational)
 CONDITIONAL = sorted(n for n, p in PRESETS.items() if p.model.conditional)
 SHAPES = [(1, 28, 28), (3, 30, 17)]
 
+pytestmark = pytest.mark.usefixtures("single_thread_torch")
+
 
 def make(name: str, shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10, seed: int = 0) -> Autoencoder:
     torch.manual_seed(seed)
@@ -157,7 +159,7 @@ def test_loss_falls_on_a_fixed_batch(name: str, bundled_mnist) -> None:
         opt.step()
     after = eval_loss()
     assert math.isfinite(before) and math.isfinite(after)
-    assert after < 0.9 * before, (before, after)
+    assert after < 0.8 * before, (before, after)
 
 
 # -- conditional models ------------------------------------------------------------------
@@ -189,7 +191,6 @@ def test_conditional_model_rejects_missing_and_out_of_range_labels(name: str) ->
     assert not torch.allclose(model.decode(z, torch.tensor(0)), model.decode(z, torch.tensor(1)))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the out-of-range message names max(y), not the bad (negative) label")
 def test_conditional_error_names_the_negative_label() -> None:
     model = make("cvae")
     model.eval()
@@ -374,7 +375,6 @@ def test_config_error_is_a_user_error_and_a_value_error() -> None:
         ModelConfig(latent_dim=0)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ModelConfig accepts sparsity_weight=inf (the check is only >= 0)")
 def test_infinite_sparsity_weight_is_rejected() -> None:
     with pytest.raises(ConfigError):
         ModelConfig(sparsity_weight=float("inf"))
