@@ -67,7 +67,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from explorer.config import DEVICES, NOISE_TYPES, RECON_LOSSES
-    from explorer.models.registry import PRESETS
+    from explorer.presets import PRESETS
 
     parser = _Parser(prog="latent-explorer",
                      description="Train autoencoders and explore their latent space. "

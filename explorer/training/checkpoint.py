@@ -27,7 +27,7 @@ from explorer import __version__
 from explorer.config import DataConfig, ModelConfig, TrainConfig
 from explorer.errors import CheckpointError, ConfigError
 from explorer.models.autoencoder import Autoencoder
-from explorer.models.registry import PRESETS
+from explorer.presets import PRESETS
 from explorer.training.history import History
 
 FORMAT = "latent-explorer/checkpoint"

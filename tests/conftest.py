@@ -1,0 +1,32 @@
+"""Suite-wide set-up: Qt offscreen, user directories in a temp folder, no leaked threads."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory):
+    """Keep the suite out of the real user cache and data folders."""
+    root = tmp_path_factory.mktemp("userdirs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LATENT_EXPLORER_CACHE", str(root / "cache"))
+        mp.setenv("LATENT_EXPLORER_DATA", str(root / "data"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_left_running():
+    """Fail any test that leaves a Python thread running (a worker nobody joined)."""
+    before = set(threading.enumerate())
+    yield
+    leftover = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+    for t in leftover:
+        t.join(timeout=5)
+    still = [t.name for t in leftover if t.is_alive()]
+    assert not still, f"test left threads running: {still}"
