@@ -19,6 +19,13 @@ excluded). Data loading/unpacking and model construction happen before the clock
 both sides. Runs alternate reference, project, reference, project, ...; the summary uses the
 best run of each side (``--stat best``, the default) or the median (``--stat median``).
 
+On a shared machine other processes distort CPU timings badly (two OpenMP pools on two
+cores can slow each other tenfold), so each timed run measures how much CPU everything else
+took meanwhile (from /proc/stat, on Linux): before a run the script waits up to
+``--wait-quiet`` seconds for the machine to go quiet, reruns a run disturbed by more than
+``--busy-limit`` CPUs up to ``--retries`` times, summarises only undisturbed runs when there
+are any, and says so.
+
 MNIST comes from the files bundled in ``explorer/resources/mnist``: they are gunzipped into a
 temporary ``<root>/MNIST/raw/`` for torchvision (``download=False``), so nothing touches the
 network.
@@ -191,11 +198,63 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def load_average() -> float | None:
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy ticks of the whole machine, ticks of this process), both in USER_HZ; None off Linux.
+
+    Busy counts user, nice, system, irq, softirq and steal time (steal: the hypervisor gave
+    our virtual CPUs to someone else), so busy - own is what everything else took."""
     try:
-        return float(os.getloadavg()[0])
-    except (OSError, AttributeError):
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+        own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        return user + nice + system + irq + softirq + steal, int(own[11]) + int(own[12])
+    except (OSError, ValueError, IndexError):
         return None
+
+
+def others_cpus(before: tuple[int, int] | None, after: tuple[int, int] | None, seconds: float) -> float | None:
+    """How many CPUs other processes (and the hypervisor) kept busy, on average, between two readings."""
+    if before is None or after is None or seconds <= 0:
+        return None
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    others = (after[0] - before[0]) - (after[1] - before[1])
+    return max(others, 0) / hz / seconds
+
+
+def wait_until_quiet(limit: float, timeout: float, verbose: bool) -> float | None:
+    """Poll (1 s windows) until other processes use under ``limit`` CPUs; give up after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        before, t0 = _cpu_ticks(), time.perf_counter()
+        time.sleep(1.0)
+        busy = others_cpus(before, _cpu_ticks(), time.perf_counter() - t0)
+        if busy is None or busy < limit or time.monotonic() >= deadline:
+            return busy
+        if verbose and not told:
+            print(f"  waiting for the machine to go quiet (others using {busy:.2f} CPUs)...",
+                  file=sys.stderr, flush=True)
+            told = True
+
+
+def timed(fn, args, limit: float, wait_s: float, retries: int, label: str, verbose: bool) -> dict:
+    """Run ``fn`` once (plus up to ``retries`` reruns when other processes took more than
+    ``limit`` CPUs during it) and return its result with the contention it saw."""
+    attempt = 0
+    while True:
+        if wait_s > 0:
+            wait_until_quiet(limit, wait_s, verbose)
+        before, t0 = _cpu_ticks(), time.perf_counter()
+        out = fn(*args)
+        out["others_cpus"] = others_cpus(before, _cpu_ticks(), time.perf_counter() - t0)
+        out["attempts"] = attempt + 1
+        busy = out["others_cpus"]
+        if busy is None or busy <= limit or attempt >= retries:
+            return out
+        attempt += 1
+        if verbose:
+            print(f"  {label}: other processes used {busy:.2f} CPUs during the run; rerunning",
+                  file=sys.stderr, flush=True)
 
 
 def machine_info(device: torch.device) -> dict:
@@ -212,7 +271,10 @@ def machine_info(device: torch.device) -> dict:
     return info
 
 
-def summarise(runs: list[dict], stat: str) -> dict:
+def summarise(all_runs: list[dict], stat: str, limit: float) -> dict:
+    """Best or median over the undisturbed runs (all runs when none was undisturbed)."""
+    clean = [r for r in all_runs if r.get("others_cpus") is None or r["others_cpus"] <= limit]
+    runs = clean or all_runs
     rates = [r["samples_per_s"] for r in runs]
     if stat == "best":
         chosen = max(runs, key=lambda r: r["samples_per_s"])
@@ -220,8 +282,9 @@ def summarise(runs: list[dict], stat: str) -> dict:
     else:
         rate = statistics.median(rates)
         spe = statistics.median(r["seconds_per_epoch"] for r in runs)
-    return {"samples_per_s": rate, "seconds_per_epoch": spe, "runs_samples_per_s": rates,
-            "spread": max(rates) / min(rates)}
+    busy = [r["others_cpus"] for r in runs if r.get("others_cpus") is not None]
+    return {"samples_per_s": rate, "seconds_per_epoch": spe, "runs_used": len(runs), "runs_samples_per_s": rates,
+            "spread": max(rates) / min(rates), "max_others_cpus": max(busy) if busy else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,6 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-warmup", action="store_true",
                    help="skip the untimed warm-up (a few reference batches and a short project run that pay "
                         "one-time costs such as lazy imports and kernel set-up before either side is timed)")
+    p.add_argument("--busy-limit", type=float, default=0.25,
+                   help="CPUs that other processes may use during a timed run before it counts as disturbed "
+                        "(default: 0.25)")
+    p.add_argument("--wait-quiet", type=float, default=60.0,
+                   help="before each timed run, wait up to this many seconds for other processes to use less "
+                        "than --busy-limit CPUs; 0 = do not wait (default: 60)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="rerun a disturbed timed run up to this many times (default: 2)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = p.parse_args(argv)
     if args.epochs < 1 or args.repeats < 1:
@@ -275,28 +346,31 @@ def main(argv: list[str] | None = None) -> int:
             run_reference(loader, device, 1, args.lr, args.seed, max_batches=10)
             warm = data.limited(min(10 * args.batch_size, int(data.train_images.shape[0])))
             run_project(warm, args.preset, device.type, 1, args.batch_size, args.lr, args.seed)
-        load_before = load_average()
+        verbose = not args.json
+        guard = (args.busy_limit, args.wait_quiet, args.retries)
         for i in range(args.repeats):
-            ref = run_reference(loader, device, args.epochs, args.lr, args.seed)
+            ref = timed(run_reference, (loader, device, args.epochs, args.lr, args.seed), *guard,
+                        "reference", verbose)
             ref_runs.append(ref)
             if not args.json:
                 print(f"  run {i + 1}/{args.repeats} reference: {ref['samples_per_s']:9.0f} samples/s",
                       file=sys.stderr, flush=True)
-            proj = run_project(data, args.preset, device.type, args.epochs, args.batch_size, args.lr, args.seed)
+            proj = timed(run_project, (data, args.preset, device.type, args.epochs, args.batch_size, args.lr,
+                                       args.seed), *guard, "project", verbose)
             proj_runs.append(proj)
             if not args.json:
                 print(f"  run {i + 1}/{args.repeats} project:   {proj['samples_per_s']:9.0f} samples/s",
                       file=sys.stderr, flush=True)
 
-    load_after = load_average()
-    ref_sum = summarise(ref_runs, args.stat)
-    proj_sum = summarise(proj_runs, args.stat)
+    ref_sum = summarise(ref_runs, args.stat, args.busy_limit)
+    proj_sum = summarise(proj_runs, args.stat, args.busy_limit)
     ratio = proj_sum["samples_per_s"] / ref_sum["samples_per_s"]
     report = {
-        "machine": {**machine_info(device), "loadavg_1min_before": load_before, "loadavg_1min_after": load_after},
+        "machine": machine_info(device),
         "settings": {"preset": args.preset, "epochs": args.epochs, "repeats": args.repeats, "stat": args.stat,
                      "batch_size": args.batch_size, "lr": args.lr,
-                     "train_samples": int(data.train_images.shape[0]), "warmup": not args.no_warmup},
+                     "train_samples": int(data.train_images.shape[0]), "warmup": not args.no_warmup,
+                     "busy_limit_cpus": args.busy_limit, "wait_quiet_s": args.wait_quiet, "retries": args.retries},
         "reference": {"name": REFERENCE_LABEL, **ref_sum, "runs": ref_runs},
         "project": {"name": f"project engine ({args.preset})", **proj_sum, "runs": proj_runs},
         "ratio_project_over_reference": ratio,
@@ -310,10 +384,12 @@ def main(argv: list[str] | None = None) -> int:
           f"torch threads {m['torch_num_threads']}, device {m['device']}" + (f" ({m['gpu']})" if "gpu" in m else ""))
     print(f"{report['settings']['train_samples']} training samples x {args.epochs} epoch(s), batch {args.batch_size}, "
           f"{args.repeats} run(s) each, alternating; {args.stat} run shown; training loop only (no test eval)")
-    if load_before is not None and load_after is not None:
-        busy = max(load_before, load_after) > 1.25 * (os.cpu_count() or 1)
-        print(f"1-min load average {load_before:.2f} before / {load_after:.2f} after the timed runs"
-              + ("  (WARNING: other processes were competing for the CPU; figures are noisy)" if busy else ""))
+    seen = [x for x in (ref_sum["max_others_cpus"], proj_sum["max_others_cpus"]) if x is not None]
+    if seen:
+        print(f"summarised runs: reference {ref_sum['runs_used']}/{args.repeats}, project "
+              f"{proj_sum['runs_used']}/{args.repeats} undisturbed; other processes used at most {max(seen):.2f} "
+              "CPUs (mean over a run) during them"
+              + ("  WARNING: above --busy-limit, figures are disturbed" if max(seen) > args.busy_limit else ""))
     rows = [(REFERENCE_LABEL, ref_sum), (f"project engine ({args.preset})", proj_sum)]
     width = max(len(r[0]) for r in rows)
     print(f"{'name':<{width}}  {'samples/s':>10}  {'s/epoch':>8}  {'ratio':>6}")

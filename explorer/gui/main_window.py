@@ -1,65 +1,444 @@
-"""The main window.
+"""The main window: training panel, live loss curves, reconstructions, menus and files.
 
-For now it shows what a checkpoint holds (its settings and loss history) and tells the
-user how to train from the command line; the training panel, live curves and latent
-views arrive with issues #3 and #4.
+It only renders and forwards intent: every action goes to the TrainingSession, and the
+window follows the session's signals. Dialogs are opened non-modally (``open()``), so a
+message never blocks the event loop that keeps the views painting.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QAction, QFont, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QScrollArea,
+    QToolBar,
+    QWidget,
+)
 
 from explorer.errors import UserError
+from explorer.gui.loss_plot import LossPlot
+from explorer.gui.recon_view import ReconstructionView
+from explorer.gui.session import IDLE, LOADING, PAUSED, STOPPING, TRAINING, TrainingSession
+from explorer.gui.training_panel import TrainingPanel
+from explorer.paths import data_dir
+from explorer.training.events import EpochEnd, RunResult, RunStarted, SettingChanged, StepLoss
 
-WELCOME = (
-    "<h2>Latent Explorer</h2>"
-    "<p>The training window is under construction.</p>"
-    "<p>Train from a terminal meanwhile, for example:<br>"
-    "<code>latent-explorer train --model vae --epochs 10 --out vae.safetensors</code></p>"
-    "<p>Then open the checkpoint here (File &gt; Open, Ctrl+O) to see its settings and losses.</p>"
-)
+MAX_RECENT = 8
+CHECKPOINT_FILTER = "Latent Explorer checkpoints (*.safetensors)"
+
+
+def default_settings() -> QSettings:
+    return QSettings("Latent Explorer", "Latent Explorer")
+
+
+def format_eta(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class MainWindow(QMainWindow):
-    def __init__(self) -> None:
+    def __init__(self, settings: QSettings | None = None, session: TrainingSession | None = None) -> None:
         super().__init__()
+        self.settings = settings if settings is not None else default_settings()
+        self.session = session if session is not None else TrainingSession(self)
         self.setWindowTitle("Latent Explorer")
-        self.resize(900, 600)
-        self.info = QLabel(WELCOME)
-        self.info.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.info.setWordWrap(True)
-        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.setCentralWidget(self.info)
-        menu = self.menuBar().addMenu("&File")
-        open_action = QAction("&Open checkpoint...", self, shortcut=QKeySequence.StandardKey.Open)
-        open_action.triggered.connect(self._ask_open)
-        menu.addAction(open_action)
-        quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
-        menu.addAction(quit_action)
-        self.statusBar().showMessage("Ready")
+        self.resize(1280, 800)
+        self.setDockNestingEnabled(True)
+        self.message_box: QMessageBox | None = None
+        self._run_started_at = 0.0
+        self._run_info: RunStarted | None = None
+        self._base_font_size = QApplication.font().pointSizeF()
 
-    def _ask_open(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", "", "Checkpoints (*.safetensors)")
+        self.loss_plot = LossPlot(self.session)
+        self.setCentralWidget(self.loss_plot)
+        self.panel = TrainingPanel()
+        scroll = QScrollArea()
+        scroll.setWidget(self.panel)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(self.panel.sizeHint().width() + 24)
+        self.panel_dock = self._dock("Training settings", "trainingDock", scroll, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.recon_view = ReconstructionView(self.session)
+        self.recon_dock = self._dock("Reconstructions", "reconDock", self.recon_view,
+                                     Qt.DockWidgetArea.RightDockWidgetArea)
+
+        self._make_actions()
+        self._make_menus_and_toolbar()
+        self._make_status_bar()
+        self._connect_session()
+        self.panel.restore_settings(self.settings)
+        self._apply_font_delta(int(self.settings.value("view/font_delta", 0)))
+        self.resizeDocks([self.panel_dock, self.recon_dock], [360, 420], Qt.Orientation.Horizontal)
+        self._restore_layout()
+        self._update_for_state(self.session.state)
+
+    # -- construction ------------------------------------------------------------------
+
+    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "", checkable: bool = False) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setToolTip(f"{tip} ({action.shortcut().toString()})" if shortcut is not None else tip)
+            action.setStatusTip(tip)
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        return action
+
+    def _make_actions(self) -> None:
+        self.start_action = self._action("&Start", self.start_training, "F5", "Start training from scratch")
+        self.continue_action = self._action("&Continue training", self.continue_training, "Ctrl+F5",
+                                            "Train the current model for more epochs")
+        self.pause_action = self._action("&Pause", self.toggle_pause, "F6", "Pause or resume training")
+        self.stop_action = self._action("S&top", self.session.stop, "Shift+F5", "Stop training")
+        self.autosave_action = self._action("&Autosave each epoch", self._on_autosave_toggled,
+                                            tip="Keep a checkpoint of the running model after every epoch",
+                                            checkable=True)
+        self.autosave_action.setChecked(str(self.settings.value("training/autosave", "true")) == "true")
+        self._on_autosave_toggled(self.autosave_action.isChecked())
+        self.open_action = self._action("&Open checkpoint...", self.ask_open, QKeySequence.StandardKey.Open,
+                                        "Open a trained model")
+        self.save_action = self._action("&Save", self.save, QKeySequence.StandardKey.Save, "Save the model")
+        self.save_as_action = self._action("Save &as...", self.ask_save_as, QKeySequence.StandardKey.SaveAs,
+                                           "Save the model to a new file")
+        self.export_curves_action = self._action("Export loss curves as PNG...", self.ask_export_curves)
+        self.export_recon_action = self._action("Export reconstructions as PNG...", self.ask_export_recon)
+        self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.zoom_in_action = self._action("&Larger text", lambda: self._change_font(+1),
+                                           QKeySequence.StandardKey.ZoomIn, "Larger text for demos")
+        self.zoom_out_action = self._action("&Smaller text", lambda: self._change_font(-1),
+                                            QKeySequence.StandardKey.ZoomOut)
+        self.zoom_reset_action = self._action("&Normal text size", lambda: self._apply_font_delta(0), "Ctrl+0")
+
+    def _make_menus_and_toolbar(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addAction(self.open_action)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addAction(self.save_action)
+        file_menu.addAction(self.save_as_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.export_curves_action)
+        file_menu.addAction(self.export_recon_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        train_menu = bar.addMenu("&Training")
+        for action in (self.start_action, self.continue_action, self.pause_action, self.stop_action):
+            train_menu.addAction(action)
+        train_menu.addSeparator()
+        train_menu.addAction(self.autosave_action)
+        view_menu = bar.addMenu("&View")
+        for action in (self.zoom_in_action, self.zoom_out_action, self.zoom_reset_action):
+            view_menu.addAction(action)
+        view_menu.addSeparator()
+        view_menu.addAction(self.panel_dock.toggleViewAction())
+        view_menu.addAction(self.recon_dock.toggleViewAction())
+
+        toolbar = QToolBar("Training", self)
+        toolbar.setObjectName("trainingToolbar")
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        for action in (self.start_action, self.pause_action, self.stop_action):
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        self.progress = QProgressBar(objectName="progress")
+        self.progress.setMinimumWidth(240)
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("Ready")
+        self.progress.setValue(0)
+        toolbar.addWidget(self.progress)
+        self.progress_label = QLabel("Press Start (F5) to train", objectName="progressLabel")
+        self.progress_label.setContentsMargins(8, 0, 8, 0)
+        toolbar.addWidget(self.progress_label)
+        self.addToolBar(toolbar)
+        self.toolbar = toolbar
+
+    def _make_status_bar(self) -> None:
+        self.device_label = QLabel("", objectName="deviceLabel")
+        self.statusBar().addPermanentWidget(self.device_label)
+        self._show_device(self.panel.device.currentData())
+        self.statusBar().showMessage("Ready: pick a dataset and a model, then press Start (F5).")
+
+    def _connect_session(self) -> None:
+        s = self.session
+        s.state_changed.connect(self._update_for_state)
+        s.run_started.connect(self._on_run_started)
+        s.step.connect(self._on_step)
+        s.epoch.connect(self._on_epoch)
+        s.run_finished.connect(self._on_run_finished)
+        s.error.connect(lambda msg: self._show_message(QMessageBox.Icon.Critical, "Training failed", msg))
+        s.warning.connect(lambda msg: self._show_message(QMessageBox.Icon.Warning, "Latent Explorer", msg))
+        s.setting_changed.connect(self._on_setting_changed)
+        self.panel.lr.sigValueChanged.connect(lambda sb: self.session.set_lr(float(sb.value())))
+        self.panel.beta.valueChanged.connect(lambda v: self.session.set_beta(float(v)))
+        self.panel.device.currentIndexChanged.connect(lambda: self._show_device(self.panel.device.currentData()))
+
+    # -- training ------------------------------------------------------------------------
+
+    def start_training(self, continue_training: bool = False) -> None:
+        if self.session.is_running:
+            return
+        try:
+            model, data, train = self.panel.configs()
+        except UserError as exc:
+            self._show_message(QMessageBox.Icon.Warning, "Cannot start", str(exc))
+            return
+        self._run_info = None
+        self.progress.setValue(0)
+        self.progress.setFormat("Loading data...")
+        self.progress_label.setText(f"Loading {data.dataset}...")
+        self.session.start(model, data, train, continue_training=continue_training)
+
+    def continue_training(self) -> None:
+        if not self.session.has_model:
+            self.start_training()
+            return
+        model, _, _ = self.panel.configs()
+        current = self.session.model_config
+        if current is not None and (model.preset, model.latent_dim) != (current.preset, current.latent_dim):
+            self._show_message(QMessageBox.Icon.Information, "Cannot continue",
+                               "The model settings changed since this model was trained; press Start to train "
+                               "a new model with them.")
+            return
+        self.start_training(continue_training=True)
+
+    def toggle_pause(self) -> None:
+        if self.session.state == PAUSED:
+            self.session.resume()
+        elif self.session.state == TRAINING:
+            self.session.pause()
+
+    def _on_autosave_toggled(self, on: bool) -> None:
+        self.session.autosave_path = data_dir() / "autosave" / "last-run.safetensors" if on else None
+        self.settings.setValue("training/autosave", "true" if on else "false")
+
+    def _update_for_state(self, state: str) -> None:
+        running = state in (LOADING, TRAINING, PAUSED, STOPPING)
+        self.start_action.setEnabled(not running)
+        self.continue_action.setEnabled(not running and self.session.has_model)
+        self.pause_action.setEnabled(state in (TRAINING, PAUSED))
+        self.pause_action.setText("&Resume" if state == PAUSED else "&Pause")
+        self.stop_action.setEnabled(state in (LOADING, TRAINING, PAUSED))
+        self.open_action.setEnabled(not running)
+        self.recent_menu.setEnabled(not running)
+        self.panel.set_running(running)
+        if state == PAUSED:
+            self.progress.setFormat("Paused  %p%")
+            self.statusBar().showMessage("Paused. Press Resume (F6) to go on.")
+        elif state == STOPPING:
+            self.progress.setFormat("Stopping...")
+        elif state == TRAINING:
+            self.statusBar().showMessage("Training...")
+        elif state == IDLE and self._run_info is None:
+            self.progress.setFormat("Ready")
+
+    def _on_run_started(self, event: RunStarted) -> None:
+        self._run_info = event
+        self._run_started_at = time.perf_counter()
+        self.progress.setRange(0, event.epochs * event.steps_per_epoch)
+        self.progress.setValue(0)
+        self.progress.setFormat("%p%")
+        self._show_device(event.device)
+
+    def _on_step(self, event: StepLoss) -> None:
+        info = self._run_info
+        if info is None:
+            return
+        done = (event.epoch - info.start_epoch - 1) * info.steps_per_epoch + event.step
+        total = info.epochs * info.steps_per_epoch
+        self.progress.setValue(done)
+        elapsed = time.perf_counter() - self._run_started_at
+        eta = elapsed / max(done, 1) * (total - done)
+        self.progress_label.setText(
+            f"Epoch {event.epoch}/{info.start_epoch + info.epochs}  ·  step {event.step}/{info.steps_per_epoch}  ·  "
+            f"ETA {format_eta(eta)}  ·  {event.samples_per_s:,.0f} samples/s  ·  loss {event.loss:.2f}")
+
+    def _on_epoch(self, event: EpochEnd) -> None:
+        terms = ", ".join(f"{k} {v:.2f}" for k, v in event.test.items() if k != "loss")
+        self.statusBar().showMessage(f"Epoch {event.epoch}: test loss {event.test['loss']:.2f}"
+                                     + (f" ({terms})" if terms else "") + f" in {event.seconds:.1f} s")
+
+    def _on_run_finished(self, result: RunResult) -> None:
+        last = self.session.history.epochs[-1]["test"]["loss"] if self.session.history.epochs else None
+        summary = f"test loss {last:.2f}" if last is not None else "no epoch finished"
+        if result.status == "diverged":
+            self.progress.setFormat("Diverged")
+            self._show_message(QMessageBox.Icon.Warning, "Training stopped", result.message)
+        elif result.status == "stopped":
+            self.progress.setFormat("Stopped")
+            self.statusBar().showMessage(f"Stopped after {result.epochs_completed} epoch(s); {summary}.")
+        else:
+            self.progress.setFormat("Done")
+            self.progress.setValue(self.progress.maximum())
+            self.statusBar().showMessage(f"Finished {result.epochs_completed} epoch(s); {summary}. "
+                                         "Save it with Ctrl+S.")
+
+    def _on_setting_changed(self, event: SettingChanged) -> None:
+        self.statusBar().showMessage(f"{'Learning rate' if event.name == 'lr' else 'Beta'} is now {event.value:g}")
+
+    def _show_device(self, device: str) -> None:
+        self.device_label.setText(f"Device: {device}")
+
+    # -- files ---------------------------------------------------------------------------
+
+    def ask_open(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", self._last_folder(), CHECKPOINT_FILTER)
         if path:
             self.open_checkpoint(path)
 
     def open_checkpoint(self, path: str) -> bool:
-        from explorer.training.checkpoint import load_checkpoint
-
         try:
-            ckpt = load_checkpoint(path)
+            self.session.open(path)
         except UserError as exc:
-            QMessageBox.warning(self, "Cannot open checkpoint", str(exc))
+            self._show_message(QMessageBox.Icon.Warning, "Cannot open checkpoint", str(exc))
             return False
-        cfg = ckpt.model_config
-        rows = [("model", cfg.preset or "custom"), ("dataset", ckpt.data_config.dataset),
-                ("latent size", str(cfg.latent_dim)), ("epochs trained", str(ckpt.history.last_epoch))]
-        if ckpt.history.epochs:
-            rows.append(("last test loss", f"{ckpt.history.epochs[-1]['test']['loss']:.2f}"))
-        table = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows)
-        self.info.setText(f"<h2>{path}</h2><table>{table}</table>")
+        s = self.session
+        assert s.model_config is not None and s.data_config is not None and s.train_config is not None
+        self.panel.show_configs(s.model_config, s.data_config, s.train_config)
+        self._add_recent(path)
+        self._run_info = None
+        self.progress.setFormat("Opened")
+        self.progress_label.setText(f"{Path(path).name}: {s.model_config.preset or 'custom'}, "
+                                    f"{s.history.last_epoch} epoch(s) trained")
+        self.setWindowTitle(f"{Path(path).name} - Latent Explorer")
         self.statusBar().showMessage(f"Opened {path}")
+        self._update_for_state(self.session.state)
         return True
+
+    def save(self) -> bool:
+        if self.session.checkpoint_path is None:
+            return self.ask_save_as()
+        return self.save_to(str(self.session.checkpoint_path))
+
+    def ask_save_as(self) -> bool:
+        suggested = str(Path(self._last_folder()) / f"{self.panel.preset.currentData()}.safetensors")
+        path, _ = QFileDialog.getSaveFileName(self, "Save checkpoint", suggested, CHECKPOINT_FILTER)
+        return self.save_to(path) if path else False
+
+    def save_to(self, path: str) -> bool:
+        if not path.endswith(".safetensors"):
+            path += ".safetensors"
+        try:
+            self.session.save(path)
+        except UserError as exc:
+            self._show_message(QMessageBox.Icon.Warning, "Cannot save", str(exc))
+            return False
+        self._add_recent(path)
+        self.setWindowTitle(f"{Path(path).name} - Latent Explorer")
+        self.statusBar().showMessage(f"Saved {path}")
+        return True
+
+    def ask_export_curves(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export loss curves", str(Path(self._last_folder()) / "losses.png"),
+                                              "PNG images (*.png)")
+        if path:
+            self.loss_plot.export_png(path)
+            self.statusBar().showMessage(f"Exported {path}")
+
+    def ask_export_recon(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export reconstructions",
+                                              str(Path(self._last_folder()) / "reconstructions.png"),
+                                              "PNG images (*.png)")
+        if not path:
+            return
+        try:
+            self.recon_view.export_png(path)
+        except (ValueError, UserError) as exc:
+            self._show_message(QMessageBox.Icon.Information, "Nothing to export", str(exc))
+            return
+        self.statusBar().showMessage(f"Exported {path}")
+
+    def _recent(self) -> list[str]:
+        value = self.settings.value("files/recent", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _add_recent(self, path: str) -> None:
+        path = str(Path(path).resolve())
+        recent = [path] + [p for p in self._recent() if p != path]
+        self.settings.setValue("files/recent", recent[:MAX_RECENT])
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self._recent()
+        if not recent:
+            self.recent_menu.addAction("(none yet)").setEnabled(False)
+        for path in recent:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda checked=False, p=path: self.open_checkpoint(p))
+
+    def _last_folder(self) -> str:
+        recent = self._recent()
+        return str(Path(recent[0]).parent) if recent else str(Path.home())
+
+    # -- view ----------------------------------------------------------------------------
+
+    def _change_font(self, step: int) -> None:
+        self._apply_font_delta(int(self.settings.value("view/font_delta", 0)) + step)
+
+    def _apply_font_delta(self, delta: int) -> None:
+        delta = max(-4, min(12, delta))
+        font = QFont(QApplication.font())
+        font.setPointSizeF(max(6.0, self._base_font_size + delta))
+        QApplication.setFont(font)
+        self.settings.setValue("view/font_delta", delta)
+
+    def _restore_layout(self) -> None:
+        geometry = self.settings.value("window/geometry")
+        state = self.settings.value("window/state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    def _show_message(self, icon: QMessageBox.Icon, title: str, text: str) -> None:
+        """A non-modal message: training views keep painting behind it."""
+        box = QMessageBox(icon, title, text.split("\n\n")[0], QMessageBox.StandardButton.Ok, self)
+        if "\n\n" in text:
+            box.setDetailedText(text)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        self.message_box = box
+        box.finished.connect(lambda _=0: setattr(self, "message_box", None))
+        box.open()
+
+    # -- closing -------------------------------------------------------------------------
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Stop and join the worker; keep the model (autosave) and the layout."""
+        if self.session.is_running:
+            self.statusBar().showMessage("Stopping training...")
+        self.session.shutdown()
+        if self.session.dirty and self.session.autosave_path is not None and self.session.has_model:
+            try:
+                self.session.autosave_path.parent.mkdir(parents=True, exist_ok=True)
+                self.session.save(self.session.autosave_path)
+            except (UserError, OSError):
+                pass  # closing must not fail; the per-epoch autosave is still there
+        try:
+            self.panel.save_settings(self.settings)
+        except UserError:
+            pass
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.settings.sync()
+        super().closeEvent(event)

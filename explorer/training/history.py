@@ -23,9 +23,11 @@ class History:
     max_points: int = MAX_STEP_POINTS
     _stride: int = 1
     _pending: int = 0
+    _latest_step: int = 0
 
     def record(self, event: object) -> None:
         if isinstance(event, StepLoss):
+            self._latest_step = event.global_step
             self._pending += 1
             if self._pending >= self._stride:
                 self._pending = 0
@@ -35,7 +37,7 @@ class History:
                     self.steps = self.steps[1::2]
                     self._stride *= 2
         elif isinstance(event, EpochEnd):
-            self.epochs.append({"epoch": event.epoch, "train": dict(event.train), "test": dict(event.test),
+            self.epochs.append({"epoch": event.epoch, "global_step": self._latest_step, "train": dict(event.train), "test": dict(event.test),
                                 "seconds": event.seconds, "samples_per_s": event.samples_per_s})
 
     @property
@@ -44,7 +46,7 @@ class History:
 
     @property
     def last_step(self) -> int:
-        return int(self.steps[-1][0]) if self.steps else 0
+        return max(self._latest_step, int(self.steps[-1][0]) if self.steps else 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {"part_names": list(self.part_names), "epochs": self.epochs, "steps": self.steps,
@@ -65,4 +67,7 @@ class History:
         history = cls(part_names=names, epochs=epochs, steps=[[float(v) for v in s] for s in steps])
         stride = data.get("stride", 1)
         history._stride = stride if isinstance(stride, int) and stride >= 1 else 1
+        steps_at_epochs = [e.get("global_step") for e in epochs]
+        history._latest_step = max([int(s) for s in steps_at_epochs if isinstance(s, (int, float))]
+                                   + [int(history.steps[-1][0]) if history.steps else 0])
         return history

@@ -1,0 +1,326 @@
+"""The GUI's state: the current run, the model the views draw from, its data and history.
+
+Views take a TrainingSession, listen to its signals and change it only through its
+methods. It owns the worker thread's whole life: start, steer, stop, and join on close.
+The views never touch the training model: every snapshot is loaded into the session's own
+CPU copy, so drawing never waits on training and training never waits on drawing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from explorer.config import DataConfig, ModelConfig, TrainConfig, replace
+from explorer.data import ImageData
+from explorer.errors import UserError
+from explorer.gui.worker import DataReady, RunRequest, TrainingWorker
+from explorer.models import Autoencoder
+from explorer.training.control import TrainingControl
+from explorer.training.events import EpochEnd, RunResult, RunStarted, SettingChanged, Snapshot, StepLoss
+from explorer.training.history import History
+
+IDLE, LOADING, TRAINING, PAUSED, STOPPING = "idle", "loading", "training", "paused", "stopping"
+
+
+class BackgroundTask(QThread):
+    """Run one function off the GUI thread; report its result or a user-facing error."""
+
+    done = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, fn: Callable[[], Any], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._fn = fn
+
+    def run(self) -> None:
+        try:
+            self.done.emit(self._fn())
+        except UserError as exc:
+            self.failed.emit(str(exc))
+        except Exception as exc:  # noqa: BLE001 - reported to the user instead of lost
+            self.failed.emit(f"{type(exc).__name__}: {exc}")
+
+
+class TrainingSession(QObject):
+    state_changed = Signal(str)
+    run_started = Signal(object)  # RunStarted
+    step = Signal(object)  # StepLoss
+    epoch = Signal(object)  # EpochEnd
+    run_finished = Signal(object)  # RunResult
+    error = Signal(str)
+    warning = Signal(str)
+    data_changed = Signal()
+    model_changed = Signal()  # new weights in view_model
+    history_reset = Signal()
+    setting_changed = Signal(object)  # SettingChanged
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.state = IDLE
+        self.model_config: ModelConfig | None = None
+        self.data_config: DataConfig | None = None
+        self.train_config: TrainConfig | None = None
+        self.data: ImageData | None = None
+        self.view_model: Autoencoder | None = None
+        self.history = History()
+        self.checkpoint_path: Path | None = None
+        self.dirty = False
+        self.autosave_path: Path | None = None
+        self.last_result: RunResult | None = None
+        self.device = "cpu"
+        self._control: TrainingControl | None = None
+        self._thread: QThread | None = None
+        self._worker: TrainingWorker | None = None
+        self._tasks: list[BackgroundTask] = []
+
+    # -- queries -----------------------------------------------------------------------
+
+    @property
+    def is_running(self) -> bool:
+        return self.state in (LOADING, TRAINING, PAUSED, STOPPING)
+
+    @property
+    def has_model(self) -> bool:
+        return self.view_model is not None
+
+    # -- training ----------------------------------------------------------------------
+
+    def start(self, model_config: ModelConfig, data_config: DataConfig, train_config: TrainConfig,
+              continue_training: bool = False) -> None:
+        """Start a run in the worker thread. ``continue_training`` keeps the current weights
+        and history (the model's settings must be unchanged)."""
+        if self.is_running:
+            return
+        train_config = replace(train_config, snapshot_interval_s=train_config.snapshot_interval_s or 0.5)
+        request = RunRequest(model_config, data_config, train_config, autosave_path=self.autosave_path)
+        if continue_training and self.view_model is not None:
+            request = RunRequest(model_config, data_config, train_config,
+                                 initial_state={k: v.clone() for k, v in self.view_model.state_dict().items()},
+                                 start_epoch=self.history.last_epoch, start_step=self.history.last_step,
+                                 autosave_path=self.autosave_path, history=self.history.to_dict())
+        else:
+            self.history = History()
+            self.history_reset.emit()
+        self.model_config, self.data_config, self.train_config = model_config, data_config, train_config
+        self.last_result = None
+        self._control = TrainingControl()
+        thread = QThread(self)
+        worker = TrainingWorker(request, self._control)
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.data_ready.connect(self._on_data_ready)
+        worker.started.connect(self._on_started)
+        worker.step.connect(self._on_step)
+        worker.epoch.connect(self._on_epoch)
+        worker.snapshot.connect(self._on_snapshot)
+        worker.paused.connect(self._on_paused)
+        worker.resumed.connect(self._on_resumed)
+        worker.setting_changed.connect(self._on_setting_changed)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        worker.finished.connect(thread.quit)
+        worker.failed.connect(thread.quit)
+        worker.autosave_failed.connect(self._on_autosave_failed)
+        thread.finished.connect(worker.deleteLater)
+        thread.finished.connect(self._on_thread_finished)
+        self._thread, self._worker = thread, worker
+        self._set_state(LOADING)
+        thread.start()
+
+    def pause(self) -> None:
+        if self._control is not None and self.state == TRAINING:
+            self._control.pause()
+
+    def resume(self) -> None:
+        if self._control is not None and self.state == PAUSED:
+            self._control.resume()
+
+    def stop(self) -> None:
+        if self._control is not None and self.is_running:
+            self._control.stop()
+            self._set_state(STOPPING)
+
+    def set_lr(self, value: float) -> None:
+        if self._control is not None and self.is_running:
+            self._control.set_lr(value)
+
+    def set_beta(self, value: float) -> None:
+        if self._control is not None and self.is_running:
+            self._control.set_beta(value)
+
+    def shutdown(self, timeout_ms: int = 15000) -> bool:
+        """Stop any run and join every thread (window closing). True if all joined."""
+        if self._control is not None:
+            self._control.stop()
+        ok = True
+        if self._thread is not None:
+            self._thread.quit()
+            ok = self._thread.wait(timeout_ms)
+        for task in list(self._tasks):
+            ok = task.wait(timeout_ms) and ok
+        return ok
+
+    # -- files -------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        from explorer.training.checkpoint import save_checkpoint
+
+        if self.view_model is None or self.model_config is None or self.data_config is None:
+            raise UserError("there is no model to save yet: train one or open a checkpoint first")
+        path = Path(path)
+        class_names = self.data.class_names if self.data is not None else ()
+        save_checkpoint(path, self.view_model, self.data_config, self.train_config or TrainConfig(),
+                        self.history, class_names)
+        self.checkpoint_path = path
+        self.dirty = False
+        return path
+
+    def open(self, path: str | Path) -> None:
+        """Load a checkpoint (raises CheckpointError); its data loads in the background."""
+        from explorer.training.checkpoint import load_checkpoint
+
+        if self.is_running:
+            raise UserError("stop the current training run before opening a checkpoint")
+        ckpt = load_checkpoint(path)
+        self.model_config, self.data_config, self.train_config = (ckpt.model_config, ckpt.data_config,
+                                                                  ckpt.train_config)
+        self.view_model = ckpt.build_model()
+        self.history = ckpt.history
+        self.checkpoint_path = Path(path)
+        self.dirty = False
+        self.data = None
+        self.history_reset.emit()
+        self.model_changed.emit()
+        self._load_data_in_background(ckpt.data_config, ckpt.model_config)
+
+    def _load_data_in_background(self, data_config: DataConfig, model_config: ModelConfig) -> None:
+        from explorer.data import load_dataset
+
+        task = BackgroundTask(lambda: load_dataset(data_config), self)
+
+        def done(data: ImageData) -> None:
+            if data.image_shape != model_config.image_shape:
+                self.warning.emit(f"The dataset {data_config.dataset} now has images of shape {data.image_shape}; "
+                                  f"the model expects {model_config.image_shape}.")
+                return
+            if self.model_config == model_config:
+                self.data = data
+                self.data_changed.emit()
+
+        task.done.connect(done)
+        task.failed.connect(lambda msg: self.warning.emit(f"Could not load the model's data: {msg}"))
+        task.finished.connect(lambda: self._tasks.remove(task) if task in self._tasks else None)
+        task.finished.connect(task.deleteLater)
+        self._tasks.append(task)
+        task.start()
+
+    # -- worker signals (GUI thread) -----------------------------------------------------
+
+    def _current(self) -> bool:
+        """Ignore signals still queued from a run that has been replaced."""
+        return self.sender() is self._worker
+
+    @Slot(object)
+    def _on_data_ready(self, ready: DataReady) -> None:
+        if not self._current():
+            return
+        self.data = ready.data
+        self.model_config = ready.model_config
+        model = Autoencoder(ready.model_config)
+        model.load_state_dict(ready.initial_state)
+        model.eval()
+        self.view_model = model
+        if ready.skipped:
+            names = "\n".join(f"{Path(n).name}: {why}" for n, why in ready.skipped[:10])
+            more = f"\n... and {len(ready.skipped) - 10} more" if len(ready.skipped) > 10 else ""
+            self.warning.emit(f"Skipped {len(ready.skipped)} file(s) that are not readable images:\n{names}{more}")
+        self.data_changed.emit()
+        self.model_changed.emit()
+
+    @Slot(object)
+    def _on_started(self, event: RunStarted) -> None:
+        if not self._current():
+            return
+        self.device = event.device
+        self._set_state(TRAINING)
+        self.run_started.emit(event)
+
+    @Slot(object)
+    def _on_step(self, event: StepLoss) -> None:
+        if not self._current():
+            return
+        self.history.record(event)
+        if self.view_model is not None:
+            self.view_model.beta = event.beta
+        self.step.emit(event)
+
+    @Slot(object)
+    def _on_epoch(self, event: EpochEnd) -> None:
+        if not self._current():
+            return
+        self.history.record(event)
+        self.epoch.emit(event)
+
+    @Slot(object)
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
+        if not self._current() or self.view_model is None:
+            return
+        with torch.no_grad():
+            self.view_model.load_state_dict(snapshot.state_dict)
+        self.dirty = True
+        self.model_changed.emit()
+
+    @Slot()
+    def _on_paused(self) -> None:
+        if self._current() and self.state != STOPPING:
+            self._set_state(PAUSED)
+
+    @Slot()
+    def _on_resumed(self) -> None:
+        if self._current() and self.state != STOPPING:
+            self._set_state(TRAINING)
+
+    @Slot(object)
+    def _on_setting_changed(self, event: SettingChanged) -> None:
+        if self._current():
+            self.setting_changed.emit(event)
+
+    @Slot(object)
+    def _on_finished(self, result: RunResult) -> None:
+        if not self._current():
+            return
+        self.last_result = result
+        if self.model_config is not None:
+            self.model_config = replace(self.model_config, beta=result.beta)
+        self.run_finished.emit(result)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        if not self._current():
+            return
+        self.error.emit(message)
+
+    @Slot(str)
+    def _on_autosave_failed(self, message: str) -> None:
+        if self._current():
+            self.warning.emit(f"Autosave failed: {message}")
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        thread = self.sender()
+        if thread is self._thread:
+            self._thread = None
+            self._worker = None
+            self._control = None
+            self._set_state(IDLE)
+        if isinstance(thread, QThread):
+            thread.deleteLater()
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.state_changed.emit(state)

@@ -1,0 +1,241 @@
+"""The training settings form: dataset, model and optimisation settings.
+
+It turns its fields into the same frozen configs the CLI builds, so a run started here is
+the run `latent-explorer train` would start with the same settings. While a run is going,
+only the learning rate and beta stay editable; their changes go to the session live.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtCore import QSettings, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from explorer.config import DataConfig, ModelConfig, TrainConfig, replace
+from explorer.presets import PRESETS, get_preset
+
+DATASETS = [("MNIST (bundled)", "mnist"), ("Fashion-MNIST (downloads once)", "fashion-mnist"),
+            ("KMNIST (downloads once)", "kmnist"), ("CIFAR-10 (downloads once)", "cifar10")]
+FOLDER_ITEM = "Image folder..."
+DEFAULT_PRESET = "vae"
+DEFAULT_LATENT = 2  # a 2-D latent makes the latent plane exact on first launch
+
+
+class TrainingPanel(QWidget):
+    preset_changed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._folder: str | None = None
+
+        self.dataset = QComboBox(objectName="dataset")
+        for label, key in DATASETS:
+            self.dataset.addItem(label, key)
+        self.dataset.addItem(FOLDER_ITEM, "")
+        self.dataset.setToolTip("MNIST ships with the app; the others download on first use. "
+                                "A folder of images: class sub-folders give labels.")
+        self.dataset.activated.connect(self._on_dataset_activated)
+        self.limit = QSpinBox(objectName="limit", minimum=0, maximum=10_000_000, singleStep=1000)
+        self.limit.setSpecialValueText("All")
+        self.limit.setToolTip("Train and test on only the first N images of each split (quick runs); All uses all")
+
+        self.preset = QComboBox(objectName="preset")
+        for name, preset in PRESETS.items():
+            self.preset.addItem(name, name)
+            self.preset.setItemData(self.preset.count() - 1, preset.description, 3)  # ToolTipRole
+        self.preset.currentIndexChanged.connect(self._on_preset_changed)
+        self.latent = QSpinBox(objectName="latent", minimum=1, maximum=4096)
+        self.latent.setToolTip("Size of the code; 2 makes the latent plane exact")
+        self.recon_loss = QComboBox(objectName="reconLoss")
+        self.recon_loss.addItem("Binary cross-entropy", "bce")
+        self.recon_loss.addItem("Squared error", "mse")
+        self.beta = QDoubleSpinBox(objectName="beta", minimum=0.0, maximum=1000.0, singleStep=0.5, decimals=2)
+        self.beta.setToolTip("Weight of the KL term (VAE family); can change during training")
+        self.noise = QComboBox(objectName="noise")
+        for label, key in (("None", "none"), ("Gaussian", "gaussian"), ("Salt and pepper", "salt-pepper"),
+                           ("Masking", "mask")):
+            self.noise.addItem(label, key)
+        self.noise_level = QDoubleSpinBox(objectName="noiseLevel", minimum=0.0, maximum=1.0, singleStep=0.05,
+                                          decimals=2)
+        self.noise_level.setToolTip("Gaussian: noise strength; salt and pepper, masking: fraction of pixels")
+        self.noise.currentIndexChanged.connect(self._sync_enabled)
+        self.sparsity = QDoubleSpinBox(objectName="sparsity", minimum=0.0, maximum=100.0, singleStep=0.001,
+                                       decimals=4)
+        self.sparsity.setToolTip("L1 penalty on the code's activity (sparse autoencoder)")
+
+        self.epochs = QSpinBox(objectName="epochs", minimum=1, maximum=100000)
+        self.batch_size = QSpinBox(objectName="batchSize", minimum=1, maximum=65536, singleStep=32)
+        self.lr = pg.SpinBox(value=1e-3, bounds=(1e-7, 1.0), dec=True, minStep=1e-7, step=0.5, decimals=3,
+                             int=False)
+        self.lr.setObjectName("lr")
+        self.lr.setMinimumHeight(self.epochs.sizeHint().height())
+        self.lr.setToolTip("Learning rate (Adam); can change during training")
+        self.device = QComboBox(objectName="device")
+        self._fill_devices()
+        self.seed = QSpinBox(objectName="seed", minimum=0, maximum=2**31 - 1)
+
+        data_box = QGroupBox("Data")
+        form = QFormLayout(data_box)
+        form.addRow("Dataset", self.dataset)
+        form.addRow("Images per split", self.limit)
+        model_box = QGroupBox("Model")
+        form = QFormLayout(model_box)
+        form.addRow("Preset", self.preset)
+        form.addRow("Latent size", self.latent)
+        form.addRow("Reconstruction loss", self.recon_loss)
+        form.addRow("Beta (KL weight)", self.beta)
+        form.addRow("Input noise", self.noise)
+        form.addRow("Noise level", self.noise_level)
+        form.addRow("Sparsity weight", self.sparsity)
+        train_box = QGroupBox("Training")
+        form = QFormLayout(train_box)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Batch size", self.batch_size)
+        form.addRow("Learning rate", self.lr)
+        form.addRow("Seed", self.seed)
+        form.addRow("Device", self.device)
+
+        layout = QVBoxLayout(self)
+        for box in (data_box, model_box, train_box):
+            layout.addWidget(box)
+        layout.addStretch(1)
+
+        self.preset.setCurrentIndex(self.preset.findData(DEFAULT_PRESET))
+        self.apply_preset(DEFAULT_PRESET)
+        self.latent.setValue(DEFAULT_LATENT)
+        self._running = False
+
+    # -- devices and datasets -----------------------------------------------------------
+
+    def _fill_devices(self) -> None:
+        import torch
+
+        self.device.addItem("Automatic (best available)", "auto")
+        self.device.addItem("CPU", "cpu")
+        if torch.cuda.is_available():
+            self.device.addItem(f"CUDA GPU ({torch.cuda.get_device_name(0)})", "cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            self.device.addItem("Apple GPU (MPS)", "mps")
+
+    def _on_dataset_activated(self, index: int) -> None:
+        if self.dataset.itemText(index) != FOLDER_ITEM:
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder of images")
+        if folder:
+            self.set_dataset(folder)
+        else:
+            self.set_dataset(self._folder or "mnist")
+
+    def set_dataset(self, key: str) -> None:
+        """Select a built-in dataset by key, or a folder by path."""
+        index = self.dataset.findData(key)
+        if index < 0:
+            self._folder = key
+            folder_label = f"Folder: {Path(key).name or key}"
+            existing = [i for i in range(self.dataset.count()) if self.dataset.itemText(i).startswith("Folder: ")]
+            if existing:
+                self.dataset.setItemText(existing[0], folder_label)
+                self.dataset.setItemData(existing[0], key)
+                index = existing[0]
+            else:
+                self.dataset.insertItem(self.dataset.count() - 1, folder_label, key)
+                index = self.dataset.count() - 2
+            self.dataset.setItemData(index, key, 3)
+        self.dataset.setCurrentIndex(index)
+
+    # -- presets and state ----------------------------------------------------------------
+
+    def _on_preset_changed(self) -> None:
+        name = self.preset.currentData()
+        if name:
+            self.apply_preset(name)
+            self.preset_changed.emit(name)
+
+    def apply_preset(self, name: str) -> None:
+        """Reset the model and training fields to the preset's defaults."""
+        preset = get_preset(name)
+        self._show_model_config(preset.model)
+        self.epochs.setValue(preset.epochs)
+        self.batch_size.setValue(preset.batch_size)
+        self.lr.setValue(preset.lr)
+
+    def _show_model_config(self, cfg: ModelConfig) -> None:
+        self.preset.blockSignals(True)
+        self.preset.setCurrentIndex(max(0, self.preset.findData(cfg.preset)))
+        self.preset.blockSignals(False)
+        self.latent.setValue(cfg.latent_dim)
+        self.recon_loss.setCurrentIndex(self.recon_loss.findData(cfg.recon_loss))
+        self.beta.setValue(cfg.beta)
+        self.noise.setCurrentIndex(self.noise.findData(cfg.noise))
+        self.noise_level.setValue(cfg.noise_level)
+        self.sparsity.setValue(cfg.sparsity_weight)
+        self._sync_enabled()
+
+    def show_configs(self, model: ModelConfig, data: DataConfig, train: TrainConfig) -> None:
+        """Fill the form from an opened checkpoint."""
+        self._show_model_config(model)
+        self.set_dataset(data.dataset)
+        self.limit.setValue(data.limit or 0)
+        self.epochs.setValue(train.epochs)
+        self.batch_size.setValue(train.batch_size)
+        self.lr.setValue(train.lr)
+        self.seed.setValue(train.seed)
+        index = self.device.findData(train.device)
+        self.device.setCurrentIndex(index if index >= 0 else 0)
+
+    def configs(self) -> tuple[ModelConfig, DataConfig, TrainConfig]:
+        """The form as configs; raises ConfigError with a readable message."""
+        base = get_preset(self.preset.currentData()).model
+        model = replace(base, latent_dim=self.latent.value(), recon_loss=self.recon_loss.currentData(),
+                        beta=float(self.beta.value()), noise=self.noise.currentData(),
+                        noise_level=float(self.noise_level.value()), sparsity_weight=float(self.sparsity.value()))
+        data = DataConfig(dataset=self.dataset.currentData() or "mnist", limit=self.limit.value() or None)
+        train = TrainConfig(epochs=self.epochs.value(), batch_size=self.batch_size.value(),
+                            lr=float(self.lr.value()), seed=self.seed.value(), device=self.device.currentData())
+        return model, data, train
+
+    def set_running(self, running: bool) -> None:
+        self._running = running
+        self._sync_enabled()
+
+    def _sync_enabled(self) -> None:
+        running = getattr(self, "_running", False)
+        variational = get_preset(self.preset.currentData() or DEFAULT_PRESET).model.variational
+        for widget in (self.dataset, self.limit, self.preset, self.latent, self.recon_loss, self.noise,
+                       self.noise_level, self.sparsity, self.epochs, self.batch_size, self.device, self.seed):
+            widget.setEnabled(not running)
+        self.noise_level.setEnabled(not running and self.noise.currentData() != "none")
+        self.beta.setEnabled(variational)  # live-editable while training
+        self.lr.setEnabled(True)
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def save_settings(self, settings: QSettings) -> None:
+        model, data, train = self.configs()
+        settings.setValue("panel/model", model.to_json())
+        settings.setValue("panel/data", data.to_json())
+        settings.setValue("panel/train", train.to_json())
+
+    def restore_settings(self, settings: QSettings) -> None:
+        from explorer.errors import ConfigError
+
+        try:
+            model = ModelConfig.from_json(str(settings.value("panel/model", "")))
+            data = DataConfig.from_json(str(settings.value("panel/data", "")))
+            train = TrainConfig.from_json(str(settings.value("panel/train", "")))
+        except ConfigError:
+            return  # first launch or settings from another version: keep the defaults
+        if model.preset not in PRESETS:
+            return
+        self.show_configs(model, data, train)
