@@ -208,6 +208,12 @@ def _load_data(ckpt):  # -> ImageData
     return data
 
 
+def _strict_json(record: dict[str, Any]) -> str:
+    """JSON that other tools can parse: NaN and infinities become null."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+    return json.dumps(clean, allow_nan=False)
+
+
 def _epoch_line(ev, total: int) -> str:
     def terms(d: dict[str, float]) -> str:
         extra = ", ".join(f"{k} {v:.2f}" for k, v in d.items() if k != "loss")
@@ -277,7 +283,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                               **{f"train_{k}": v for k, v in ev.train.items() if k != "loss"},
                               **{f"test_{k}": v for k, v in ev.test.items() if k != "loss"},
                               "samples_per_s": ev.samples_per_s, "seconds": ev.seconds}
-                    print(json.dumps(record), flush=True)
+                    print(_strict_json(record), flush=True)
                 else:
                     line = _epoch_line(ev, train_config.epochs)
                     (bar.write(line) if bar is not None and show_bar else print(line, flush=True))
@@ -314,7 +320,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               "unit": "nats per image (negative ELBO)" if ckpt.model_config.variational
               else f"summed {ckpt.model_config.recon_loss.upper()} per image"}
     if args.json:
-        print(json.dumps(report))
+        print(_strict_json(report))
     else:
         for key, value in report.items():
             print(f"{key:12} {value:.4f}" if isinstance(value, float) else f"{key:12} {value}")

@@ -9,6 +9,7 @@ event loop is busy running the generator.
 
 from __future__ import annotations
 
+import os
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ class RunRequest:
     start_step: int = 0
     autosave_path: Path | None = None  # save a checkpoint here after every epoch
     history: dict[str, Any] | None = None  # the history so far, when continuing
+    threads: int | None = None  # torch threads for training; None = all cores
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class TrainingWorker(QObject):
         from explorer.training.runs import prepare_run
 
         req = self.request
+        torch.set_num_threads(req.threads or os.cpu_count() or 1)  # per thread: the GUI keeps its own
         try:
             run = prepare_run(req.model_config, req.data_config, req.train_config)
             if req.initial_state is not None:

@@ -182,7 +182,7 @@ def parse_checkpoint(raw: bytes, path: Path = Path("checkpoint")) -> Checkpoint:
         raise CheckpointError(f"{path.name} names an unknown model preset {model_config.preset!r}")
     try:
         history = History.from_dict(_meta_json(metadata, "history", path))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         raise CheckpointError(f"{path.name} has a damaged loss history: {exc}") from None
     names = _meta_json(metadata, "class_names", path)
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

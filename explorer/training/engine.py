@@ -158,6 +158,10 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
         train_seconds = time.perf_counter() - epoch_start
         train_means = (epoch_sum / n).tolist()
         test_metrics = evaluate_tensors(model, test_x, test_y, cfg.eval_batch_size, seed=cfg.seed)
+        if not all(math.isfinite(v) for v in test_metrics.values()):
+            bad = ", ".join(k for k, v in test_metrics.items() if not math.isfinite(v))
+            return result("diverged", f"the test loss ({bad}) became NaN or infinite after epoch {epoch}; the "
+                                      f"weights are kept as they are. Try a lower learning rate (it was {lr:g}).")
         epochs_done = epoch
         yield EpochEnd(epoch=epoch, train=dict(zip(("loss", *names), train_means)), test=test_metrics,
                        seconds=time.perf_counter() - epoch_start, samples_per_s=n / max(train_seconds, 1e-9))

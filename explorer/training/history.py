@@ -6,6 +6,7 @@ length keeps a faithful outline in fixed memory and a small checkpoint.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,18 +57,41 @@ class History:
     def from_dict(cls, data: dict[str, Any]) -> "History":
         if not isinstance(data, dict):
             raise ValueError("history must be a JSON object")
-        names = tuple(str(n) for n in data.get("part_names", ("recon",)))
+        names = data.get("part_names", ["recon"])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError("history part names must be a list of strings")
         epochs = data.get("epochs", [])
         steps = data.get("steps", [])
-        if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
-            raise ValueError("history epochs must be a list of objects")
+        if not isinstance(epochs, list) or not all(_valid_epoch(e) for e in epochs):
+            raise ValueError("history epochs must be objects with a whole epoch number and metric tables")
         if not isinstance(steps, list) or not all(
-                isinstance(s, list) and all(isinstance(v, (int, float)) for v in s) for s in steps):
-            raise ValueError("history steps must be a list of number rows")
-        history = cls(part_names=names, epochs=epochs, steps=[[float(v) for v in s] for s in steps])
+                isinstance(s, list) and len(s) >= 2 and all(_is_number(v) for v in s)
+                and math.isfinite(s[0]) and s[0] >= 0 for s in steps):
+            raise ValueError("history steps must be rows of numbers starting with a step count")
+        history = cls(part_names=tuple(names), epochs=epochs, steps=[[float(v) for v in s] for s in steps])
         stride = data.get("stride", 1)
-        history._stride = stride if isinstance(stride, int) and stride >= 1 else 1
-        steps_at_epochs = [e.get("global_step") for e in epochs]
-        history._latest_step = max([int(s) for s in steps_at_epochs if isinstance(s, (int, float))]
-                                   + [int(history.steps[-1][0]) if history.steps else 0])
+        history._stride = stride if _is_int(stride) and stride >= 1 else 1
+        steps_at_epochs = [int(e["global_step"]) for e in epochs if "global_step" in e]
+        history._latest_step = max(steps_at_epochs + [int(history.steps[-1][0]) if history.steps else 0])
         return history
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _valid_epoch(record: Any) -> bool:
+    if not isinstance(record, dict) or not _is_int(record.get("epoch")) or record["epoch"] < 0:
+        return False
+    step = record.get("global_step", 0)
+    if not (_is_number(step) and math.isfinite(step) and step >= 0):
+        return False
+    for split in ("train", "test"):
+        table = record.get(split, {})
+        if not isinstance(table, dict) or not all(isinstance(k, str) and _is_number(v) for k, v in table.items()):
+            return False
+    return True

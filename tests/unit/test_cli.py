@@ -475,10 +475,6 @@ def test_a_diverging_run_exits_3_and_keeps_the_last_good_weights(tmp_path: Path,
     assert saved.history.last_epoch == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: explorer/cli.py cmd_train prints json.dumps(record) with "
-                                       "allow_nan=True, so a NaN/infinite test metric comes out as bare "
-                                       "NaN/Infinity, which is not JSON; the run also exits 0. Seen for real "
-                                       "with `train --model vae --limit 300 --epochs 1 --lr 9 --json`.")
 def test_train_json_stays_json_when_the_test_loss_is_not_finite(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from explorer.training import engine
@@ -496,9 +492,6 @@ def test_train_json_stays_json_when_the_test_loss_is_not_finite(tmp_path: Path,
         strict_json(line)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: History.from_dict (explorer/training/history.py) accepts epoch rows "
-                                       "without an 'epoch' key; `evaluate` then dies in History.last_epoch "
-                                       "with a KeyError traceback (exit 1) instead of a one-line error")
 def test_evaluate_on_a_checkpoint_with_a_damaged_history_is_a_user_error(runs, tmp_path: Path) -> None:
     from safetensors import safe_open
     from safetensors.torch import save as st_save

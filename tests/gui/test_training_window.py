@@ -1,0 +1,228 @@
+"""Driving the training window as a person would: click Start, Pause, Stop, Save, Open."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from explorer.gui.main_window import MainWindow
+from explorer.training.checkpoint import load_checkpoint
+
+RUN_TIMEOUT_MS = 90_000
+
+
+def start_and_wait_for_data(click, qtbot, window: MainWindow) -> None:
+    with qtbot.waitSignal(window.session.data_changed, timeout=RUN_TIMEOUT_MS):
+        click(window, window.start_action)
+
+
+def test_first_launch_defaults_are_a_2d_vae_on_bundled_mnist(window):
+    model, data, train = window.panel.configs()
+    assert (model.preset, model.latent_dim, model.variational) == ("vae", 2, True)
+    assert data.dataset == "mnist"
+    assert window.windowTitle() == "Latent Explorer"
+    assert not window.pause_action.isEnabled() and not window.stop_action.isEnabled()
+
+
+def test_start_trains_draws_curves_and_sharpens_reconstructions(click, qtbot, window):
+    window.panel.epochs.setValue(2)
+    start_and_wait_for_data(click, qtbot, window)
+    before = window.recon_view.grid.copy()  # drawn from the untrained weights
+    assert not window.panel.preset.isEnabled(), "model settings must be locked while training"
+    assert window.panel.lr.isEnabled() and window.panel.beta.isEnabled(), "lr and beta stay live"
+    with qtbot.waitSignal(window.session.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        pass
+    assert finished.args[0].status == "completed"
+    qtbot.waitUntil(lambda: window.session.state == "idle", timeout=5000)
+    assert window.loss_plot.point_count() >= 2
+    assert window.loss_plot.point_count("test loss") == 2
+    assert window.loss_plot.point_count("test kl") == 2
+    after = window.recon_view.grid
+    assert after.shape == before.shape
+    assert np.abs(after - before).mean() > 0.01, "reconstructions did not change with training"
+    assert "Epoch 2/2" in window.progress_label.text()
+    assert window.device_label.text() == "Device: cpu"
+    assert window.panel.preset.isEnabled()
+
+
+def test_pause_holds_training_and_resume_continues(click, qtbot, window):
+    window.panel.epochs.setValue(200)
+    start_and_wait_for_data(click, qtbot, window)
+    with qtbot.waitSignal(window.session.step, timeout=RUN_TIMEOUT_MS):
+        pass
+    with qtbot.waitSignal(window.session.state_changed, timeout=5000,
+                          check_params_cb=lambda state: state == "paused"):
+        click(window, window.pause_action)
+    assert window.pause_action.text() == "&Resume"
+    steps = window.loss_plot.point_count()
+    qtbot.wait(400)
+    assert window.loss_plot.point_count() == steps, "training went on while paused"
+    with qtbot.waitSignal(window.session.step, timeout=10_000):
+        click(window, window.pause_action)  # now "Resume"
+    assert window.session.state == "training"
+    with qtbot.waitSignal(window.session.run_finished, timeout=5000) as finished:
+        click(window, window.stop_action)
+    assert finished.args[0].status == "stopped"
+
+
+def test_stop_ends_the_run_within_a_second(click, qtbot, window):
+    window.panel.epochs.setValue(500)
+    start_and_wait_for_data(click, qtbot, window)
+    with qtbot.waitSignal(window.session.step, timeout=RUN_TIMEOUT_MS):
+        pass
+    with qtbot.waitSignal(window.session.run_finished, timeout=1000) as finished:
+        click(window, window.stop_action)
+    assert finished.args[0].status == "stopped"
+    qtbot.waitUntil(lambda: window.session.state == "idle", timeout=2000)
+    assert window.start_action.isEnabled()
+
+
+def test_closing_mid_run_joins_the_thread_and_keeps_the_model(click, qtbot, settings, tmp_path):
+    window = MainWindow(settings=settings)
+    qtbot.addWidget(window)
+    window.show()
+    window.panel.limit.setValue(300)
+    window.panel.epochs.setValue(500)
+    start_and_wait_for_data(click, qtbot, window)
+    with qtbot.waitSignal(window.session.step, timeout=RUN_TIMEOUT_MS):
+        pass
+    thread = window.session._thread
+    assert thread is not None and thread.isRunning()
+    window.close()
+    assert not thread.isRunning(), "the training thread outlived the window"
+    autosave = window.session.autosave_path
+    assert autosave is not None and autosave.exists()
+    assert load_checkpoint(autosave).model_config.latent_dim == 2
+
+
+def test_a_worker_error_shows_a_message_and_the_app_still_trains(click, qtbot, window, monkeypatch):
+    import explorer.training.runs as runs
+
+    real = runs.prepare_run
+    calls = []
+
+    def broken_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("injected failure")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "prepare_run", broken_once)
+    with qtbot.waitSignal(window.session.error, timeout=RUN_TIMEOUT_MS) as error:
+        click(window, window.start_action)
+    assert "injected failure" in error.args[0]
+    qtbot.waitUntil(lambda: window.message_box is not None, timeout=2000)
+    assert window.message_box.icon() == QMessageBox.Icon.Critical
+    assert "injected failure" in window.message_box.text()
+    window.message_box.accept()
+    qtbot.waitUntil(lambda: window.session.state == "idle", timeout=5000)
+
+    with qtbot.waitSignal(window.session.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        click(window, window.start_action)
+    assert finished.args[0].status == "completed"
+
+
+def test_learning_rate_and_beta_change_live(click, qtbot, window):
+    window.panel.epochs.setValue(500)
+    start_and_wait_for_data(click, qtbot, window)
+    with qtbot.waitSignal(window.session.step, timeout=RUN_TIMEOUT_MS):
+        pass
+    with qtbot.waitSignal(window.session.setting_changed, timeout=5000,
+                          check_params_cb=lambda ev: ev.name == "beta") as changed:
+        window.panel.beta.selectAll()
+        qtbot.keyClicks(window.panel.beta, "3")
+        qtbot.keyClick(window.panel.beta, Qt.Key.Key_Return)
+    assert changed.args[0].value == pytest.approx(3.0)
+    with qtbot.waitSignal(window.session.setting_changed, timeout=5000,
+                          check_params_cb=lambda ev: ev.name == "lr") as changed:
+        window.panel.lr.setValue(2e-4)
+    assert changed.args[0].value == pytest.approx(2e-4)
+    with qtbot.waitSignal(window.session.step, timeout=5000,
+                          check_params_cb=lambda ev: ev.beta == pytest.approx(3.0)):
+        pass
+    with qtbot.waitSignal(window.session.run_finished, timeout=5000):
+        click(window, window.stop_action)
+
+
+def test_save_then_open_round_trips_model_settings_and_history(click, qtbot, window, settings, tmp_path):
+    window.panel.latent.setValue(3)
+    with qtbot.waitSignal(window.session.run_finished, timeout=RUN_TIMEOUT_MS):
+        click(window, window.start_action)
+    qtbot.waitUntil(lambda: window.session.state == "idle", timeout=5000)
+    path = tmp_path / "model.safetensors"
+    assert window.save_to(str(path))
+    assert path.exists()
+    saved_points = window.loss_plot.point_count()
+    weights = {k: v.clone() for k, v in window.session.view_model.state_dict().items()}
+
+    other = MainWindow(settings=settings)
+    qtbot.addWidget(other)
+    other.show()
+    other.panel.latent.setValue(7)
+    with qtbot.waitSignal(other.session.data_changed, timeout=RUN_TIMEOUT_MS):
+        assert other.open_checkpoint(str(path))
+    assert other.panel.latent.value() == 3
+    assert other.panel.limit.value() == 300
+    assert other.loss_plot.point_count() == saved_points
+    assert other.loss_plot.point_count("test loss") == 1
+    for key, value in other.session.view_model.state_dict().items():
+        assert (value == weights[key]).all()
+    qtbot.waitUntil(lambda: other.recon_view.has_image(), timeout=5000)
+    assert str(path) in other.windowTitle() or path.name in other.windowTitle()
+    assert other._recent()[0] == str(path.resolve())
+
+
+def test_opening_a_bad_file_says_why_and_keeps_the_window(qtbot, window, tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x80\x04\x95not a checkpoint at all")
+    assert not window.open_checkpoint(str(bad))
+    qtbot.waitUntil(lambda: window.message_box is not None, timeout=2000)
+    assert "not a Latent Explorer checkpoint" in window.message_box.text()
+    window.message_box.accept()
+    assert window.isVisible()
+
+
+def test_typing_settings_and_preset_defaults(qtbot, window):
+    window.panel.epochs.selectAll()
+    qtbot.keyClicks(window.panel.epochs, "7")
+    assert window.panel.configs()[2].epochs == 7
+    window.panel.preset.setCurrentIndex(window.panel.preset.findData("denoising-ae"))
+    model, _, train = window.panel.configs()
+    assert model.noise == "gaussian" and model.noise_level == pytest.approx(0.5)
+    assert not window.panel.beta.isEnabled(), "beta means nothing for a plain autoencoder"
+    assert window.panel.noise_level.isEnabled()
+
+
+def test_log_toggle_and_hover_readout(click, qtbot, window):
+    with qtbot.waitSignal(window.session.run_finished, timeout=RUN_TIMEOUT_MS):
+        click(window, window.start_action)
+    qtbot.mouseClick(window.loss_plot.log_toggle, Qt.MouseButton.LeftButton)
+    assert window.loss_plot.plot.getPlotItem().ctrl.logYCheck.isChecked()
+    text = window.loss_plot.describe_step(3)
+    assert text.startswith("step 3:") and "train loss" in text and "test kl" in text
+
+
+def test_f5_starts_training(qtbot, window):
+    window.activateWindow()
+    with qtbot.waitSignal(window.session.state_changed, timeout=5000):
+        window.start_action.trigger() if not window.isActiveWindow() else qtbot.keyClick(window, Qt.Key.Key_F5)
+    with qtbot.waitSignal(window.session.run_finished, timeout=RUN_TIMEOUT_MS):
+        pass
+    assert window.start_action.shortcut().toString() == "F5"
+
+
+def test_layout_and_settings_persist(qtbot, settings):
+    first = MainWindow(settings=settings)
+    qtbot.addWidget(first)
+    first.panel.preset.setCurrentIndex(first.panel.preset.findData("conv-vae"))
+    first.panel.latent.setValue(5)
+    first._change_font(+2)
+    first.close()
+    second = MainWindow(settings=settings)
+    qtbot.addWidget(second)
+    model, _, _ = second.panel.configs()
+    assert (model.preset, model.latent_dim) == ("conv-vae", 5)
+    assert int(settings.value("view/font_delta")) == 2
+    second._apply_font_delta(0)
