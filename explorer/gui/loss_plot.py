@@ -113,7 +113,7 @@ class LossPlot(QWidget):
         colour = LOSS_COLOUR if term == "loss" else PART_COLOURS.get(term, (128, 128, 128))
         item = self.plot.getPlotItem()
         if key == "train loss (raw)":
-            return item.plot(pen=pg.mkPen((*LOSS_COLOUR, 70), width=1), name=key)
+            return item.plot(pen=pg.mkPen((*LOSS_COLOUR, 110), width=1), name=key)
         if split == "test":
             return item.plot(pen=pg.mkPen(colour, width=2, style=Qt.PenStyle.DashLine), symbol="o",
                              symbolSize=7, symbolBrush=colour, symbolPen=None, name=key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 import torch
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -39,9 +40,11 @@ class ReconstructionView(QWidget):
         self.box = self.view.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.box.addItem(self.image)
-        self.placeholder = pg.TextItem("Reconstructions appear here once a model is training or opened.",
-                                       anchor=(0.5, 0.5), color=(128, 128, 128))
-        self.box.addItem(self.placeholder)
+        self.placeholder = QLabel("Reconstructions appear here once a model is training or opened.")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setEnabled(False)  # drawn greyed, in the theme's own colours
+        self.view.hide()
 
         self.new_batch_button = QPushButton("New batch")
         self.new_batch_button.setObjectName("newBatch")
@@ -56,6 +59,7 @@ class ReconstructionView(QWidget):
         bar.addWidget(self.new_batch_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.placeholder, 1)
         layout.addWidget(self.view, 1)
         layout.addLayout(bar)
 
@@ -96,7 +100,9 @@ class ReconstructionView(QWidget):
         self.grid = np.ascontiguousarray(array[:, :, 0] if data.image_shape[0] == 1 else array)
         # A fresh array every time: pyqtgraph keeps a reference to what it is given.
         self.image.setImage(self.grid, autoLevels=False, levels=(0, 1))
-        self.placeholder.setVisible(False)
+        if self.placeholder.isVisible() or not self.view.isVisible():
+            self.placeholder.hide()
+            self.view.show()
         self.box.autoRange(padding=0)
 
     def cell_at(self, col: float, row: float) -> int | None:

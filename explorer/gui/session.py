@@ -204,23 +204,38 @@ class TrainingSession(QObject):
     def _load_data_in_background(self, data_config: DataConfig, model_config: ModelConfig) -> None:
         from explorer.data import load_dataset
 
-        task = BackgroundTask(lambda: load_dataset(data_config), self)
-
-        def done(data: ImageData) -> None:
-            if data.image_shape != model_config.image_shape:
-                self.warning.emit(f"The dataset {data_config.dataset} now has images of shape {data.image_shape}; "
-                                  f"the model expects {model_config.image_shape}.")
-                return
-            if self.model_config == model_config:
-                self.data = data
-                self.data_changed.emit()
-
-        task.done.connect(done)
-        task.failed.connect(lambda msg: self.warning.emit(f"Could not load the model's data: {msg}"))
-        task.finished.connect(lambda: self._tasks.remove(task) if task in self._tasks else None)
-        task.finished.connect(task.deleteLater)
+        task = BackgroundTask(lambda: (model_config, load_dataset(data_config)), self)
+        # Bound methods of this QObject, never closures: a closure has no thread affinity,
+        # so Qt would call it directly in the task's thread.
+        task.done.connect(self._on_data_loaded)
+        task.failed.connect(self._on_data_load_failed)
+        task.finished.connect(self._on_task_finished)
         self._tasks.append(task)
         task.start()
+
+    @Slot(object)
+    def _on_data_loaded(self, result: tuple[ModelConfig, ImageData]) -> None:
+        model_config, data = result
+        if self.model_config != model_config or self.is_running:
+            return  # another model was opened or trained meanwhile
+        if data.image_shape != model_config.image_shape:
+            self.warning.emit(f"The dataset {data.name} now has images of shape {data.image_shape}; "
+                              f"the model expects {model_config.image_shape}.")
+            return
+        self.data = data
+        self.data_changed.emit()
+
+    @Slot(str)
+    def _on_data_load_failed(self, message: str) -> None:
+        self.warning.emit(f"Could not load the model's data: {message}")
+
+    @Slot()
+    def _on_task_finished(self) -> None:
+        task = self.sender()
+        if task in self._tasks:
+            self._tasks.remove(task)
+        if isinstance(task, QThread):
+            task.deleteLater()
 
     # -- worker signals (GUI thread) -----------------------------------------------------
 
