@@ -330,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     from explorer.data import load_dataset
     from explorer.models import get_preset
 
-    get_preset(args.preset)  # fail early on an unknown name
+    try:
+        get_preset(args.preset)  # fail early on an unknown name
+    except Exception as exc:  # explorer's ConfigError
+        p.error(str(exc))
     data = load_dataset(DataConfig(limit=args.limit))
 
     ref_runs: list[dict] = []
