@@ -151,7 +151,7 @@ def run_reference(loader, device: torch.device, epochs: int, lr: float, seed: in
 # -- the project's engine ---------------------------------------------------------------------
 
 def run_project(data, preset_name: str, device_name: str, epochs: int, batch_size: int, lr: float,
-                seed: int) -> dict:
+                seed: int, precision: str = "auto") -> dict:
     from explorer.config import TrainConfig
     from explorer.models import build_model, config_for_data, get_preset
     from explorer.training.engine import run_to_end, train
@@ -160,7 +160,8 @@ def run_project(data, preset_name: str, device_name: str, epochs: int, batch_siz
     preset = get_preset(preset_name)
     torch.manual_seed(seed)
     model = build_model(config_for_data(preset.model, data.image_shape, data.num_classes))
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device_name)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device_name,
+                      precision=precision)
     events, result = run_to_end(train(model, data, cfg))
     if result.status != "completed":
         raise SystemExit(f"project run did not complete: {result.status} {result.message}")
@@ -303,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=128, help="both sides (default: 128, the example's)")
     p.add_argument("--lr", type=float, default=1e-3, help="both sides (default: 1e-3)")
     p.add_argument("--seed", type=int, default=1, help="torch seed for both sides (default: 1, the example's)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="the project's precision (auto: bf16 matrix products where fast); the reference is fp32")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
     p.add_argument("--limit", type=int, default=None,
                    help="use only the first N training images on both sides (smoke tests; not for figures)")
@@ -359,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  run {i + 1}/{args.repeats} reference: {ref['samples_per_s']:9.0f} samples/s",
                       file=sys.stderr, flush=True)
             proj = timed(run_project, (data, args.preset, device.type, args.epochs, args.batch_size, args.lr,
-                                       args.seed), *guard, "project", verbose)
+                                       args.seed, args.precision), *guard, "project", verbose)
             proj_runs.append(proj)
             if not args.json:
                 print(f"  run {i + 1}/{args.repeats} project:   {proj['samples_per_s']:9.0f} samples/s",
@@ -384,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
 
     m = report["machine"]
     print(f"machine: {m['cpu']} ({m['logical_cpus']} logical CPUs), torch {m['torch']}, "
-          f"torch threads {m['torch_num_threads']}, device {m['device']}" + (f" ({m['gpu']})" if "gpu" in m else ""))
+          f"torch threads {m['torch_num_threads']}, device {m['device']}, project precision {args.precision}" + (f" ({m['gpu']})" if "gpu" in m else ""))
     print(f"{report['settings']['train_samples']} training samples x {args.epochs} epoch(s), batch {args.batch_size}, "
           f"{args.repeats} run(s) each, alternating; {args.stat} run shown; training loop only (no test eval)")
     seen = [x for x in (ref_sum["max_others_cpus"], proj_sum["max_others_cpus"]) if x is not None]

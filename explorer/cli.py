@@ -66,7 +66,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from explorer.config import DEVICES, NOISE_TYPES, RECON_LOSSES
+    from explorer.config import DEVICES, NOISE_TYPES, PRECISIONS, RECON_LOSSES
     from explorer.presets import PRESETS
 
     parser = _Parser(prog="latent-explorer",
@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=_positive_int, help="for image folders: resize to this (default 32)")
     p.add_argument("--channels", type=int, choices=(1, 3), help="for image folders: 1 or 3 (default automatic)")
     p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="bf16: matrix products in bfloat16 (float32 weights and losses); auto uses it where "
+                        "it is fast (CPUs with AVX512-BF16/AMX, recent GPUs)")
     p.add_argument("--limit", type=_positive_int, help="use only the first N images of each split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object per epoch")
@@ -242,7 +245,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                     recon_loss=args.recon_loss, noise=args.noise, noise_level=args.noise_level,
                                     sparsity_weight=args.sparsity, hidden_dims=args.hidden)
     train_config = train_config_for(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                    seed=args.seed, device=args.device)
+                                    seed=args.seed, device=args.device, precision=args.precision)
     resolve_device(args.device)  # fail before loading data if the device is missing
     data_config = DataConfig(dataset=args.dataset, limit=args.limit, classes=args.classes,
                              image_size=args.image_size, channels=args.channels)
@@ -270,7 +273,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             if isinstance(ev, RunStarted):
                 if not args.json:
                     print(f"training {args.model} on {run.data.name} ({ev.train_size} train / {ev.test_size} test "
-                          f"images) on {ev.device}", file=sys.stderr)
+                          f"images) on {ev.device} ({ev.precision})", file=sys.stderr)
                 bar = tqdm(total=ev.epochs * ev.steps_per_epoch, unit="step", disable=not show_bar,
                            file=sys.stderr, dynamic_ncols=True)
             elif isinstance(ev, StepLoss) and bar is not None:

@@ -19,6 +19,7 @@ NOISE_TYPES = ("none", "gaussian", "salt-pepper", "mask")
 FAMILIES = ("mlp", "conv")
 CODE_ACTIVATIONS = ("linear", "relu")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 T = TypeVar("T", bound="_Serialisable")
 
@@ -184,6 +185,7 @@ class TrainConfig(_Serialisable):
     log_every: int = 10
     snapshot_interval_s: float | None = None
     eval_batch_size: int = 1000
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         _check(_is_int(self.epochs) and 1 <= self.epochs <= 100000,
@@ -197,6 +199,8 @@ class TrainConfig(_Serialisable):
         _check(self.snapshot_interval_s is None or (_is_number(self.snapshot_interval_s) and self.snapshot_interval_s > 0),
                "snapshot interval must be a positive number of seconds")
         _check(_is_int(self.eval_batch_size) and self.eval_batch_size >= 1, "eval batch size must be positive")
+        _check(self.precision in PRECISIONS,
+               f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
 
 
 def replace(config: T, **changes: Any) -> T:

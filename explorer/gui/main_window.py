@@ -256,7 +256,7 @@ class MainWindow(QMainWindow):
         self.progress.setRange(0, event.epochs * event.steps_per_epoch)
         self.progress.setValue(0)
         self.progress.setFormat("%p%")
-        self._show_device(event.device)
+        self._show_device(f"{event.device} ({event.precision})")
 
     def _on_step(self, event: StepLoss) -> None:
         info = self._run_info

@@ -80,11 +80,11 @@ class Autoencoder(nn.Module):
         parts = {"recon": recon.mean()}
         loss = recon
         if dist.logvar is not None:
-            kl = gaussian_kl(dist.mean, dist.logvar)
+            kl = gaussian_kl(dist.mean.float(), dist.logvar.float())
             parts["kl"] = kl.mean()
             loss = loss + self.beta * kl
         if cfg.sparsity_weight > 0:
-            activity = dist.mean.abs().sum(1)
+            activity = dist.mean.float().abs().sum(1)
             parts["sparsity"] = activity.mean()
             loss = loss + cfg.sparsity_weight * activity
         return ModelOutput(loss=loss.mean(), parts=parts, logits=logits, z=z)

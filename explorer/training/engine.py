@@ -22,7 +22,7 @@ from explorer.config import TrainConfig
 from explorer.data.dataset import ImageData, to_float
 from explorer.models.autoencoder import Autoencoder
 from explorer.training.control import SetBeta, SetLearningRate, TrainingControl
-from explorer.training.device import resolve_device
+from explorer.training.device import resolve_device, use_bf16
 from explorer.training.evaluate import evaluate_tensors
 from explorer.training.events import (
     EpochEnd,
@@ -55,6 +55,9 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
     """Train ``model`` in place for ``cfg.epochs`` epochs (numbered after ``start_epoch``)."""
     control = control if control is not None else TrainingControl()
     device = resolve_device(cfg.device)
+    # Mixed precision: matrix products in bfloat16 where that is fast, with float32
+    # weights, optimizer state, losses and evaluation.
+    bf16 = use_bf16(cfg.precision, device)
     torch.manual_seed(cfg.seed + start_epoch)
     shuffle = torch.Generator().manual_seed(cfg.seed + start_epoch)
     model.to(device)
@@ -70,7 +73,8 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
     opt = make_optimizer(model, cfg.lr, device)
     lr = cfg.lr
 
-    yield RunStarted(device=str(device), epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+    yield RunStarted(device=str(device), precision="bf16" if bf16 else "fp32", epochs=cfg.epochs,
+                     steps_per_epoch=steps_per_epoch,
                      train_size=n, test_size=int(test_x.shape[0]), start_epoch=start_epoch)
 
     global_step = start_step
@@ -114,7 +118,8 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
             idx = perm[(step - 1) * batch: step * batch]
             xb = to_float(train_x[idx])
             yb = train_y[idx] if train_y is not None else None
-            out = model(xb, yb)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = model(xb, yb)
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
             opt.step()

@@ -12,6 +12,7 @@ import torch
 @dataclass(frozen=True)
 class RunStarted:
     device: str
+    precision: str
     epochs: int
     steps_per_epoch: int
     train_size: int
