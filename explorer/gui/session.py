@@ -129,7 +129,10 @@ class TrainingSession(QObject):
         worker.finished.connect(thread.quit)
         worker.failed.connect(thread.quit)
         worker.autosave_failed.connect(self._on_autosave_failed)
-        thread.finished.connect(worker.deleteLater)
+        # No worker.deleteLater here: that would destroy the Python-made worker in its own
+        # thread as the thread winds down, and PySide's wrapper clean-up there crashed
+        # (SIGBUS in Shiboken::Object::destroy, about 1 run in 20). Dropping the last
+        # reference in _on_thread_finished deletes it on the GUI thread instead.
         thread.finished.connect(self._on_thread_finished)
         self._thread, self._worker = thread, worker
         self._set_state(LOADING)
@@ -333,7 +336,7 @@ class TrainingSession(QObject):
         thread = self.sender()
         if thread is self._thread:
             self._thread = None
-            self._worker = None
+            self._worker = None  # the last reference: the worker is deleted here, on the GUI thread
             self._control = None
             self._set_state(IDLE)
         if isinstance(thread, QThread):
