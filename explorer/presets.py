@@ -49,11 +49,16 @@ PRESETS: dict[str, Preset] = {
                        _mlp("beta-vae", 10, (400,), True, beta=4.0), epochs=10, batch_size=128, lr=1e-3),
     "conv-vae": Preset("convolutional VAE, 16-d latent",
                        _conv("conv-vae", 16, True), epochs=10, batch_size=128, lr=1e-3),
-    "cvae": Preset("conditional VAE: one-hot class on encoder and decoder, 784-400-20",
-                   _mlp("cvae", 20, (400,), True, conditional=True, num_classes=10),
+    # The conditional presets keep a 2-D code on purpose: the class then has to come from
+    # the label, so samples are the class asked for (measured with an independent
+    # classifier after 3 epochs: 99-100% per digit at 2-D, 75% at 4-D, 25-54% at 20-D,
+    # where the code carries the class and the decoder half ignores the label), and the
+    # latent plane shows pure style (slant, thickness) that carries across classes.
+    "cvae": Preset("conditional VAE: one-hot class on encoder and decoder, 784-400-2 (a 2-D style code)",
+                   _mlp("cvae", 2, (400,), True, conditional=True, num_classes=10),
                    epochs=10, batch_size=128, lr=1e-3),
-    "conv-cvae": Preset("convolutional conditional VAE, 16-d latent",
-                        _conv("conv-cvae", 16, True, conditional=True, num_classes=10),
+    "conv-cvae": Preset("convolutional conditional VAE, 2-D style code",
+                        _conv("conv-cvae", 2, True, conditional=True, num_classes=10),
                         epochs=10, batch_size=128, lr=1e-3),
 }
 

@@ -29,4 +29,6 @@ def run(checkpoint: str | None, argv: list[str]) -> int:
     gc.collect()
     gc.freeze()
     sys.setswitchinterval(0.001)
-    return app.exec()
+    status = app.exec()
+    window.session.shutdown()  # however the loop ended, no training thread outlives it
+    return status

@@ -4,45 +4,64 @@ Views take a TrainingSession, listen to its signals and change it only through i
 methods. It owns the worker thread's whole life: start, steer, stop, and join on close.
 The views never touch the training model: every snapshot is loaded into the session's own
 CPU copy, so drawing never waits on training and training never waits on drawing.
+
+Background threads (the training worker, data loading for an opened checkpoint) are plain
+Python threads that never touch Qt: they put frozen items in a queue, and a timer on the
+GUI thread drains it and emits this object's signals. (Qt signals emitted from worker
+threads crashed PySide now and then; see worker.py.)
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from explorer.config import DataConfig, ModelConfig, TrainConfig, replace
 from explorer.data import ImageData
 from explorer.errors import UserError
-from explorer.gui.worker import DataReady, RunRequest, TrainingWorker
+from explorer.gui.worker import AutosaveFailed, DataReady, Failed, RunRequest, TrainingWorker, WorkerDone
 from explorer.models import Autoencoder
 from explorer.training.control import TrainingControl
-from explorer.training.events import EpochEnd, RunResult, RunStarted, SettingChanged, Snapshot, StepLoss
+from explorer.training.events import (
+    EpochEnd,
+    Paused,
+    Resumed,
+    RunResult,
+    RunStarted,
+    SettingChanged,
+    Snapshot,
+    StepLoss,
+)
 from explorer.training.history import History
 
 IDLE, LOADING, TRAINING, PAUSED, STOPPING = "idle", "loading", "training", "paused", "stopping"
+POLL_MS = 15
 
 
-class BackgroundTask(QThread):
-    """Run one function off the GUI thread; report its result or a user-facing error."""
+class BackgroundTask:
+    """Run one function in a Python thread; its outcome goes to ``outbox`` as
+    ``(task, ("done", result))`` or ``(task, ("failed", message))``."""
 
-    done = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, fn: Callable[[], Any], parent: QObject | None = None) -> None:
-        super().__init__(parent)
+    def __init__(self, fn: Callable[[], Any], outbox: queue.SimpleQueue, name: str = "latent-explorer-task") -> None:
         self._fn = fn
+        self._outbox = outbox
+        self.thread = threading.Thread(target=self._run, name=name)
 
-    def run(self) -> None:
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
         try:
-            self.done.emit(self._fn())
+            self._outbox.put((self, ("done", self._fn())))
         except UserError as exc:
-            self.failed.emit(str(exc))
+            self._outbox.put((self, ("failed", str(exc))))
         except Exception as exc:  # noqa: BLE001 - reported to the user instead of lost
-            self.failed.emit(f"{type(exc).__name__}: {exc}")
+            self._outbox.put((self, ("failed", f"{type(exc).__name__}: {exc}")))
 
 
 class TrainingSession(QObject):
@@ -77,9 +96,12 @@ class TrainingSession(QObject):
         self.last_result: RunResult | None = None
         self.device = "cpu"
         self._control: TrainingControl | None = None
-        self._thread: QThread | None = None
         self._worker: TrainingWorker | None = None
         self._tasks: list[BackgroundTask] = []
+        self._task_outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._poll_timer = QTimer(self)
+        self._poll_timer.setInterval(POLL_MS)
+        self._poll_timer.timeout.connect(self.poll)
 
     # -- queries -----------------------------------------------------------------------
 
@@ -112,31 +134,10 @@ class TrainingSession(QObject):
         self.model_config, self.data_config, self.train_config = model_config, data_config, train_config
         self.last_result = None
         self._control = TrainingControl()
-        thread = QThread(self)
-        worker = TrainingWorker(request, self._control)
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
-        worker.data_ready.connect(self._on_data_ready)
-        worker.started.connect(self._on_started)
-        worker.step.connect(self._on_step)
-        worker.epoch.connect(self._on_epoch)
-        worker.snapshot.connect(self._on_snapshot)
-        worker.paused.connect(self._on_paused)
-        worker.resumed.connect(self._on_resumed)
-        worker.setting_changed.connect(self._on_setting_changed)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        worker.finished.connect(thread.quit)
-        worker.failed.connect(thread.quit)
-        worker.autosave_failed.connect(self._on_autosave_failed)
-        # No worker.deleteLater here: that would destroy the Python-made worker in its own
-        # thread as the thread winds down, and PySide's wrapper clean-up there crashed
-        # (SIGBUS in Shiboken::Object::destroy, about 1 run in 20). Dropping the last
-        # reference in _on_thread_finished deletes it on the GUI thread instead.
-        thread.finished.connect(self._on_thread_finished)
-        self._thread, self._worker = thread, worker
+        self._worker = TrainingWorker(request, self._control)
         self._set_state(LOADING)
-        thread.start()
+        self._worker.start()
+        self._poll_timer.start()
 
     def pause(self) -> None:
         if self._control is not None and self.state == TRAINING:
@@ -163,13 +164,11 @@ class TrainingSession(QObject):
         """Stop any run and join every thread (window closing). True if all joined."""
         if self._control is not None:
             self._control.stop()
-        ok = True
-        if self._thread is not None:
-            self._thread.quit()
-            ok = self._thread.wait(timeout_ms)
-        for task in list(self._tasks):
-            ok = task.wait(timeout_ms) and ok
-        return ok
+        threads = ([self._worker.thread] if self._worker is not None else []) + [t.thread for t in self._tasks]
+        for thread in threads:
+            thread.join(timeout_ms / 1000)
+        self.poll()  # deliver what they left, so the state ends consistent
+        return not any(t.is_alive() for t in threads)
 
     # -- files -------------------------------------------------------------------------
 
@@ -207,16 +206,12 @@ class TrainingSession(QObject):
     def _load_data_in_background(self, data_config: DataConfig, model_config: ModelConfig) -> None:
         from explorer.data import load_dataset
 
-        task = BackgroundTask(lambda: (model_config, load_dataset(data_config)), self)
-        # Bound methods of this QObject, never closures: a closure has no thread affinity,
-        # so Qt would call it directly in the task's thread.
-        task.done.connect(self._on_data_loaded)
-        task.failed.connect(self._on_data_load_failed)
-        task.finished.connect(self._on_task_finished)
+        task = BackgroundTask(lambda: (model_config, load_dataset(data_config)), self._task_outbox,
+                              name="latent-explorer-data")
         self._tasks.append(task)
         task.start()
+        self._poll_timer.start()
 
-    @Slot(object)
     def _on_data_loaded(self, result: tuple[ModelConfig, ImageData]) -> None:
         model_config, data = result
         if self.model_config != model_config or self.is_running:
@@ -228,28 +223,70 @@ class TrainingSession(QObject):
         self.data = data
         self.data_changed.emit()
 
-    @Slot(str)
     def _on_data_load_failed(self, message: str) -> None:
         self.warning.emit(f"Could not load the model's data: {message}")
 
-    @Slot()
-    def _on_task_finished(self) -> None:
-        task = self.sender()
-        if task in self._tasks:
-            self._tasks.remove(task)
-        if isinstance(task, QThread):
-            task.deleteLater()
+    # -- the GUI thread's side of the queues ---------------------------------------------
 
-    # -- worker signals (GUI thread) -----------------------------------------------------
+    def poll(self) -> None:
+        """Deliver everything the background threads produced (runs from the timer)."""
+        while True:
+            try:
+                task, (kind, payload) = self._task_outbox.get_nowait()
+            except queue.Empty:
+                break
+            if task in self._tasks:
+                self._tasks.remove(task)
+            if kind == "done":
+                self._on_data_loaded(payload)
+            else:
+                self._on_data_load_failed(payload)
+        worker = self._worker
+        items: list[object] = []
+        while worker is not None:
+            try:
+                items.append(worker.outbox.get_nowait())
+            except queue.Empty:
+                break
+        # Only the newest of several queued snapshots is worth decoding from.
+        last_snapshot = max((i for i, item in enumerate(items) if isinstance(item, Snapshot)), default=-1)
+        for i, item in enumerate(items):
+            if isinstance(item, Snapshot) and i != last_snapshot:
+                continue
+            self._dispatch(item)
+            if isinstance(item, WorkerDone) and worker is not None:
+                worker.thread.join()
+                self._worker = None
+                self._control = None
+                self._set_state(IDLE)
+        if self._worker is None and not self._tasks:
+            self._poll_timer.stop()
 
-    def _current(self) -> bool:
-        """Ignore signals still queued from a run that has been replaced."""
-        return self.sender() is self._worker
+    def _dispatch(self, item: object) -> None:
+        if isinstance(item, StepLoss):
+            self._on_step(item)
+        elif isinstance(item, Snapshot):
+            self._on_snapshot(item)
+        elif isinstance(item, EpochEnd):
+            self._on_epoch(item)
+        elif isinstance(item, DataReady):
+            self._on_data_ready(item)
+        elif isinstance(item, RunStarted):
+            self._on_started(item)
+        elif isinstance(item, Paused):
+            self._on_paused()
+        elif isinstance(item, Resumed):
+            self._on_resumed()
+        elif isinstance(item, SettingChanged):
+            self.setting_changed.emit(item)
+        elif isinstance(item, RunResult):
+            self._on_finished(item)
+        elif isinstance(item, Failed):
+            self.error.emit(item.message)
+        elif isinstance(item, AutosaveFailed):
+            self.warning.emit(f"Autosave failed: {item.message}")
 
-    @Slot(object)
     def _on_data_ready(self, ready: DataReady) -> None:
-        if not self._current():
-            return
         self.data = ready.data
         self.model_config = ready.model_config
         model = Autoencoder(ready.model_config)
@@ -263,84 +300,42 @@ class TrainingSession(QObject):
         self.data_changed.emit()
         self.model_changed.emit()
 
-    @Slot(object)
     def _on_started(self, event: RunStarted) -> None:
-        if not self._current():
-            return
         self.device = event.device
         self._set_state(TRAINING)
         self.run_started.emit(event)
 
-    @Slot(object)
     def _on_step(self, event: StepLoss) -> None:
-        if not self._current():
-            return
         self.history.record(event)
         if self.view_model is not None:
             self.view_model.beta = event.beta
         self.step.emit(event)
 
-    @Slot(object)
     def _on_epoch(self, event: EpochEnd) -> None:
-        if not self._current():
-            return
         self.history.record(event)
         self.epoch.emit(event)
 
-    @Slot(object)
     def _on_snapshot(self, snapshot: Snapshot) -> None:
-        if not self._current() or self.view_model is None:
+        if self.view_model is None:
             return
         with torch.no_grad():
             self.view_model.load_state_dict(snapshot.state_dict)
         self.dirty = True
         self.model_changed.emit()
 
-    @Slot()
     def _on_paused(self) -> None:
-        if self._current() and self.state != STOPPING:
+        if self.state != STOPPING:
             self._set_state(PAUSED)
 
-    @Slot()
     def _on_resumed(self) -> None:
-        if self._current() and self.state != STOPPING:
+        if self.state != STOPPING:
             self._set_state(TRAINING)
 
-    @Slot(object)
-    def _on_setting_changed(self, event: SettingChanged) -> None:
-        if self._current():
-            self.setting_changed.emit(event)
-
-    @Slot(object)
     def _on_finished(self, result: RunResult) -> None:
-        if not self._current():
-            return
         self.last_result = result
         if self.model_config is not None:
             self.model_config = replace(self.model_config, beta=result.beta)
         self.run_finished.emit(result)
-
-    @Slot(str)
-    def _on_failed(self, message: str) -> None:
-        if not self._current():
-            return
-        self.error.emit(message)
-
-    @Slot(str)
-    def _on_autosave_failed(self, message: str) -> None:
-        if self._current():
-            self.warning.emit(f"Autosave failed: {message}")
-
-    @Slot()
-    def _on_thread_finished(self) -> None:
-        thread = self.sender()
-        if thread is self._thread:
-            self._thread = None
-            self._worker = None  # the last reference: the worker is deleted here, on the GUI thread
-            self._control = None
-            self._set_state(IDLE)
-        if isinstance(thread, QThread):
-            thread.deleteLater()
 
     def _set_state(self, state: str) -> None:
         if state != self.state:

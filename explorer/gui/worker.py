@@ -1,28 +1,30 @@
-"""Runs the training engine in a QThread and re-emits its events as Qt signals.
+"""Runs the training engine in a plain Python thread that never touches Qt.
 
-Only frozen payloads cross to the GUI thread (the engine's events, a RunResult, a message
-string). The worker also loads the dataset, so a slow folder or a download never blocks
-the window. Steering goes the other way through the thread-safe TrainingControl, not
-through queued slots, so a pause or stop lands within one step even while the worker's
-event loop is busy running the generator.
+Everything the run produces (the engine's frozen events, the loaded data, the result, an
+error message) goes into a ``queue.SimpleQueue``; the session drains it on the GUI thread
+from a timer. An earlier design emitted Qt signals from a QThread-hosted QObject; PySide
+crashed about once in twenty runs (SIGSEGV/SIGBUS in Shiboken's wrapper handling on the
+worker thread), so the worker now shares nothing with Qt but a thread-safe queue.
+Steering goes the other way through the thread-safe TrainingControl.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from PySide6.QtCore import QObject, Signal, Slot
 
 from explorer.config import DataConfig, ModelConfig, TrainConfig
 from explorer.data import ImageData
 from explorer.errors import UserError
 from explorer.training.control import TrainingControl
-from explorer.training.events import EpochEnd, Paused, Resumed, RunStarted, SettingChanged, Snapshot, StepLoss
+from explorer.training.events import EpochEnd, RunResult
 
 
 @dataclass(frozen=True)
@@ -50,40 +52,48 @@ class DataReady:
     skipped: tuple[tuple[str, str], ...]
 
 
-class TrainingWorker(QObject):
-    data_ready = Signal(object)  # DataReady
-    started = Signal(object)  # RunStarted
-    step = Signal(object)  # StepLoss
-    epoch = Signal(object)  # EpochEnd
-    snapshot = Signal(object)  # Snapshot
-    paused = Signal()
-    resumed = Signal()
-    setting_changed = Signal(object)  # SettingChanged
-    finished = Signal(object)  # RunResult
-    failed = Signal(str)
-    autosave_failed = Signal(str)
+@dataclass(frozen=True)
+class Failed:
+    message: str
 
+
+@dataclass(frozen=True)
+class AutosaveFailed:
+    message: str
+
+
+@dataclass(frozen=True)
+class WorkerDone:
+    """Always the last item a worker puts in its outbox."""
+
+
+class TrainingWorker:
     def __init__(self, request: RunRequest, control: TrainingControl) -> None:
-        super().__init__()
         self.request = request
         self.control = control
+        self.outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self.run, name="latent-explorer-training")
 
-    @Slot()
+    def start(self) -> None:
+        self.thread.start()
+
     def run(self) -> None:
         from explorer.training.engine import cpu_state_dict, train
         from explorer.training.history import History
         from explorer.training.runs import prepare_run
 
         req = self.request
+        put = self.outbox.put
         torch.set_num_threads(req.threads or os.cpu_count() or 1)  # per thread: the GUI keeps its own
         try:
             run = prepare_run(req.model_config, req.data_config, req.train_config)
             if req.initial_state is not None:
                 run.model.load_state_dict(req.initial_state)
-            self.data_ready.emit(DataReady(run.data, run.model.config, cpu_state_dict(run.model),
-                                           tuple(run.folder_report.skipped)))
+            put(DataReady(run.data, run.model.config, cpu_state_dict(run.model), tuple(run.folder_report.skipped)))
             history = History.from_dict(req.history) if req.history else History(part_names=run.model.part_names)
             if self.control.stop_requested:
+                put(RunResult(status="stopped", epochs_completed=req.start_epoch, global_step=req.start_step,
+                              beta=run.model.beta))
                 return
             events = train(run.model, run.data, req.train_config, self.control,
                            start_epoch=req.start_epoch, start_step=req.start_step)
@@ -91,23 +101,25 @@ class TrainingWorker(QObject):
                 try:
                     event = next(events)
                 except StopIteration as stop:
-                    self.finished.emit(stop.value)
+                    put(stop.value)
                     return
                 history.record(event)
-                self._emit(event)
+                put(event)
                 if isinstance(event, EpochEnd) and req.autosave_path is not None:
                     self._autosave(run, history)
         except UserError as exc:
-            self.failed.emit(str(exc))
+            put(Failed(str(exc)))
         except (torch.cuda.OutOfMemoryError, MemoryError):
-            self.failed.emit("Out of memory while training. Try a smaller batch size or fewer training images.")
+            put(Failed("Out of memory while training. Try a smaller batch size or fewer training images."))
         except RuntimeError as exc:
             if "out of memory" in str(exc).lower():
-                self.failed.emit("The device ran out of memory. Try a smaller batch size.")
+                put(Failed("The device ran out of memory. Try a smaller batch size."))
             else:
-                self.failed.emit(f"Training failed: {exc}\n\n{traceback.format_exc(limit=3)}")
-        except Exception as exc:  # noqa: BLE001 - any crash must reach the user, not kill the thread silently
-            self.failed.emit(f"Training failed: {type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=3)}")
+                put(Failed(f"Training failed: {exc}\n\n{traceback.format_exc(limit=3)}"))
+        except Exception as exc:  # noqa: BLE001 - any crash must reach the user, not vanish with the thread
+            put(Failed(f"Training failed: {type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=3)}"))
+        finally:
+            put(WorkerDone())
 
     def _autosave(self, run: Any, history: Any) -> None:
         from explorer.training.checkpoint import save_checkpoint
@@ -118,20 +130,4 @@ class TrainingWorker(QObject):
             path.parent.mkdir(parents=True, exist_ok=True)
             save_checkpoint(path, run.model, run.data_config, run.train_config, history, run.data.class_names)
         except (UserError, OSError) as exc:
-            self.autosave_failed.emit(str(exc))
-
-    def _emit(self, event: object) -> None:
-        if isinstance(event, StepLoss):
-            self.step.emit(event)
-        elif isinstance(event, EpochEnd):
-            self.epoch.emit(event)
-        elif isinstance(event, Snapshot):
-            self.snapshot.emit(event)
-        elif isinstance(event, RunStarted):
-            self.started.emit(event)
-        elif isinstance(event, Paused):
-            self.paused.emit()
-        elif isinstance(event, Resumed):
-            self.resumed.emit()
-        elif isinstance(event, SettingChanged):
-            self.setting_changed.emit(event)
+            self.outbox.put(AutosaveFailed(str(exc)))

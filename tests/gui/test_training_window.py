@@ -88,10 +88,10 @@ def test_closing_mid_run_joins_the_thread_and_keeps_the_model(click, qtbot, sett
     start_and_wait_for_data(click, qtbot, window)
     with qtbot.waitSignal(window.session.step, timeout=RUN_TIMEOUT_MS):
         pass
-    thread = window.session._thread
-    assert thread is not None and thread.isRunning()
+    thread = window.session._worker.thread
+    assert thread.is_alive()
     window.close()
-    assert not thread.isRunning(), "the training thread outlived the window"
+    assert not thread.is_alive(), "the training thread outlived the window"
     autosave = window.session.autosave_path
     assert autosave is not None and autosave.exists()
     assert load_checkpoint(autosave).model_config.latent_dim == 2
