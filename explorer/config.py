@@ -196,7 +196,8 @@ class TrainConfig(_Serialisable):
         _check(_is_int(self.seed), f"seed must be a whole number, not {self.seed!r}")
         _check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         _check(_is_int(self.log_every) and self.log_every >= 1, "log_every must be a positive whole number")
-        _check(self.snapshot_interval_s is None or (_is_number(self.snapshot_interval_s) and self.snapshot_interval_s > 0),
+        _check(self.snapshot_interval_s is None
+               or (_is_number(self.snapshot_interval_s) and self.snapshot_interval_s > 0),
                "snapshot interval must be a positive number of seconds")
         _check(_is_int(self.eval_batch_size) and self.eval_batch_size >= 1, "eval batch size must be positive")
         _check(self.precision in PRECISIONS,

@@ -140,7 +140,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file")
     if size > MAX_BYTES:
-        raise CheckpointError(f"{path.name} is {size / 1024**3:.1f} GiB, far larger than any Latent Explorer checkpoint")
+        raise CheckpointError(f"{path.name} is {size / 1024**3:.1f} GiB, "
+                              "far larger than any Latent Explorer checkpoint")
     try:
         raw = path.read_bytes()
     except OSError as exc:

@@ -38,7 +38,8 @@ class History:
                     self.steps = self.steps[1::2]
                     self._stride *= 2
         elif isinstance(event, EpochEnd):
-            self.epochs.append({"epoch": event.epoch, "global_step": self._latest_step, "train": dict(event.train), "test": dict(event.test),
+            self.epochs.append({"epoch": event.epoch, "global_step": self._latest_step,
+                                "train": dict(event.train), "test": dict(event.test),
                                 "seconds": event.seconds, "samples_per_s": event.samples_per_s})
 
     @property
