@@ -27,11 +27,11 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from explorer.config import DataConfig, TrainConfig  # noqa: E402
-from explorer.data import load_dataset, to_float  # noqa: E402
-from explorer.models import build_model, config_for_data, get_preset  # noqa: E402
-from explorer.training.device import resolve_device  # noqa: E402
-from explorer.training.engine import run_to_end, train  # noqa: E402
+from explorer.config import DataConfig, TrainConfig
+from explorer.data import load_dataset, to_float
+from explorer.models import build_model, config_for_data, get_preset
+from explorer.training.device import resolve_device
+from explorer.training.engine import run_to_end, train
 
 
 class DigitClassifier(nn.Module):
@@ -77,7 +77,7 @@ def predict(clf: nn.Module, images: torch.Tensor, device: torch.device, batch: i
 
 def train_classifier(data, epochs: int, seed: int, device: torch.device) -> tuple[nn.Module, float, list[float]]:
     seed_everything(seed)
-    c, h, w = data.image_shape
+    c, h, _ = data.image_shape
     clf = DigitClassifier(data.num_classes, c, h).to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
     x, y = data.train_images, data.train_labels
@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     seed_everything(args.seed)
-    model = build_model(config_for_data(preset.model, data.image_shape, num_classes))
+    model_config = config_for_data(preset.model, data.image_shape, num_classes)
+    model = build_model(model_config)
     cfg = TrainConfig(epochs=args.epochs, batch_size=128, lr=1e-3, seed=args.seed, device=args.device)
     events, result = run_to_end(train(model, data, cfg))
     cvae_seconds = time.perf_counter() - t0
@@ -145,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CVAE training did not complete: {result.status} {result.message}", file=sys.stderr)
         return 1
     last_test = [e for e in events if type(e).__name__ == "EpochEnd"][-1].test
-    log(f"{args.model}: {args.epochs} epoch(s) ({cvae_seconds:.1f}s), test {last_test}")
+    started = next(e for e in events if type(e).__name__ == "RunStarted")
+    precision = getattr(started, "precision", "fp32")
+    log(f"{args.model} ({model_config.latent_dim}-d latent, {precision}): {args.epochs} epoch(s) "
+        f"({cvae_seconds:.1f}s), test {last_test}")
     model.eval()
     model.to("cpu")
 
@@ -176,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.json:
         print(json.dumps({
-            "model": args.model, "epochs": args.epochs, "seed": args.seed, "samples_per_class": args.samples,
+            "model": args.model, "latent_dim": model_config.latent_dim, "precision": precision,
+            "epochs": args.epochs, "seed": args.seed, "samples_per_class": args.samples,
             "device": str(device), "cvae_train_seconds": round(cvae_seconds, 2), "cvae_test": last_test,
             "classifier": {"epochs": args.classifier_epochs, "test_accuracy": clf_acc,
                            "train_seconds": round(clf_seconds, 2)},
@@ -185,15 +190,18 @@ def main(argv: list[str] | None = None) -> int:
             "min_accuracy": args.min_accuracy, "failing_classes": failing, "passed": passed,
         }))
     else:
-        print(f"\n{args.model}, {args.epochs} epoch(s), seed {args.seed}, {args.samples} samples per class; "
+        print(f"\n{args.model} ({model_config.latent_dim}-d latent, {precision}), {args.epochs} epoch(s), "
+              f"seed {args.seed}, {args.samples} samples per class; "
               f"independent classifier test accuracy {clf_acc:.4f}")
         print(f"{'class':>5}  {'recognised':>10}  {'top confusion':>13}  {'clf on real':>11}")
         for r in per_class:
-            conf = f"{r['most_confused_with']} ({r['confused_fraction']:.3f})" if r["most_confused_with"] is not None else "-"
+            conf = (f"{r['most_confused_with']} ({r['confused_fraction']:.3f})"
+                    if r["most_confused_with"] is not None else "-")
             flag = "  FAIL" if r["accuracy"] < args.min_accuracy else ""
             print(f"{r['name']:>5}  {r['accuracy']:>10.3f}  {conf:>13}  {r['classifier_test_accuracy']:>11.4f}{flag}")
+        verdict = "PASS" if passed else f"FAIL (classes {', '.join(map(str, failing))})"
         print(f"overall {overall:.3f}; min {worst['accuracy']:.3f} (class {worst['name']}); "
-              f"threshold {args.min_accuracy}: {'PASS' if passed else 'FAIL (classes ' + ', '.join(map(str, failing)) + ')'}")
+              f"threshold {args.min_accuracy}: {verdict}")
     return 0 if passed else 1
 
 
