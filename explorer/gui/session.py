@@ -122,13 +122,13 @@ class TrainingSession(QObject):
         if self.is_running:
             return
         train_config = replace(train_config, snapshot_interval_s=train_config.snapshot_interval_s or 0.5)
-        request = RunRequest(model_config, data_config, train_config, autosave_path=self.autosave_path)
         if continue_training and self.view_model is not None:
             request = RunRequest(model_config, data_config, train_config,
                                  initial_state={k: v.clone() for k, v in self.view_model.state_dict().items()},
                                  start_epoch=self.history.last_epoch, start_step=self.history.last_step,
                                  autosave_path=self.autosave_path, history=self.history.to_dict())
         else:
+            request = RunRequest(model_config, data_config, train_config, autosave_path=self.autosave_path)
             self.history = History()
             self.history_reset.emit()
         self.model_config, self.data_config, self.train_config = model_config, data_config, train_config

@@ -144,8 +144,9 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
                                   f"{what} at epoch {epoch}, step {step}; the weights from step "
                                   f"{good_step} (the last good ones) were kept. Try a lower learning rate "
                                   f"(it was {lr:g}).")
+                current = model.state_dict()
                 for k, v in good_state.items():
-                    v.copy_(model.state_dict()[k])
+                    v.copy_(current[k])
                 good_step = global_step
                 now = time.perf_counter()
                 yield StepLoss(epoch=epoch, step=step, global_step=global_step, loss=values[0],
