@@ -6,7 +6,6 @@ User mistakes end as one sentence on stderr and exit status 2; no tracebacks for
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -176,14 +175,9 @@ def _output_path(text: str, allowed: tuple[str, ...]) -> Path:
 
 
 def _save_npy(path: Path, array: Any) -> None:
-    import numpy as np
+    from explorer.analysis.export import save_npy
 
-    from explorer.errors import UserError
-
-    try:
-        np.save(path, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
-    except OSError as exc:
-        raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
+    save_npy(path, array)
 
 
 def _load(path: str, device: str = "cpu"):  # -> (Checkpoint, Autoencoder, torch.device)
@@ -386,37 +380,14 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    import torch
-
-    from explorer.data import to_float
-    from explorer.errors import UserError
+    from explorer.analysis.export import save_codes
+    from explorer.analysis.latents import encode_images
 
     out = _output_path(args.out, (".npy", ".csv"))
     ckpt, model, dev = _load(args.checkpoint)
     data = _load_data(ckpt)
     images = data.train_images if args.split == "train" else data.test_images
     labels = data.train_labels if args.split == "train" else data.test_labels
-    codes = []
-    with torch.no_grad():
-        for start in range(0, images.shape[0], 1000):
-            x = to_float(images[start:start + 1000]).to(dev)
-            y = labels[start:start + 1000].to(dev) if model.is_conditional and labels is not None else None
-            codes.append(model.encode(x, y).mean.cpu())
-    z = torch.cat(codes).numpy()
-    if out.suffix.lower() == ".npy":
-        _save_npy(out, z)
-        return 0
-    try:
-        with open(out, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            header = [f"z{i}" for i in range(z.shape[1])]
-            if labels is not None:
-                writer.writerow(["label", *header])
-                for label, row in zip(labels.tolist(), z.tolist()):
-                    writer.writerow([label, *(f"{v:.6g}" for v in row)])
-            else:
-                writer.writerow(header)
-                writer.writerows([f"{v:.6g}" for v in row] for row in z.tolist())
-    except OSError as exc:
-        raise UserError(f"could not write {out}: {exc.strerror or exc}") from None
+    codes, _ = encode_images(model, images, labels.to(dev) if labels is not None else None)
+    save_codes(out, codes.numpy(), labels)
     return 0

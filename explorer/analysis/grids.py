@@ -48,3 +48,13 @@ def save_png(grid: torch.Tensor, path: str | Path) -> None:
         Image.fromarray(arr).save(path, format="PNG")
     except OSError as exc:
         raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
+
+
+def tile(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(rows*cols, C, H, W) to one (rows*H, cols*W[, C]) array, no padding: a manifold
+    lattice should read as one continuous picture. Row 0 is the first row of images."""
+    n, c, h, w = images.shape
+    if n != rows * cols:
+        raise ValueError(f"{n} images do not fill {rows}x{cols}")
+    out = images.reshape(rows, cols, c, h, w).transpose(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
+    return np.ascontiguousarray(out[:, :, 0] if c == 1 else out)

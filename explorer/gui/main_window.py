@@ -1,4 +1,5 @@
-"""The main window: training panel, live loss curves, reconstructions, menus and files.
+"""The main window: the latent plane in the middle, the training panel, the current code
+with its sliders, live loss curves, reconstructions and the generating views in docks.
 
 It only renders and forwards intent: every action goes to the TrainingSession, and the
 window follows the session's signals. Dialogs are opened non-modally (``open()``), so a
@@ -26,15 +27,22 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.errors import UserError
+from explorer.gui.code_view import CodeView
+from explorer.gui.interpolation_view import InterpolationView
+from explorer.gui.latent_plane import LatentPlane
+from explorer.gui.latent_state import LatentState
 from explorer.gui.loss_plot import LossPlot
 from explorer.gui.recon_view import ReconstructionView
+from explorer.gui.samples_view import SamplesView
 from explorer.gui.session import IDLE, LOADING, PAUSED, STOPPING, TRAINING, TrainingSession
 from explorer.gui.training_panel import TrainingPanel
+from explorer.gui.traversal_view import TraversalView
 from explorer.paths import data_dir
 from explorer.training.events import EpochEnd, RunResult, RunStarted, SettingChanged, StepLoss
 
 MAX_RECENT = 8
 CHECKPOINT_FILTER = "Latent Explorer checkpoints (*.safetensors)"
+CODES_FILTER = "CSV (*.csv);;NumPy arrays (*.npy)"
 
 
 def default_settings() -> QSettings:
@@ -61,17 +69,37 @@ class MainWindow(QMainWindow):
         self._run_info: RunStarted | None = None
         self._base_font_size = QApplication.font().pointSizeF()
 
-        self.loss_plot = LossPlot(self.session)
-        self.setCentralWidget(self.loss_plot)
+        self.latent = LatentState(self.session, self)
+        self.plane = LatentPlane(self.latent)
+        self.setCentralWidget(self.plane)
         self.panel = TrainingPanel()
         scroll = QScrollArea()
         scroll.setWidget(self.panel)
         scroll.setWidgetResizable(True)
         scroll.setMinimumWidth(self.panel.sizeHint().width() + 24)
         self.panel_dock = self._dock("Training settings", "trainingDock", scroll, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.code_view = CodeView(self.latent)
+        self.code_dock = self._dock("Latent code", "codeDock", self.code_view, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.loss_plot = LossPlot(self.session)
+        self.loss_dock = self._dock("Loss curves", "lossDock", self.loss_plot, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.recon_view = ReconstructionView(self.session)
         self.recon_dock = self._dock("Reconstructions", "reconDock", self.recon_view,
-                                     Qt.DockWidgetArea.RightDockWidgetArea)
+                                     Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.samples_view = SamplesView(self.latent)
+        self.samples_dock = self._dock("Samples", "samplesDock", self.samples_view,
+                                       Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.interpolation_view = InterpolationView(self.latent)
+        self.interpolation_dock = self._dock("Interpolation", "interpolationDock", self.interpolation_view,
+                                             Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.traversal_view = TraversalView(self.latent)
+        self.traversal_dock = self._dock("Traversal", "traversalDock", self.traversal_view,
+                                         Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.splitDockWidget(self.loss_dock, self.recon_dock, Qt.Orientation.Horizontal)
+        for dock in (self.samples_dock, self.interpolation_dock, self.traversal_dock):
+            self.tabifyDockWidget(self.recon_dock, dock)
+        self.recon_dock.raise_()
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
 
         self._make_actions()
         self._make_menus_and_toolbar()
@@ -79,7 +107,8 @@ class MainWindow(QMainWindow):
         self._connect_session()
         self.panel.restore_settings(self.settings)
         self._apply_font_delta(int(self.settings.value("view/font_delta", 0)))
-        self.resizeDocks([self.panel_dock, self.recon_dock], [360, 420], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.panel_dock, self.code_dock], [340, 360], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.loss_dock], [260], Qt.Orientation.Vertical)
         self._restore_layout()
         self._update_for_state(self.session.state)
 
@@ -121,6 +150,28 @@ class MainWindow(QMainWindow):
                                            "Save the model to a new file")
         self.export_curves_action = self._action("Export loss curves as PNG...", self.ask_export_curves)
         self.export_recon_action = self._action("Export reconstructions as PNG...", self.ask_export_recon)
+        self.export_plane_action = self._action("Export latent plane as PNG...",
+                                                lambda: self._ask_export("latent plane", "latent-plane.png",
+                                                                         self.plane.export_png))
+        self.export_manifold_action = self._action("Export manifold grid as PNG...",
+                                                   lambda: self._ask_export("manifold grid", "manifold.png",
+                                                                            self._export_manifold))
+        self.export_samples_action = self._action("Export samples as PNG...",
+                                                  lambda: self._ask_export("samples", "samples.png",
+                                                                           self.samples_view.export_png))
+        self.export_interp_action = self._action("Export interpolation as PNG...",
+                                                 lambda: self._ask_export("interpolation", "interpolation.png",
+                                                                          self.interpolation_view.export_png))
+        self.export_traversal_action = self._action("Export traversal as PNG...",
+                                                    lambda: self._ask_export("traversal", "traversal.png",
+                                                                             self.traversal_view.export_png))
+        self.export_codes_action = self._action("Export test codes (CSV/NPY)...",
+                                                lambda: self._ask_export("test codes", "codes.csv",
+                                                                         self._export_test_codes, CODES_FILTER))
+        self.export_interp_codes_action = self._action(
+            "Export interpolation codes (CSV/NPY)...",
+            lambda: self._ask_export("interpolation codes", "interpolation-codes.csv",
+                                     self.interpolation_view.export_codes, CODES_FILTER))
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.zoom_in_action = self._action("&Larger text", lambda: self._change_font(+1),
                                            QKeySequence.StandardKey.ZoomIn, "Larger text for demos")
@@ -137,8 +188,14 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.save_action)
         file_menu.addAction(self.save_as_action)
         file_menu.addSeparator()
-        file_menu.addAction(self.export_curves_action)
-        file_menu.addAction(self.export_recon_action)
+        export_menu = file_menu.addMenu("&Export")
+        for action in (self.export_plane_action, self.export_manifold_action, self.export_curves_action,
+                       self.export_recon_action, self.export_samples_action, self.export_interp_action,
+                       self.export_traversal_action):
+            export_menu.addAction(action)
+        export_menu.addSeparator()
+        export_menu.addAction(self.export_codes_action)
+        export_menu.addAction(self.export_interp_codes_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         train_menu = bar.addMenu("&Training")
@@ -150,8 +207,9 @@ class MainWindow(QMainWindow):
         for action in (self.zoom_in_action, self.zoom_out_action, self.zoom_reset_action):
             view_menu.addAction(action)
         view_menu.addSeparator()
-        view_menu.addAction(self.panel_dock.toggleViewAction())
-        view_menu.addAction(self.recon_dock.toggleViewAction())
+        for dock in (self.panel_dock, self.code_dock, self.loss_dock, self.recon_dock, self.samples_dock,
+                     self.interpolation_dock, self.traversal_dock):
+            view_menu.addAction(dock.toggleViewAction())
 
         toolbar = QToolBar("Training", self)
         toolbar.setObjectName("trainingToolbar")
@@ -365,6 +423,44 @@ class MainWindow(QMainWindow):
             self._show_message(QMessageBox.Icon.Information, "Nothing to export", str(exc))
             return
         self.statusBar().showMessage(f"Exported {path}")
+
+    def _ask_export(self, what: str, name: str, write, filter: str = "PNG images (*.png)") -> None:
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {what}", str(Path(self._last_folder()) / name), filter)
+        if path:
+            self.export_to(path, what, write)
+
+    def export_to(self, path: str, what: str, write) -> bool:
+        try:
+            write(path)
+        except (ValueError, UserError) as exc:
+            self._show_message(QMessageBox.Icon.Information, f"Cannot export the {what}", str(exc))
+            return False
+        self.statusBar().showMessage(f"Exported {path}")
+        return True
+
+    def _export_manifold(self, path: str) -> None:
+        from explorer.analysis.grids import image_grid, save_png
+        from explorer.analysis.manifold import lattice
+
+        state = self.latent
+        if not state.ready:
+            raise ValueError("there is no model to decode yet")
+        n = self.plane.grid_size.value()
+        x_range, y_range = self.plane.visible_region()
+        codes = state.axes.lift(lattice(x_range, y_range, n), state.code)
+        import torch
+
+        save_png(image_grid(torch.from_numpy(state.decode(codes)), nrow=n, padding=0), path)
+
+    def _export_test_codes(self, path: str) -> None:
+        from explorer.analysis.export import save_codes
+
+        stats = self.latent.stats
+        if stats is None:
+            raise ValueError("there are no test codes yet: train a model or open one")
+        if not path.lower().endswith((".csv", ".npy")):
+            raise ValueError("codes are written as .csv or .npy")
+        save_codes(path, stats.codes, stats.labels)
 
     def _recent(self) -> list[str]:
         value = self.settings.value("files/recent", [])

@@ -44,12 +44,16 @@ POLL_MS = 15
 
 
 class BackgroundTask:
-    """Run one function in a Python thread; its outcome goes to ``outbox`` as
-    ``(task, ("done", result))`` or ``(task, ("failed", message))``."""
+    """Run one function in a Python thread. Its outcome goes to ``outbox`` as
+    ``(task, ("done", result))`` or ``(task, ("failed", message))``, and the session hands
+    it to ``on_done`` or ``on_failed`` on the GUI thread."""
 
-    def __init__(self, fn: Callable[[], Any], outbox: queue.SimpleQueue, name: str = "latent-explorer-task") -> None:
+    def __init__(self, fn: Callable[[], Any], outbox: queue.SimpleQueue, on_done: Callable[[Any], None],
+                 on_failed: Callable[[str], None], name: str = "latent-explorer-task") -> None:
         self._fn = fn
         self._outbox = outbox
+        self.on_done = on_done
+        self.on_failed = on_failed
         self.thread = threading.Thread(target=self._run, name=name)
 
     def start(self) -> None:
@@ -203,14 +207,20 @@ class TrainingSession(QObject):
         self.model_changed.emit()
         self._load_data_in_background(ckpt.data_config, ckpt.model_config)
 
-    def _load_data_in_background(self, data_config: DataConfig, model_config: ModelConfig) -> None:
-        from explorer.data import load_dataset
-
-        task = BackgroundTask(lambda: (model_config, load_dataset(data_config)), self._task_outbox,
-                              name="latent-explorer-data")
+    def run_in_background(self, fn: Callable[[], Any], on_done: Callable[[Any], None],
+                          on_failed: Callable[[str], None], name: str = "latent-explorer-task") -> None:
+        """Run ``fn`` off the GUI thread; its result (or error message) comes back to
+        ``on_done`` (``on_failed``) on the GUI thread. ``shutdown`` joins it."""
+        task = BackgroundTask(fn, self._task_outbox, on_done, on_failed, name=name)
         self._tasks.append(task)
         task.start()
         self._poll_timer.start()
+
+    def _load_data_in_background(self, data_config: DataConfig, model_config: ModelConfig) -> None:
+        from explorer.data import load_dataset
+
+        self.run_in_background(lambda: (model_config, load_dataset(data_config)), self._on_data_loaded,
+                               self._on_data_load_failed, name="latent-explorer-data")
 
     def _on_data_loaded(self, result: tuple[ModelConfig, ImageData]) -> None:
         model_config, data = result
@@ -238,9 +248,9 @@ class TrainingSession(QObject):
             if task in self._tasks:
                 self._tasks.remove(task)
             if kind == "done":
-                self._on_data_loaded(payload)
+                task.on_done(payload)
             else:
-                self._on_data_load_failed(payload)
+                task.on_failed(payload)
         worker = self._worker
         items: list[object] = []
         while worker is not None:

@@ -37,3 +37,74 @@ def click(qtbot):
         qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
 
     return do
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory):
+    """``trained_checkpoint(preset, latent_dim=None, epochs=1, limit=2000)``: the path of a
+    checkpoint trained with the engine on the first ``limit`` MNIST images, made once per
+    session for each set of arguments."""
+    import torch
+
+    from explorer.config import DataConfig
+    from explorer.training.engine import run_to_end, train
+    from explorer.training.runs import model_config_for, prepare_run, train_config_for
+    from explorer.training.checkpoint import save_checkpoint
+    from explorer.training.history import History
+
+    made: dict[tuple, object] = {}
+    folder = tmp_path_factory.mktemp("checkpoints")
+
+    def make(preset: str, latent_dim: int | None = None, epochs: int = 1, limit: int = 2000):
+        key = (preset, latent_dim, epochs, limit)
+        if key not in made:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                run = prepare_run(model_config_for(preset, latent_dim=latent_dim), DataConfig(limit=limit),
+                                  train_config_for(preset, epochs=epochs, batch_size=64, seed=1))
+                history = History(run.model.part_names)
+                for event in run_to_end(train(run.model, run.data, run.train_config))[0]:
+                    history.record(event)
+                path = folder / f"{preset}-{latent_dim}-{epochs}-{limit}.safetensors"
+                save_checkpoint(path, run.model, run.data_config, run.train_config, history, run.data.class_names)
+            finally:
+                torch.set_num_threads(threads)
+            made[key] = path
+        return made[key]
+
+    return make
+
+
+def _mouse(widget, kind, pos, button, buttons) -> None:
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    local = QPointF(pos)
+    event = QMouseEvent(kind, local, widget.mapToGlobal(local), button, buttons, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, event)
+
+
+@pytest.fixture
+def drag(qtbot):
+    """``drag(view, start, end, steps)``: press the left button at ``start`` (viewport
+    pixels of a QGraphicsView), move in ``steps`` and release at ``end``, with the button
+    state a real mouse sends (QTest's mouseMove carries none, so pyqtgraph never sees a drag).
+    Moves are spaced like a real mouse's: pyqtgraph drops moves closer than 10 ms apart."""
+    from PySide6.QtCore import QEvent, QPointF
+
+    left = Qt.MouseButton.LeftButton
+
+    def do(view, start, end, steps: int = 10) -> None:
+        viewport = view.viewport()
+        start, end = QPointF(start), QPointF(end)
+        _mouse(viewport, QEvent.Type.MouseMove, start, Qt.MouseButton.NoButton, Qt.MouseButton.NoButton)
+        _mouse(viewport, QEvent.Type.MouseButtonPress, start, left, left)
+        for i in range(1, steps + 1):
+            p = start + (end - start) * (i / steps)
+            qtbot.wait(12)
+            _mouse(viewport, QEvent.Type.MouseMove, p, Qt.MouseButton.NoButton, left)
+        _mouse(viewport, QEvent.Type.MouseButtonRelease, end, left, Qt.MouseButton.NoButton)
+
+    return do

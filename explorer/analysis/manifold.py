@@ -1,0 +1,50 @@
+"""The decoded lattice over a region of the latent plane (the seeds' manifold figure)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from explorer.analysis.grids import tile
+from explorer.analysis.projection import PlaneAxes
+from explorer.models.autoencoder import Autoencoder
+
+
+def lattice(x_range: tuple[float, float], y_range: tuple[float, float], n: int) -> np.ndarray:
+    """(n*n, 2) plane points at the centres of an n x n lattice, in reading order: the top
+    row (largest y) first, each row from left to right."""
+    (x0, x1), (y0, y1) = x_range, y_range
+    xs = x0 + (np.arange(n) + 0.5) * (x1 - x0) / n
+    ys = y1 - (np.arange(n) + 0.5) * (y1 - y0) / n
+    gx, gy = np.meshgrid(xs, ys)
+    return np.stack([gx.ravel(), gy.ravel()], axis=1)
+
+
+@torch.no_grad()
+def decode_codes(model: Autoencoder, codes: np.ndarray, label: int | None = None) -> np.ndarray:
+    """(N, D) codes to (N, C, H, W) float32 images in [0, 1], in one batch. ``label`` is the
+    class a conditional model draws (ignored by others)."""
+    device = model.mean_head.weight.device
+    z = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32)).to(device)
+    y = None
+    if model.is_conditional:
+        y = torch.full((z.shape[0],), 0 if label is None else int(label), dtype=torch.long, device=device)
+    return model.decode(z, y).float().cpu().numpy()
+
+
+def manifold_image(model: Autoencoder, axes: PlaneAxes, reference: np.ndarray, x_range: tuple[float, float],
+                   y_range: tuple[float, float], n: int, label: int | None = None) -> np.ndarray:
+    """The n x n lattice decoded and tiled into one picture (top row = largest y)."""
+    codes = axes.lift(lattice(x_range, y_range, n), reference)
+    return tile(decode_codes(model, codes, label), n, n)
+
+
+def traversal_codes(code: np.ndarray, dims: list[int], ranges: list[tuple[float, float]], steps: int) -> np.ndarray:
+    """(len(dims) * steps, D) codes: for each dimension in ``dims`` a row that sweeps it
+    across its range while every other dimension keeps ``code``'s value."""
+    rows = []
+    for d, (lo, hi) in zip(dims, ranges, strict=True):
+        row = np.repeat(np.asarray(code, dtype=np.float32)[None], steps, axis=0)
+        row[:, d] = np.linspace(lo, hi, steps, dtype=np.float32)
+        rows.append(row)
+    return np.concatenate(rows) if rows else np.zeros((0, len(code)), dtype=np.float32)

@@ -1,0 +1,65 @@
+"""The latent plane: two axes through a D-dimensional code space, and the way back.
+
+A plane is an orthonormal basis of the whole code space plus an origin; its first two
+basis vectors are the plane's axes. Projecting keeps the first two coordinates. Going back
+from a point on the plane needs the other D-2 coordinates, which come from a reference
+code (the sliders' current code), so dragging on the plane only changes what the plane
+shows and keeps the rest. With raw dimensions as axes the basis is a permuted identity
+and this reduces to "set z[i] and z[j]".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PlaneAxes:
+    origin: np.ndarray  # float (D,)
+    basis: np.ndarray  # float (D, D); rows are orthonormal, rows 0 and 1 span the plane
+    names: tuple[str, str]
+    explained: tuple[float, float] | None = None  # PCA: fraction of variance per axis
+
+    @property
+    def dim(self) -> int:
+        return int(self.origin.shape[0])
+
+    def project(self, codes: np.ndarray) -> np.ndarray:
+        """(N, D) or (D,) codes to (N, 2) or (2,) plane coordinates."""
+        return (np.asarray(codes, dtype=np.float64) - self.origin) @ self.basis[:2].T
+
+    def lift(self, points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """(N, 2) or (2,) plane points to full codes; off-plane coordinates from ``reference`` (D,)."""
+        points = np.asarray(points, dtype=np.float64)
+        coords = (np.asarray(reference, dtype=np.float64) - self.origin) @ self.basis.T
+        coords = np.broadcast_to(coords, points.shape[:-1] + (self.dim,)).copy()
+        coords[..., :2] = points
+        return (coords @ self.basis + self.origin).astype(np.float32)
+
+
+def raw_axes(dim: int, first: int = 0, second: int = 1) -> PlaneAxes:
+    """Two of the code's own dimensions as the plane's axes."""
+    if not (0 <= first < dim and 0 <= second < dim) or first == second:
+        raise ValueError(f"pick two different dimensions between 0 and {dim - 1}")
+    order = [first, second] + [d for d in range(dim) if d not in (first, second)]
+    return PlaneAxes(origin=np.zeros(dim), basis=np.eye(dim)[order], names=(f"z{first}", f"z{second}"))
+
+
+def pca_axes(codes: np.ndarray) -> PlaneAxes:
+    """The principal axes of ``codes`` (N, D). Signs are fixed (each axis's largest loading
+    is positive) so the plane does not flip over between snapshots of a training run."""
+    codes = np.asarray(codes, dtype=np.float64)
+    dim = codes.shape[1]
+    if dim < 2:
+        raise ValueError("a latent plane needs at least two dimensions")
+    origin = codes.mean(axis=0)
+    centred = codes - origin
+    _, singular, vt = np.linalg.svd(centred, full_matrices=True)
+    signs = np.sign(vt[np.arange(dim), np.abs(vt).argmax(axis=1)])
+    vt = vt * np.where(signs == 0, 1.0, signs)[:, None]
+    variance = singular ** 2
+    total = float(variance.sum())
+    explained = (float(variance[0] / total), float(variance[1] / total)) if total > 0 and len(variance) > 1 else None
+    return PlaneAxes(origin=origin, basis=vt, names=("PC1", "PC2"), explained=explained)

@@ -1,0 +1,351 @@
+"""The latent plane: the test set's codes as a scatter by class, a marker to drag, and the
+decoded manifold under them.
+
+Dragging the marker (or clicking empty space, or the arrow keys) moves the shared code
+along the plane; clicking a dot loads that test image's code. With more than two latent
+dimensions the plane is the codes' two principal axes, or two raw dimensions on request.
+The manifold lattice is decoded in one batch for whatever region is in view, so it
+follows pan and zoom; redraws are coalesced by a short timer, so a fast pan costs one
+decode per frame at most.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from explorer.analysis.grids import tile
+from explorer.analysis.manifold import lattice
+from explorer.gui.latent_state import LatentState
+
+# Colour-blind-friendly categorical colours (Tableau 10), then pyqtgraph's hue wheel.
+CLASS_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+                 "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
+DEFAULT_GRID = 15
+REDRAW_MS = 30
+NUDGE = 0.02  # arrow keys move the marker by this share of the visible range
+
+
+def class_colour(i: int, n: int) -> pg.Qt.QtGui.QColor:
+    if n <= len(CLASS_COLOURS):
+        return pg.mkColor(CLASS_COLOURS[i])
+    return pg.intColor(i, hues=n)
+
+
+class PlaneViewBox(pg.ViewBox):
+    """A ViewBox that reports left clicks on empty space (dots take their own clicks first)."""
+
+    clicked_at = Signal(float, float)
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802 - pyqtgraph's name
+        if ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            point = self.mapSceneToView(ev.scenePos())
+            self.clicked_at.emit(point.x(), point.y())
+        else:
+            super().mouseClickEvent(ev)
+
+
+class LatentPlane(QWidget):
+    def __init__(self, state: LatentState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self._moving_marker = False
+        self._ranged_for: tuple | None = None  # what the view was last framed for
+        self.scatters: list[pg.ScatterPlotItem] = []
+        self.manifold_array: np.ndarray | None = None
+
+        # -- controls ---------------------------------------------------------------------
+        self.axes_mode = QComboBox(objectName="planeAxes")
+        self.axes_mode.addItem("Principal axes (PCA)", "pca")
+        self.axes_mode.addItem("Two latent dimensions", "raw")
+        self.axes_mode.setToolTip("With more than two latent dimensions, the plane shows the codes' two main "
+                                  "directions, or two dimensions of your choice")
+        self.dim_x = QSpinBox(objectName="planeDimX", prefix="x = z")
+        self.dim_y = QSpinBox(objectName="planeDimY", prefix="y = z")
+        self.show_codes = QCheckBox("&Codes", objectName="showCodes", checked=True)
+        self.show_codes.setToolTip("The test images' codes, coloured by class")
+        self.show_manifold = QCheckBox("&Manifold", objectName="showManifold")
+        self.show_manifold.setToolTip("Decode a lattice of codes across the visible region")
+        self.grid_size = QSpinBox(objectName="manifoldSize", minimum=3, maximum=40, value=DEFAULT_GRID,
+                                  suffix=" x n")
+        self.grid_size.setToolTip("Images per side of the manifold lattice")
+        self.class_label = QLabel("Class:")
+        self.class_picker = QComboBox(objectName="classPicker")
+        self.class_picker.setToolTip("The class a conditional model draws; the code (the style) is kept")
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Axes:"))
+        bar.addWidget(self.axes_mode)
+        bar.addWidget(self.dim_x)
+        bar.addWidget(self.dim_y)
+        bar.addSpacing(12)
+        bar.addWidget(self.show_codes)
+        bar.addWidget(self.show_manifold)
+        bar.addWidget(self.grid_size)
+        bar.addSpacing(12)
+        bar.addWidget(self.class_label)
+        bar.addWidget(self.class_picker)
+        bar.addStretch(1)
+
+        # -- the plot ---------------------------------------------------------------------
+        self.box = PlaneViewBox()
+        self.plot = pg.PlotWidget(viewBox=self.box)
+        self.plot.setObjectName("latentPlane")
+        self.plot.showGrid(x=True, y=True, alpha=0.15)
+        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        self.manifold = pg.ImageItem(axisOrder="row-major")
+        self.manifold.setZValue(-10)
+        self.manifold.setVisible(False)
+        self.box.addItem(self.manifold, ignoreBounds=True)
+        self.marker = pg.TargetItem(pos=(0, 0), size=18, movable=True, pen=pg.mkPen("#d62728", width=3),
+                                    hoverPen=pg.mkPen("#ff7f0e", width=3))
+        self.marker.setZValue(20)
+        self.marker.setVisible(False)
+        self.box.addItem(self.marker, ignoreBounds=True)
+        self.placeholder = QLabel("The latent plane appears here once a model is training or opened.\n"
+                                  "Drag the red marker to decode any point; click a dot to load a test image.")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setEnabled(False)
+        self.plot.hide()
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(bar)
+        layout.addWidget(self.placeholder, 1)
+        layout.addWidget(self.plot, 1)
+
+        self._manifold_timer = QTimer(self, singleShot=True, interval=REDRAW_MS)
+        self._manifold_timer.timeout.connect(self.redraw_manifold)
+        for key, dx, dy in ((Qt.Key.Key_Left, -1, 0), (Qt.Key.Key_Right, 1, 0),
+                            (Qt.Key.Key_Up, 0, 1), (Qt.Key.Key_Down, 0, -1)):
+            shortcut = QShortcut(QKeySequence(key), self.plot, context=Qt.ShortcutContext.WidgetShortcut)
+            shortcut.activated.connect(lambda dx=dx, dy=dy: self.nudge(dx, dy))
+
+        # -- wiring -----------------------------------------------------------------------
+        self.marker.sigPositionChanged.connect(self._on_marker_moved)
+        self.box.clicked_at.connect(self._on_plane_clicked)
+        self.box.sigRangeChanged.connect(lambda *_: self._schedule_manifold())
+        self.axes_mode.currentIndexChanged.connect(self._on_axes_choice)
+        self.dim_x.valueChanged.connect(self._on_axes_choice)
+        self.dim_y.valueChanged.connect(self._on_axes_choice)
+        self.show_codes.toggled.connect(self._on_show_codes)
+        self.show_manifold.toggled.connect(self._on_show_manifold)
+        self.grid_size.valueChanged.connect(lambda _: self._schedule_manifold())
+        self.class_picker.currentIndexChanged.connect(self._on_class_picked)
+        state.stats_changed.connect(self._on_stats)
+        state.axes_changed.connect(self._on_axes)
+        state.code_changed.connect(self._on_code)
+        state.label_changed.connect(self._on_label)
+        state.decoder_changed.connect(self._on_decoder)
+        self._update_axis_controls()
+        self._update_class_picker()
+
+    # -- what the state says ----------------------------------------------------------------
+
+    def _on_stats(self) -> None:
+        self._update_axis_controls()
+        self._draw_scatter()
+
+    def _on_axes(self) -> None:
+        axes = self.state.axes
+        if axes is None:
+            return
+        names = list(axes.names)
+        if axes.explained is not None:
+            names = [f"{n} ({100 * e:.0f}% of variance)" for n, e in zip(names, axes.explained, strict=True)]
+        self.plot.setLabel("bottom", names[0])
+        self.plot.setLabel("left", names[1])
+        self._draw_scatter()
+        self._place_marker()
+        self._schedule_manifold()
+
+    def _on_code(self, source: str) -> None:
+        self._place_marker()
+        if source != "plane":  # off-plane coordinates may have changed the lattice
+            self._schedule_manifold()
+
+    def _on_label(self, label) -> None:
+        self._update_class_picker()
+        self._schedule_manifold()
+
+    def _on_decoder(self) -> None:
+        self._update_class_picker()
+        self._schedule_manifold()
+
+    # -- drawing ----------------------------------------------------------------------------
+
+    def _draw_scatter(self) -> None:
+        stats, axes = self.state.stats, self.state.axes
+        if stats is None or axes is None:
+            return
+        points = axes.project(stats.codes)
+        names = self.state.class_names
+        if stats.labels is None or not names:
+            groups = [("test images", np.arange(len(points)))]
+        else:
+            groups = [(names[k] if k < len(names) else str(k), np.flatnonzero(stats.labels == k))
+                      for k in range(max(len(names), int(stats.labels.max()) + 1))]
+        if len(self.scatters) != len(groups):
+            for item in self.scatters:
+                self.plot.removeItem(item)
+            self.legend.clear()
+            self.scatters = []
+            for k, (name, _) in enumerate(groups):
+                colour = class_colour(k, len(groups))
+                colour.setAlpha(170)
+                item = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(colour), name=name, hoverable=False)
+                item.sigClicked.connect(self._on_dot_clicked)
+                item.setVisible(self.show_codes.isChecked())
+                self.plot.addItem(item)
+                self.scatters.append(item)
+        for item, (_, rows) in zip(self.scatters, groups, strict=True):
+            item.setData(x=points[rows, 0], y=points[rows, 1], data=stats.indices[rows])
+        # Frame the codes for a new model, new data or new axes; refits during a run keep
+        # whatever the user has panned or zoomed to.
+        framing = (self.state.generation, self.state.axes_mode, self.state.raw_dims)
+        if framing != self._ranged_for:
+            self._ranged_for = framing
+            self._range_to(points)
+        if self.placeholder.isVisible() or not self.plot.isVisible():
+            self.placeholder.hide()
+            self.plot.show()
+        self.marker.setVisible(True)
+
+    def _range_to(self, points: np.ndarray) -> None:
+        """Frame the bulk of the codes (a few far outliers should not shrink the clusters)."""
+        lo = np.percentile(points, 0.5, axis=0)
+        hi = np.percentile(points, 99.5, axis=0)
+        span = np.maximum(hi - lo, 1e-3)
+        self.box.setRange(xRange=(lo[0] - 0.05 * span[0], hi[0] + 0.05 * span[0]),
+                          yRange=(lo[1] - 0.05 * span[1], hi[1] + 0.05 * span[1]), padding=0)
+
+    def _place_marker(self) -> None:
+        point = self.state.plane_point()
+        if point is None:
+            return
+        self._moving_marker = True
+        try:
+            self.marker.setPos(float(point[0]), float(point[1]))
+        finally:
+            self._moving_marker = False
+
+    def _schedule_manifold(self) -> None:
+        if self.show_manifold.isChecked() and not self._manifold_timer.isActive():
+            self._manifold_timer.start()
+
+    def visible_region(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        (x0, x1), (y0, y1) = self.box.viewRange()
+        return (x0, x1), (y0, y1)
+
+    def redraw_manifold(self) -> None:
+        """Decode the lattice over the visible region in one batch and lay it under the dots."""
+        state = self.state
+        if not (self.show_manifold.isChecked() and state.ready):
+            return
+        assert state.axes is not None and state.code is not None
+        n = self.grid_size.value()
+        x_range, y_range = self.visible_region()
+        codes = state.axes.lift(lattice(x_range, y_range, n), state.code)
+        picture = tile(state.decode(codes), n, n)
+        # The view's y axis points up and the picture's rows point down: flip it so each
+        # image stands upright and the top row sits at the top of the view.
+        self.manifold_array = np.ascontiguousarray(picture[::-1])
+        self.manifold.setImage(self.manifold_array, autoLevels=False, levels=(0, 1))
+        self.manifold.setRect(QRectF(x_range[0], y_range[0], x_range[1] - x_range[0], y_range[1] - y_range[0]))
+
+    # -- what the user does -----------------------------------------------------------------
+
+    def _on_marker_moved(self) -> None:
+        if self._moving_marker:
+            return
+        pos = self.marker.pos()
+        self.state.set_plane_point(pos.x(), pos.y())
+
+    def _on_plane_clicked(self, x: float, y: float) -> None:
+        if self.state.ready:
+            self.state.set_plane_point(x, y)
+
+    def _on_dot_clicked(self, item, points, ev=None) -> None:
+        if len(points):
+            self.state.pick(int(points[0].data()))
+
+    def nudge(self, dx: int, dy: int) -> None:
+        point = self.state.plane_point()
+        if point is None:
+            return
+        (x0, x1), (y0, y1) = self.visible_region()
+        self.state.set_plane_point(point[0] + dx * NUDGE * (x1 - x0), point[1] + dy * NUDGE * (y1 - y0))
+
+    def _on_axes_choice(self) -> None:
+        raw = self.axes_mode.currentData() == "raw"
+        self.dim_x.setVisible(raw)
+        self.dim_y.setVisible(raw)
+        if raw:
+            if self.dim_x.value() == self.dim_y.value():
+                return  # half-way through choosing; keep the current axes
+            self.state.use_raw_axes(self.dim_x.value(), self.dim_y.value())
+        else:
+            self.state.use_pca_axes()
+
+    def _on_show_codes(self, on: bool) -> None:
+        for item in self.scatters:
+            item.setVisible(on)
+
+    def _on_show_manifold(self, on: bool) -> None:
+        self.manifold.setVisible(on)
+        if on:
+            self.redraw_manifold()
+
+    def _on_class_picked(self, index: int) -> None:
+        if index >= 0 and self.state.is_conditional:
+            self.state.set_label(int(self.class_picker.itemData(index)))
+
+    # -- keeping controls in step -----------------------------------------------------------
+
+    def _update_axis_controls(self) -> None:
+        dim = self.state.dim
+        many = dim > 2
+        self.axes_mode.setEnabled(many)
+        for spin, value in ((self.dim_x, self.state.raw_dims[0]), (self.dim_y, self.state.raw_dims[1])):
+            spin.blockSignals(True)
+            spin.setRange(0, max(dim - 1, 1))
+            spin.setValue(value)
+            spin.blockSignals(False)
+            spin.setVisible(many and self.axes_mode.currentData() == "raw")
+
+    def _update_class_picker(self) -> None:
+        conditional = self.state.is_conditional
+        self.class_label.setVisible(conditional)
+        self.class_picker.setVisible(conditional)
+        if not conditional:
+            return
+        names = self.state.class_names
+        self.class_picker.blockSignals(True)
+        if self.class_picker.count() != len(names) or any(
+                self.class_picker.itemText(i) != n for i, n in enumerate(names)):
+            self.class_picker.clear()
+            for i, name in enumerate(names):
+                self.class_picker.addItem(name, i)
+        if self.state.label is not None:
+            self.class_picker.setCurrentIndex(self.state.label)
+        self.class_picker.blockSignals(False)
+
+    # -- files ------------------------------------------------------------------------------
+
+    def export_png(self, path: str) -> None:
+        from pyqtgraph.exporters import ImageExporter
+
+        exporter = ImageExporter(self.plot.getPlotItem())
+        exporter.parameters()["width"] = max(1000, self.plot.width())
+        exporter.export(path)

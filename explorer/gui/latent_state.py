@@ -1,0 +1,257 @@
+"""What the latent views share: the current code, the class to draw, the plane's axes and
+the test set's codes.
+
+The plane, the sliders, the traversal and the decoded image all show one code; each view
+changes it only through this object's methods and redraws on its signals, so they never
+disagree (napari's Dims model with its Qt views is the pattern). The test set is encoded
+off the GUI thread, with a copy of the weights, and at most once a second while a run is
+training; decoding single codes and grids stays on the GUI thread because it takes about
+a millisecond with the session's one-thread CPU model.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from explorer.analysis.latents import LatentStats, latent_stats
+from explorer.analysis.manifold import decode_codes
+from explorer.analysis.projection import PlaneAxes, pca_axes, raw_axes
+from explorer.config import ModelConfig
+from explorer.gui.session import TrainingSession
+from explorer.models import Autoencoder
+
+# While training, re-encode the test set at most this often (each pass is ~0.1 s of CPU
+# for the MLP VAE on 10,000 images, taken from the trainer's cores).
+ENCODE_INTERVAL_S = 1.0
+MAX_CODES = 10_000
+
+
+def _encode_off_thread(config: ModelConfig, state: dict[str, torch.Tensor], images: torch.Tensor,
+                       labels: torch.Tensor | None) -> LatentStats:
+    torch.set_num_threads(1)  # leave the other core to the trainer and the GUI
+    model = Autoencoder(config)
+    model.load_state_dict(state)
+    model.eval()
+    return latent_stats(model, images, labels, limit=MAX_CODES)
+
+
+class LatentState(QObject):
+    stats_changed = Signal()  # new test-set codes (scatter, slider ranges, dimension order)
+    axes_changed = Signal()  # the plane's axes changed (PCA refit, or the user picked dimensions)
+    code_changed = Signal(str)  # the current code moved; the argument says who moved it
+    label_changed = Signal(object)  # the class a conditional model draws (int) or None
+    picked_changed = Signal(object)  # the test image whose code was loaded (index) or None
+    decoder_changed = Signal()  # new weights: every decoded picture is out of date
+
+    def __init__(self, session: TrainingSession, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.stats: LatentStats | None = None
+        self.axes: PlaneAxes | None = None
+        self.axes_mode = "pca"  # or "raw"
+        self.raw_dims = (0, 1)
+        self.code: np.ndarray | None = None
+        self.label: int | None = None
+        self.picked: int | None = None
+        self.generation = 0  # bumps when data or model shape changes; stale encodes are dropped
+        self._encoding = False
+        self._encode_again = False
+        self._last_encode = 0.0
+        self._encode_timer = QTimer(self)
+        self._encode_timer.setSingleShot(True)
+        self._encode_timer.timeout.connect(self._encode)
+        session.model_changed.connect(self._on_model_changed)
+        session.data_changed.connect(self._on_data_changed)
+
+    # -- queries --------------------------------------------------------------------------
+
+    @property
+    def model(self) -> Autoencoder | None:
+        return self.session.view_model
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None and self.stats is not None and self.code is not None \
+            and self.axes is not None
+
+    @property
+    def dim(self) -> int:
+        if self.stats is not None:
+            return self.stats.dim
+        return 0 if self.code is None else int(self.code.shape[0])
+
+    @property
+    def is_conditional(self) -> bool:
+        return self.model is not None and self.model.is_conditional
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        data = self.session.data
+        if data is not None and data.class_names:
+            return data.class_names
+        model = self.model
+        return tuple(str(i) for i in range(model.config.num_classes)) if model is not None else ()
+
+    def plane_point(self) -> np.ndarray | None:
+        """The current code's position on the plane."""
+        if self.code is None or self.axes is None:
+            return None
+        return self.axes.project(self.code)
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """(N, D) codes to (N, C, H, W) images with the chosen class."""
+        assert self.model is not None
+        return decode_codes(self.model, codes, self.label)
+
+    def decode_current(self) -> np.ndarray | None:
+        if self.model is None or self.code is None:
+            return None
+        return self.decode(self.code[None])[0]
+
+    # -- changing the code ----------------------------------------------------------------
+
+    def set_code(self, code: np.ndarray, source: str) -> None:
+        self.code = np.asarray(code, dtype=np.float32).copy()
+        self.code_changed.emit(source)
+
+    def set_plane_point(self, x: float, y: float) -> None:
+        """Move along the plane; coordinates off the plane stay as the sliders set them."""
+        if self.code is None or self.axes is None:
+            return
+        self.set_code(self.axes.lift(np.array([x, y]), self.code), "plane")
+
+    def set_dim(self, d: int, value: float) -> None:
+        if self.code is None:
+            return
+        code = self.code.copy()
+        code[d] = value
+        self.set_code(code, "slider")
+
+    def reset_code(self) -> None:
+        """Back to the mean of the test set's codes."""
+        if self.stats is not None:
+            self.picked = None
+            self.set_code(self.stats.mean, "reset")
+            self.picked_changed.emit(None)
+
+    def randomise(self, seed: int | None = None) -> None:
+        """A code drawn from the spread of the test set's codes (each dimension independent)."""
+        if self.stats is None:
+            return
+        rng = np.random.default_rng(seed)
+        self.picked = None
+        self.set_code(self.stats.mean + self.stats.std * rng.standard_normal(self.stats.dim).astype(np.float32),
+                      "random")
+        self.picked_changed.emit(None)
+
+    def pick(self, index: int) -> None:
+        """Load the code of test image ``index`` (a conditional model also takes its class)."""
+        data, model = self.session.data, self.model
+        if data is None or model is None or not 0 <= index < data.test_images.shape[0]:
+            return
+        from explorer.analysis.latents import encode_images
+
+        labels = data.test_labels[index:index + 1] if data.test_labels is not None else None
+        mean, _ = encode_images(model, data.test_images[index:index + 1], labels)
+        self.picked = int(index)
+        if model.is_conditional and labels is not None:
+            self.set_label(int(labels[0]))
+        self.set_code(mean[0].numpy(), "pick")
+        self.picked_changed.emit(self.picked)
+
+    def set_label(self, label: int | None) -> None:
+        if label != self.label:
+            self.label = label
+            self.label_changed.emit(label)
+
+    # -- the plane's axes -----------------------------------------------------------------
+
+    def use_pca_axes(self) -> None:
+        self.axes_mode = "pca"
+        self._refit_axes()
+
+    def use_raw_axes(self, first: int, second: int) -> None:
+        self.axes_mode = "raw"
+        self.raw_dims = (first, second)
+        self._refit_axes()
+
+    def _refit_axes(self) -> None:
+        if self.stats is None:
+            return
+        dim = self.stats.dim
+        if dim == 2 and self.axes_mode == "pca":
+            self.axes = raw_axes(2)  # a 2-D code is its own plane: no rotation to explain
+        elif self.axes_mode == "pca":
+            self.axes = pca_axes(self.stats.codes)
+        else:
+            first, second = self.raw_dims
+            if not (first < dim and second < dim and first != second):
+                first, second = int(self.stats.order[0]), int(self.stats.order[1])
+                self.raw_dims = (first, second)
+            self.axes = raw_axes(dim, first, second)
+        self.axes_changed.emit()
+
+    # -- keeping up with the session --------------------------------------------------------
+
+    def _on_data_changed(self) -> None:
+        self.generation += 1
+        self.picked = None
+        self.stats = None
+        self._schedule_encode(now=True)
+
+    def _on_model_changed(self) -> None:
+        model = self.model
+        if model is not None and self.code is not None and self.code.shape[0] != model.config.latent_dim:
+            self.generation += 1
+            self.code, self.stats, self.axes, self.picked = None, None, None, None
+        if model is not None and not model.is_conditional:
+            self.set_label(None)
+        elif model is not None and self.label is None:
+            self.set_label(0)
+        self.decoder_changed.emit()
+        self._schedule_encode(now=self.stats is None or not self.session.is_running)
+
+    def _schedule_encode(self, now: bool) -> None:
+        if self._encoding:
+            self._encode_again = True
+            return
+        wait = 0.0 if now else max(0.0, ENCODE_INTERVAL_S - (time.monotonic() - self._last_encode))
+        if not self._encode_timer.isActive() or wait == 0.0:
+            self._encode_timer.start(int(wait * 1000))
+
+    def _encode(self) -> None:
+        data, model = self.session.data, self.model
+        if data is None or model is None or data.image_shape != model.config.image_shape:
+            return
+        if model.is_conditional and data.test_labels is None:
+            return
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        generation, config = self.generation, model.config
+        images, labels = data.test_images, data.test_labels
+        self._encoding = True
+        self._last_encode = time.monotonic()
+        self.session.run_in_background(lambda: _encode_off_thread(config, state, images, labels),
+                                       lambda stats: self._on_encoded(generation, stats), self._on_encode_failed,
+                                       name="latent-explorer-encode")
+
+    def _on_encoded(self, generation: int, stats: LatentStats) -> None:
+        self._encoding = False
+        if generation == self.generation and self.model is not None \
+                and stats.dim == self.model.config.latent_dim:
+            first = self.stats is None or self.code is None
+            self.stats = stats
+            self._refit_axes()
+            self.stats_changed.emit()
+            if first:
+                self.set_code(stats.mean, "stats")
+        if self._encode_again:
+            self._encode_again = False
+            self._schedule_encode(now=not self.session.is_running)
+
+    def _on_encode_failed(self, message: str) -> None:
+        self._encoding = False
+        self.session.warning.emit(f"Could not encode the test images: {message}")

@@ -1,0 +1,77 @@
+"""A grid of samples: from the prior for the VAE family, from a Gaussian fitted to the
+test codes for plain autoencoders (they have no prior). A conditional model draws the
+class chosen in the plane's class picker. The seed is kept, so the same grid redraws as
+training goes on and shows the samples sharpen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
+
+from explorer.analysis.grids import image_grid, save_png
+from explorer.analysis.latents import gaussian_fit_samples
+from explorer.gui.image_pane import ImagePane, chw_to_display
+from explorer.gui.latent_state import LatentState
+from explorer.gui.redraw import Coalescer
+
+
+class SamplesView(QWidget):
+    def __init__(self, state: LatentState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.codes: np.ndarray | None = None
+        self.images: np.ndarray | None = None
+        self.pane = ImagePane("samplesGrid")
+        self.side = QSpinBox(objectName="samplesSide", minimum=2, maximum=16, value=8, suffix=" per side")
+        self.seed = QSpinBox(objectName="samplesSeed", minimum=0, maximum=2**31 - 1, value=0, prefix="seed ")
+        self.resample = QPushButton("New samples", objectName="resample")
+        self.resample.setToolTip("Draw with the next seed")
+        self.source = QLabel("", objectName="samplesSource")
+        self.source.setWordWrap(True)
+        bar = QHBoxLayout()
+        bar.addWidget(self.side)
+        bar.addWidget(self.seed)
+        bar.addWidget(self.resample)
+        bar.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(bar)
+        layout.addWidget(self.pane, 1)
+        layout.addWidget(self.source)
+        self.redraws = Coalescer(self.redraw, self.isVisible, parent=self)
+        self.resample.clicked.connect(lambda: self.seed.setValue(self.seed.value() + 1))
+        for signal in (self.seed.valueChanged, self.side.valueChanged, state.label_changed,
+                       state.decoder_changed, state.stats_changed):
+            signal.connect(lambda *_: self.redraws.request())
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        self.redraws.flush()
+
+    def redraw(self) -> None:
+        state, model = self.state, self.state.model
+        if model is None or state.stats is None:
+            return
+        n = self.side.value() ** 2
+        seed = self.seed.value()
+        if model.is_generative:
+            z = torch.randn(n, model.config.latent_dim, generator=torch.Generator().manual_seed(seed))
+            self.codes = z.numpy()
+            source = "Samples from the prior N(0, I)"
+        else:
+            self.codes = gaussian_fit_samples(state.stats, n, seed)
+            source = "This autoencoder has no prior: samples from a Gaussian fitted to the test codes"
+        if model.is_conditional and state.label is not None:
+            names = state.class_names
+            source += f", drawn as class {names[state.label] if state.label < len(names) else state.label}"
+        self.images = state.decode(self.codes)
+        self.source.setText(source + ".")
+        grid = image_grid(torch.from_numpy(self.images), nrow=self.side.value()).numpy()
+        self.pane.set_array(chw_to_display(grid))
+
+    def export_png(self, path: str) -> None:
+        if self.images is None:
+            raise ValueError("there are no samples to export yet")
+        save_png(image_grid(torch.from_numpy(self.images), nrow=self.side.value()), path)

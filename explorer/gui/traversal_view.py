@@ -1,0 +1,81 @@
+"""Latent traversals: one row per dimension, sweeping it across its range while the others
+hold the current code (the disentanglement figure of the beta-VAE paper). Rows follow the
+sliders' order, most informative first; inactive dimensions are left out unless asked for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+import torch
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QSpinBox, QVBoxLayout, QWidget
+
+from explorer.analysis.grids import save_png, tile
+from explorer.analysis.manifold import traversal_codes
+from explorer.gui.latent_state import LatentState
+from explorer.gui.redraw import Coalescer
+
+MAX_ROWS = 32
+
+
+class TraversalView(QWidget):
+    def __init__(self, state: LatentState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.dims: list[int] = []
+        self.images: np.ndarray | None = None
+        self.steps = QSpinBox(objectName="traversalSteps", minimum=3, maximum=21, value=9, suffix=" steps")
+        self.include_inactive = QCheckBox("Inactive dimensions too", objectName="traversalInactive")
+        bar = QHBoxLayout()
+        bar.addWidget(self.steps)
+        bar.addWidget(self.include_inactive)
+        bar.addStretch(1)
+        self.plot = pg.PlotWidget()
+        self.plot.setObjectName("traversalPlot")
+        self.plot.setBackground(self.palette().color(QPalette.ColorRole.Window))
+        item = self.plot.getPlotItem()
+        item.hideAxis("bottom")
+        item.setMenuEnabled(False)
+        item.hideButtons()
+        self.box = item.getViewBox()
+        self.box.setMouseEnabled(False, False)
+        self.box.setAspectLocked(True)
+        self.box.invertY(True)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.box.addItem(self.image)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(bar)
+        layout.addWidget(self.plot, 1)
+        self.redraws = Coalescer(self.redraw, self.isVisible, parent=self)
+        for signal in (self.steps.valueChanged, self.include_inactive.toggled, state.code_changed,
+                       state.label_changed, state.decoder_changed, state.stats_changed):
+            signal.connect(lambda *_: self.redraws.request())
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        self.redraws.flush()
+
+    def redraw(self) -> None:
+        state, stats = self.state, self.state.stats
+        if not state.ready or stats is None or state.code is None:
+            return
+        dims = [int(d) for d in stats.order if self.include_inactive.isChecked() or stats.active[d]]
+        self.dims = (dims or [int(stats.order[0])])[:MAX_ROWS]
+        steps = self.steps.value()
+        codes = traversal_codes(state.code, self.dims, [stats.slider_range(d) for d in self.dims], steps)
+        self.images = state.decode(codes)
+        picture = tile(self.images, len(self.dims), steps)
+        self.image.setImage(np.ascontiguousarray(picture), autoLevels=False, levels=(0, 1))
+        h = self.images.shape[2]
+        self.plot.getPlotItem().getAxis("left").setTicks([[((i + 0.5) * h, f"z{d}")
+                                                           for i, d in enumerate(self.dims)]])
+        self.box.autoRange(padding=0)
+
+    def export_png(self, path: str) -> None:
+        if self.images is None:
+            raise ValueError("there is no traversal to export yet")
+        from explorer.analysis.grids import image_grid
+
+        save_png(image_grid(torch.from_numpy(self.images), nrow=self.steps.value()), path)
