@@ -17,6 +17,7 @@ from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
+    QGraphicsItem,
     QComboBox,
     QHBoxLayout,
     QLabel,
@@ -63,6 +64,7 @@ class LatentPlane(QWidget):
         self.state = state
         self._moving_marker = False
         self._ranged_for: tuple | None = None  # what the view was last framed for
+        self._user_framed = False  # the user panned or zoomed since: leave the view alone
         self.scatters: list[pg.ScatterPlotItem] = []
         self.manifold_array: np.ndarray | None = None
 
@@ -103,7 +105,8 @@ class LatentPlane(QWidget):
         self.plot = pg.PlotWidget(viewBox=self.box)
         self.plot.setObjectName("latentPlane")
         self.plot.showGrid(x=True, y=True, alpha=0.15)
-        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextSize="8pt", brush=pg.mkBrush(0, 0, 0, 170),
+                                          labelTextColor=(230, 230, 230))
         self.manifold = pg.ImageItem(axisOrder="row-major")
         self.manifold.setZValue(-10)
         self.manifold.setVisible(False)
@@ -136,6 +139,7 @@ class LatentPlane(QWidget):
         self.marker.sigPositionChanged.connect(self._on_marker_moved)
         self.box.clicked_at.connect(self._on_plane_clicked)
         self.box.sigRangeChanged.connect(lambda *_: self._schedule_manifold())
+        self.box.sigRangeChangedManually.connect(lambda *_: setattr(self, "_user_framed", True))
         self.axes_mode.currentIndexChanged.connect(self._on_axes_choice)
         self.dim_x.valueChanged.connect(self._on_axes_choice)
         self.dim_y.valueChanged.connect(self._on_axes_choice)
@@ -155,7 +159,7 @@ class LatentPlane(QWidget):
 
     def _on_stats(self) -> None:
         self._update_axis_controls()
-        self._draw_scatter()
+        self._on_axes()
 
     def _on_axes(self) -> None:
         axes = self.state.axes
@@ -204,18 +208,23 @@ class LatentPlane(QWidget):
             for k, (name, _) in enumerate(groups):
                 colour = class_colour(k, len(groups))
                 colour.setAlpha(170)
-                item = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(colour), name=name, hoverable=False)
+                # Small dots need no antialiasing (it doubles their paint time), and a cached
+                # picture of them means dragging the marker repaints only the marker.
+                item = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(colour), name=name, hoverable=False,
+                                          antialias=False)
+                item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
                 item.sigClicked.connect(self._on_dot_clicked)
                 item.setVisible(self.show_codes.isChecked())
                 self.plot.addItem(item)
                 self.scatters.append(item)
         for item, (_, rows) in zip(self.scatters, groups, strict=True):
             item.setData(x=points[rows, 0], y=points[rows, 1], data=stats.indices[rows])
-        # Frame the codes for a new model, new data or new axes; refits during a run keep
-        # whatever the user has panned or zoomed to.
+        # Follow the codes as training spreads them out, until the user pans or zooms;
+        # a new model, new data or new axes frame them afresh.
         framing = (self.state.generation, self.state.axes_mode, self.state.raw_dims)
-        if framing != self._ranged_for:
+        if framing != self._ranged_for or not self._user_framed:
             self._ranged_for = framing
+            self._user_framed = False
             self._range_to(points)
         if self.placeholder.isVisible() or not self.plot.isVisible():
             self.placeholder.hide()

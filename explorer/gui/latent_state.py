@@ -22,6 +22,7 @@ from explorer.analysis.manifold import decode_codes
 from explorer.analysis.projection import PlaneAxes, pca_axes, raw_axes
 from explorer.config import ModelConfig
 from explorer.gui.session import TrainingSession
+from explorer.gui.threads import lower_this_thread_priority
 from explorer.models import Autoencoder
 
 # While training, re-encode the test set at most this often (each pass is ~0.1 s of CPU
@@ -32,6 +33,7 @@ MAX_CODES = 10_000
 
 def _encode_off_thread(config: ModelConfig, state: dict[str, torch.Tensor], images: torch.Tensor,
                        labels: torch.Tensor | None) -> LatentStats:
+    lower_this_thread_priority()
     torch.set_num_threads(1)  # leave the other core to the trainer and the GUI
     model = Autoencoder(config)
     model.load_state_dict(state)
@@ -40,7 +42,7 @@ def _encode_off_thread(config: ModelConfig, state: dict[str, torch.Tensor], imag
 
 
 class LatentState(QObject):
-    stats_changed = Signal()  # new test-set codes (scatter, slider ranges, dimension order)
+    stats_changed = Signal()  # new test-set codes, and the axes refitted to them
     axes_changed = Signal()  # the plane's axes changed (PCA refit, or the user picked dimensions)
     code_changed = Signal(str)  # the current code moved; the argument says who moved it
     label_changed = Signal(object)  # the class a conditional model draws (int) or None
@@ -179,7 +181,7 @@ class LatentState(QObject):
         self.raw_dims = (first, second)
         self._refit_axes()
 
-    def _refit_axes(self) -> None:
+    def _refit_axes(self, emit: bool = True) -> None:
         if self.stats is None:
             return
         dim = self.stats.dim
@@ -193,7 +195,8 @@ class LatentState(QObject):
                 first, second = int(self.stats.order[0]), int(self.stats.order[1])
                 self.raw_dims = (first, second)
             self.axes = raw_axes(dim, first, second)
-        self.axes_changed.emit()
+        if emit:
+            self.axes_changed.emit()
 
     # -- keeping up with the session --------------------------------------------------------
 
@@ -244,7 +247,7 @@ class LatentState(QObject):
                 and stats.dim == self.model.config.latent_dim:
             first = self.stats is None or self.code is None
             self.stats = stats
-            self._refit_axes()
+            self._refit_axes(emit=False)  # stats_changed tells the views about both
             self.stats_changed.emit()
             if first:
                 self.set_code(stats.mean, "stats")

@@ -99,7 +99,7 @@ class MainWindow(QMainWindow):
             self.tabifyDockWidget(self.recon_dock, dock)
         self.recon_dock.raise_()
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
 
         self._make_actions()
         self._make_menus_and_toolbar()
@@ -108,7 +108,8 @@ class MainWindow(QMainWindow):
         self.panel.restore_settings(self.settings)
         self._apply_font_delta(int(self.settings.value("view/font_delta", 0)))
         self.resizeDocks([self.panel_dock, self.code_dock], [340, 360], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.loss_dock], [260], Qt.Orientation.Vertical)
+        self.resizeDocks([self.loss_dock], [270], Qt.Orientation.Vertical)
+        self.resizeDocks([self.loss_dock, self.recon_dock], [1, 1], Qt.Orientation.Horizontal)
         self._restore_layout()
         self._update_for_state(self.session.state)
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from explorer.gui.threads import lower_this_thread_priority
+
 from explorer.config import DataConfig, ModelConfig, TrainConfig
 from explorer.data import ImageData
 from explorer.errors import UserError
@@ -84,6 +86,7 @@ class TrainingWorker:
 
         req = self.request
         put = self.outbox.put
+        lower_this_thread_priority()  # before torch starts its thread team, which inherits it
         torch.set_num_threads(req.threads or os.cpu_count() or 1)  # per thread: the GUI keeps its own
         try:
             run = prepare_run(req.model_config, req.data_config, req.train_config)
