@@ -350,6 +350,24 @@ class LatentPlane(QWidget):
             self.class_picker.setCurrentIndex(self.state.label)
         self.class_picker.blockSignals(False)
 
+    # -- settings ---------------------------------------------------------------------------
+
+    def save_settings(self, settings) -> None:
+        settings.setValue("plane/codes", self.show_codes.isChecked())
+        settings.setValue("plane/manifold", self.show_manifold.isChecked())
+        settings.setValue("plane/grid", self.grid_size.value())
+
+    def restore_settings(self, settings) -> None:
+        def flag(key: str, default: bool) -> bool:
+            return str(settings.value(key, default)).lower() == "true"
+
+        self.show_codes.setChecked(flag("plane/codes", True))
+        self.show_manifold.setChecked(flag("plane/manifold", False))
+        try:
+            self.grid_size.setValue(int(settings.value("plane/grid", DEFAULT_GRID)))
+        except (TypeError, ValueError):
+            pass
+
     # -- files ------------------------------------------------------------------------------
 
     def export_png(self, path: str) -> None:

@@ -106,6 +106,7 @@ class MainWindow(QMainWindow):
         self._make_status_bar()
         self._connect_session()
         self.panel.restore_settings(self.settings)
+        self.plane.restore_settings(self.settings)
         self._apply_font_delta(int(self.settings.value("view/font_delta", 0)))
         self.resizeDocks([self.panel_dock, self.code_dock], [340, 360], Qt.Orientation.Horizontal)
         self.resizeDocks([self.loss_dock], [270], Qt.Orientation.Vertical)
@@ -451,6 +452,7 @@ class MainWindow(QMainWindow):
         codes = state.axes.lift(lattice(x_range, y_range, n), state.code)
         import torch
 
+        # reading order, as on screen: the lattice's first row is the plane's top
         save_png(image_grid(torch.from_numpy(state.decode(codes)), nrow=n, padding=0), path)
 
     def _export_test_codes(self, path: str) -> None:
@@ -535,6 +537,7 @@ class MainWindow(QMainWindow):
             self.panel.save_settings(self.settings)
         except UserError:
             pass
+        self.plane.save_settings(self.settings)
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.settings.sync()

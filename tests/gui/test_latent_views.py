@@ -321,3 +321,40 @@ def test_plane_keeps_updating_while_training_continues(qtbot, click, window):
     np.testing.assert_allclose(decoded_now(window), expected_image(window, window.latent.code), atol=1e-6)
     window.session.stop()
     qtbot.waitUntil(lambda: window.session.state == "idle", timeout=RUN_TIMEOUT_MS)
+
+
+def test_plane_options_are_remembered(qtbot, settings, window):
+    window.plane.show_manifold.setChecked(True)
+    window.plane.grid_size.setValue(12)
+    window.plane.show_codes.setChecked(False)
+    window.close()
+    other = MainWindow(settings=settings)
+    qtbot.addWidget(other)
+    assert other.plane.show_manifold.isChecked() and not other.plane.show_codes.isChecked()
+    assert other.plane.grid_size.value() == 12
+    other.session.shutdown()
+
+
+def test_background_threads_yield_to_the_gui_thread():
+    import os
+    import sys
+    import threading
+
+    from explorer.gui.threads import lower_this_thread_priority
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("per-thread priorities are a Linux feature; elsewhere the call does nothing")
+    seen = {}
+    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def work() -> None:
+        tid = threading.get_native_id()
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        seen["lowered"] = lower_this_thread_priority()
+        seen["delta"] = os.getpriority(os.PRIO_PROCESS, tid) - before
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert seen["lowered"] and seen["delta"] > 0
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before, "the GUI thread kept its own"
