@@ -115,7 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_positive_int, default=64)
     p.add_argument("--label", type=int, help="class to generate (conditional models)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, metavar="FILE.png|FILE.npy")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", metavar="FILE.png|FILE.npy")
+    target.add_argument("--folder", metavar="DIR",
+                        help="write an image folder (class/0001.png; --n per class for conditional models) "
+                             "plus images.npy, loadable as a dataset")
+
+    p = sub.add_parser("anomaly", help="anomaly scores of the test split: normal classes against the rest")
+    p.add_argument("checkpoint")
+    p.add_argument("--normal", type=_class_list, metavar="K,K",
+                   help="the normal classes (default: the classes the model was trained on)")
+    p.add_argument("--per-image", action="store_true", help="also print every test image's score")
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("reconstruct", help="test images and their reconstructions")
     p.add_argument("checkpoint")
@@ -140,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_gui(getattr(args, "checkpoint", None))
         handler = {"train": cmd_train, "evaluate": cmd_evaluate, "generate": cmd_generate,
-                   "reconstruct": cmd_reconstruct, "encode": cmd_encode}[command]
+                   "reconstruct": cmd_reconstruct, "encode": cmd_encode, "anomaly": cmd_anomaly}[command]
         return handler(args)
     except UserError as exc:
         print(f"latent-explorer: error: {exc}", file=sys.stderr)
@@ -330,7 +341,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from explorer.analysis.grids import image_grid, save_png
     from explorer.errors import UserError
 
-    out = _output_path(args.out, (".png", ".npy"))
+    out = _output_path(args.out, (".png", ".npy")) if args.out else None
     ckpt, model, dev = _load(args.checkpoint)
     cfg = ckpt.model_config
     if args.label is not None and not cfg.conditional:
@@ -345,16 +356,65 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 raise UserError(f"this model knows classes 0 to {cfg.num_classes - 1}"
                                 + (f" ({', '.join(names)})" if names else "") + f", not {args.label}")
             y = torch.full((args.n,), args.label, dtype=torch.long)
+        elif args.folder:
+            y = torch.arange(cfg.num_classes).repeat_interleave(args.n)
         else:
             y = torch.arange(args.n) % cfg.num_classes
             nrow = cfg.num_classes
+    n = args.n if y is None else y.numel()
     with torch.no_grad():
-        images = model.sample(args.n, y=None if y is None else y.to(dev),
+        images = model.sample(n, y=None if y is None else y.to(dev),
                               generator=torch.Generator().manual_seed(args.seed)).cpu()
+    if out is None:
+        from explorer.analysis.dataset_export import write_image_folder
+
+        written = write_image_folder(args.folder, images.numpy(), None if y is None else y.numpy(),
+                                     ckpt.class_names)
+        print(f"wrote {len(written)} images to {args.folder}")
+        return 0
     if out.suffix.lower() == ".npy":
         _save_npy(out, images.numpy())
     else:
         save_png(image_grid(images, nrow=nrow), out)
+    return 0
+
+
+def cmd_anomaly(args: argparse.Namespace) -> int:
+    from explorer.analysis.anomaly import anomaly_report
+    from explorer.config import replace
+    from explorer.data import load_dataset
+    from explorer.errors import UserError
+
+    ckpt, model, _ = _load(args.checkpoint)
+    normal = args.normal or ckpt.data_config.classes
+    if not normal:
+        raise UserError("this model was trained on every class; say which are normal with --normal K,K")
+    data = load_dataset(replace(ckpt.data_config, classes=None))
+    if data.image_shape != ckpt.model_config.image_shape:
+        raise UserError(f"{data.name} has images of shape {data.image_shape}; "
+                        f"the model expects {ckpt.model_config.image_shape}")
+    try:
+        report = anomaly_report(model.cpu(), data, tuple(normal))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    names = ckpt.class_names or data.class_names
+    result = {"model": ckpt.model_config.preset, "dataset": data.name, "normal_classes": list(report.normal_classes),
+              "score": "negative ELBO (nats)" if model.is_generative else "reconstruction loss",
+              "auc": report.auc, "auc_per_class": {str(k): v for k, v in report.auc_per_class.items()}}
+    if args.per_image:
+        result["scores"] = [{"index": i, "label": int(label), "score": float(score)}
+                            for i, (label, score) in enumerate(zip(report.labels, report.scores, strict=True))]
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    label = ", ".join(names[k] if k < len(names) else str(k) for k in report.normal_classes)
+    print(f"normal: {label}; score: {result['score']}; ROC AUC {report.auc:.4f}")
+    for k, auc in report.auc_per_class.items():
+        print(f"  {names[k] if k < len(names) else k}: AUC {auc:.4f}")
+    if args.per_image:
+        print("index,label,score")
+        for row in result["scores"]:
+            print(f"{row['index']},{row['label']},{row['score']:.6g}")
     return 0
 
 

@@ -33,8 +33,13 @@ class FolderReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
+# Data that often sits beside images (labels, arrays, notes): not images, not worth a warning.
+_SIDECAR_SUFFIXES = {".npy", ".npz", ".csv", ".json", ".txt", ".md"}
+
+
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+                  and p.suffix.lower() not in _SIDECAR_SUFFIXES)
 
 
 def _open(path: Path) -> Image.Image:
