@@ -29,10 +29,11 @@ class PCA:
 def fit_pca(images: torch.Tensor, max_components: int) -> PCA:
     """PCA of uint8 images from the covariance (D x D), which is cheap for image sizes
     like MNIST's 784 whatever the number of images."""
-    x = to_float(images).reshape(images.shape[0], -1).double()
-    mean = x.mean(0)
-    centred = x - mean
-    cov = centred.T @ centred / max(1, x.shape[0] - 1)
+    x = to_float(images).reshape(images.shape[0], -1)
+    mean = x.double().mean(0)
+    centred = x - mean.float()
+    # The big product in float32 (fast), the eigendecomposition in float64 (accurate).
+    cov = (centred.T @ centred).double() / max(1, x.shape[0] - 1)
     values, vectors = torch.linalg.eigh(cov)
     order = torch.argsort(values, descending=True)[:max_components]
     return PCA(mean.numpy(), vectors[:, order].T.contiguous().numpy())

@@ -27,7 +27,10 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.errors import UserError
+from explorer.gui.anomaly_view import AnomalyView
 from explorer.gui.code_view import CodeView
+from explorer.gui.compression_view import CompressionView
+from explorer.gui.denoise_view import DenoiseView
 from explorer.gui.interpolation_view import InterpolationView
 from explorer.gui.latent_plane import LatentPlane
 from explorer.gui.latent_state import LatentState
@@ -43,6 +46,13 @@ from explorer.training.events import EpochEnd, RunResult, RunStarted, SettingCha
 MAX_RECENT = 8
 CHECKPOINT_FILTER = "Latent Explorer checkpoints (*.safetensors)"
 CODES_FILTER = "CSV (*.csv);;NumPy arrays (*.npy)"
+
+
+def _decode_labelled(model, codes, labels):
+    import torch
+
+    with torch.no_grad():
+        return model.decode(torch.from_numpy(codes), torch.from_numpy(labels)).numpy()
 
 
 def default_settings() -> QSettings:
@@ -94,8 +104,18 @@ class MainWindow(QMainWindow):
         self.traversal_view = TraversalView(self.latent)
         self.traversal_dock = self._dock("Traversal", "traversalDock", self.traversal_view,
                                          Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.denoise_view = DenoiseView(self.session)
+        self.denoise_dock = self._dock("Denoising", "denoiseDock", self.denoise_view,
+                                       Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.anomaly_view = AnomalyView(self.session)
+        self.anomaly_dock = self._dock("Anomalies", "anomalyDock", self.anomaly_view,
+                                       Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.compression_view = CompressionView(self.session)
+        self.compression_dock = self._dock("Compression", "compressionDock", self.compression_view,
+                                           Qt.DockWidgetArea.BottomDockWidgetArea)
         self.splitDockWidget(self.loss_dock, self.recon_dock, Qt.Orientation.Horizontal)
-        for dock in (self.samples_dock, self.interpolation_dock, self.traversal_dock):
+        for dock in (self.samples_dock, self.interpolation_dock, self.traversal_dock, self.denoise_dock,
+                     self.anomaly_dock, self.compression_dock):
             self.tabifyDockWidget(self.recon_dock, dock)
         self.recon_dock.raise_()
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
@@ -167,6 +187,16 @@ class MainWindow(QMainWindow):
         self.export_traversal_action = self._action("Export traversal as PNG...",
                                                     lambda: self._ask_export("traversal", "traversal.png",
                                                                              self.traversal_view.export_png))
+        self.export_denoise_action = self._action("Export denoising as PNG...",
+                                                  lambda: self._ask_export("denoising", "denoising.png",
+                                                                           self.denoise_view.export_png))
+        self.export_anomalies_action = self._action("Export most anomalous images as PNG...",
+                                                    lambda: self._ask_export("anomalies", "anomalies.png",
+                                                                             self.anomaly_view.export_png))
+        self.generate_folder_action = self._action(
+            "Generate a dataset folder...", self.ask_generate_folder,
+            tip="Write generated images (the Samples view's count, per class for conditional models) as an "
+                "image folder the app can train on, plus images.npy")
         self.export_codes_action = self._action("Export test codes (CSV/NPY)...",
                                                 lambda: self._ask_export("test codes", "codes.csv",
                                                                          self._export_test_codes, CODES_FILTER))
@@ -193,11 +223,13 @@ class MainWindow(QMainWindow):
         export_menu = file_menu.addMenu("&Export")
         for action in (self.export_plane_action, self.export_manifold_action, self.export_curves_action,
                        self.export_recon_action, self.export_samples_action, self.export_interp_action,
-                       self.export_traversal_action):
+                       self.export_traversal_action, self.export_denoise_action, self.export_anomalies_action):
             export_menu.addAction(action)
         export_menu.addSeparator()
         export_menu.addAction(self.export_codes_action)
         export_menu.addAction(self.export_interp_codes_action)
+        export_menu.addSeparator()
+        export_menu.addAction(self.generate_folder_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         train_menu = bar.addMenu("&Training")
@@ -210,7 +242,8 @@ class MainWindow(QMainWindow):
             view_menu.addAction(action)
         view_menu.addSeparator()
         for dock in (self.panel_dock, self.code_dock, self.loss_dock, self.recon_dock, self.samples_dock,
-                     self.interpolation_dock, self.traversal_dock):
+                     self.interpolation_dock, self.traversal_dock, self.denoise_dock, self.anomaly_dock,
+                     self.compression_dock):
             view_menu.addAction(dock.toggleViewAction())
 
         toolbar = QToolBar("Training", self)
@@ -454,6 +487,51 @@ class MainWindow(QMainWindow):
 
         # reading order, as on screen: the lattice's first row is the plane's top
         save_png(image_grid(torch.from_numpy(state.decode(codes)), nrow=n, padding=0), path)
+
+    def ask_generate_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Generate into a new or empty folder", self._last_folder())
+        if folder:
+            self.generate_folder(folder)
+
+    def generate_folder(self, folder: str) -> None:
+        """Generate images off the GUI thread and write them as an image folder."""
+        import numpy as np
+        import torch
+
+        from explorer.analysis.dataset_export import write_image_folder
+        from explorer.analysis.latents import gaussian_fit_samples
+        from explorer.analysis.manifold import decode_codes
+        from explorer.models import Autoencoder
+
+        model, stats = self.session.view_model, self.latent.stats
+        if model is None or (not model.is_generative and stats is None):
+            self._show_message(QMessageBox.Icon.Information, "Nothing to generate", "Train or open a model first.")
+            return
+        config, state = model.config, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        n, seed = self.samples_view.side.value() ** 2, self.samples_view.seed.value()
+        names = self.latent.class_names
+
+        def work() -> int:
+            torch.set_num_threads(1)
+            copy = Autoencoder(config)
+            copy.load_state_dict(state)
+            copy.eval()
+            labels = np.repeat(np.arange(config.num_classes), n) if config.conditional else None
+            count = n * (config.num_classes if config.conditional else 1)
+            if config.variational:
+                codes = torch.randn(count, config.latent_dim, generator=torch.Generator().manual_seed(seed)).numpy()
+            else:
+                codes = gaussian_fit_samples(stats, count, seed)
+            images = np.concatenate([decode_codes(copy, codes[i:i + 1000], None) if labels is None else
+                                     _decode_labelled(copy, codes[i:i + 1000], labels[i:i + 1000])
+                                     for i in range(0, count, 1000)])
+            return len(write_image_folder(folder, images, labels, names))
+
+        self.statusBar().showMessage(f"Generating images into {folder}...")
+        self.session.run_in_background(
+            work, lambda written: self.statusBar().showMessage(f"Wrote {written} images to {folder}"),
+            lambda message: self._show_message(QMessageBox.Icon.Warning, "Could not generate", message),
+            name="latent-explorer-generate")
 
     def _export_test_codes(self, path: str) -> None:
         from explorer.analysis.export import save_codes

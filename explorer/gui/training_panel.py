@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
+    QLineEdit,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -49,6 +50,10 @@ class TrainingPanel(QWidget):
         self.limit = QSpinBox(objectName="limit", minimum=0, maximum=10_000_000, singleStep=1000)
         self.limit.setSpecialValueText("All")
         self.limit.setToolTip("Train and test on only the first N images of each split (quick runs); All uses all")
+        self.classes = QLineEdit(objectName="classes")
+        self.classes.setPlaceholderText("All")
+        self.classes.setToolTip("Train on these classes only, e.g. 1 or 0,1 (the 'normal' classes for "
+                                "anomaly detection); empty trains on all")
 
         self.preset = QComboBox(objectName="preset")
         for name, preset in PRESETS.items():
@@ -89,6 +94,7 @@ class TrainingPanel(QWidget):
         form = QFormLayout(data_box)
         form.addRow("Dataset", self.dataset)
         form.addRow("Images per split", self.limit)
+        form.addRow("Classes", self.classes)
         model_box = QGroupBox("Model")
         form = QFormLayout(model_box)
         form.addRow("Preset", self.preset)
@@ -187,6 +193,7 @@ class TrainingPanel(QWidget):
         self._show_model_config(model)
         self.set_dataset(data.dataset)
         self.limit.setValue(data.limit or 0)
+        self.classes.setText(",".join(str(k) for k in data.classes) if data.classes else "")
         self.epochs.setValue(train.epochs)
         self.batch_size.setValue(train.batch_size)
         self.lr.setValue(train.lr)
@@ -200,10 +207,26 @@ class TrainingPanel(QWidget):
         model = replace(base, latent_dim=self.latent.value(), recon_loss=self.recon_loss.currentData(),
                         beta=float(self.beta.value()), noise=self.noise.currentData(),
                         noise_level=float(self.noise_level.value()), sparsity_weight=float(self.sparsity.value()))
-        data = DataConfig(dataset=self.dataset.currentData() or "mnist", limit=self.limit.value() or None)
+        data = DataConfig(dataset=self.dataset.currentData() or "mnist", limit=self.limit.value() or None,
+                          classes=self.class_filter())
         train = TrainConfig(epochs=self.epochs.value(), batch_size=self.batch_size.value(),
                             lr=float(self.lr.value()), seed=self.seed.value(), device=self.device.currentData())
         return model, data, train
+
+    def class_filter(self) -> tuple[int, ...] | None:
+        """The classes typed in the Classes field, or None for all; raises ConfigError."""
+        from explorer.errors import ConfigError
+
+        text = self.classes.text().replace(" ", "")
+        if not text:
+            return None
+        try:
+            values = tuple(sorted({int(v) for v in text.split(",") if v}))
+        except ValueError:
+            raise ConfigError(f"Classes: {text!r} is not a list of class numbers like 0,1") from None
+        if not values or min(values) < 0:
+            raise ConfigError(f"Classes: {text!r} is not a list of class numbers like 0,1")
+        return values
 
     def set_running(self, running: bool) -> None:
         self._running = running
@@ -212,7 +235,7 @@ class TrainingPanel(QWidget):
     def _sync_enabled(self) -> None:
         running = getattr(self, "_running", False)
         variational = get_preset(self.preset.currentData() or DEFAULT_PRESET).model.variational
-        for widget in (self.dataset, self.limit, self.preset, self.latent, self.recon_loss, self.noise,
+        for widget in (self.dataset, self.limit, self.classes, self.preset, self.latent, self.recon_loss, self.noise,
                        self.noise_level, self.sparsity, self.epochs, self.batch_size, self.device, self.seed):
             widget.setEnabled(not running)
         self.noise_level.setEnabled(not running and self.noise.currentData() != "none")

@@ -41,7 +41,7 @@ def click(qtbot):
 
 @pytest.fixture(scope="session")
 def trained_checkpoint(tmp_path_factory):
-    """``trained_checkpoint(preset, latent_dim=None, epochs=1, limit=2000)``: the path of a
+    """``trained_checkpoint(preset, latent_dim=None, epochs=1, limit=2000, classes=None)``: the path of a
     checkpoint trained with the engine on the first ``limit`` MNIST images, made once per
     session for each set of arguments."""
     import torch
@@ -55,18 +55,19 @@ def trained_checkpoint(tmp_path_factory):
     made: dict[tuple, object] = {}
     folder = tmp_path_factory.mktemp("checkpoints")
 
-    def make(preset: str, latent_dim: int | None = None, epochs: int = 1, limit: int = 2000):
-        key = (preset, latent_dim, epochs, limit)
+    def make(preset: str, latent_dim: int | None = None, epochs: int = 1, limit: int = 2000,
+             classes: tuple[int, ...] | None = None):
+        key = (preset, latent_dim, epochs, limit, classes)
         if key not in made:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                run = prepare_run(model_config_for(preset, latent_dim=latent_dim), DataConfig(limit=limit),
+                run = prepare_run(model_config_for(preset, latent_dim=latent_dim), DataConfig(limit=limit, classes=classes),
                                   train_config_for(preset, epochs=epochs, batch_size=64, seed=1))
                 history = History(run.model.part_names)
                 for event in run_to_end(train(run.model, run.data, run.train_config))[0]:
                     history.record(event)
-                path = folder / f"{preset}-{latent_dim}-{epochs}-{limit}.safetensors"
+                path = folder / f"{preset}-{latent_dim}-{epochs}-{limit}-{classes}.safetensors"
                 save_checkpoint(path, run.model, run.data_config, run.train_config, history, run.data.class_names)
             finally:
                 torch.set_num_threads(threads)

@@ -1,0 +1,107 @@
+"""Denoising: clean test images, the same with noise, and what the model makes of them,
+with the PSNR of each and on average.
+
+The averages are over a fixed sample of test images (seeded noise), so moving the level
+slider compares like with like. Any model can try; a denoising autoencoder should win.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+
+from explorer.analysis.grids import image_grid, save_png
+from explorer.analysis.metrics import mean_psnr, psnr
+from explorer.data import to_float
+from explorer.gui.image_pane import ImagePane, chw_to_display
+from explorer.gui.redraw import Coalescer
+from explorer.gui.session import TrainingSession
+from explorer.models.noise import corrupt
+
+SHOWN = 8
+AVERAGED = 500
+LEVEL_STEPS = 100
+
+
+class DenoiseView(QWidget):
+    def __init__(self, session: TrainingSession, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.noise = QComboBox(objectName="denoiseNoise")
+        for label, key in (("Gaussian", "gaussian"), ("Salt and pepper", "salt-pepper"), ("Masking", "mask")):
+            self.noise.addItem(label, key)
+        self.level = QSlider(Qt.Orientation.Horizontal, objectName="denoiseLevel")
+        self.level.setRange(0, LEVEL_STEPS)
+        self.level.setValue(30)
+        self.level.setToolTip("Gaussian: noise strength; salt and pepper, masking: fraction of pixels hit")
+        self.level_label = QLabel("", objectName="denoiseLevelLabel")
+        self.pane = ImagePane("denoiseGrid")
+        self.readout = QLabel("", objectName="denoiseReadout")
+        self.readout.setWordWrap(True)
+        self.per_image = QLabel("", objectName="denoisePerImage")
+        self.per_image.setWordWrap(True)
+        bar = QHBoxLayout()
+        bar.addWidget(self.noise)
+        bar.addWidget(self.level, 1)
+        bar.addWidget(self.level_label)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(bar)
+        layout.addWidget(self.pane, 1)
+        layout.addWidget(self.readout)
+        layout.addWidget(self.per_image)
+        self.psnr_noisy: np.ndarray | None = None
+        self.psnr_denoised: np.ndarray | None = None
+        self.mean_noisy = self.mean_denoised = float("nan")
+        self.rows: np.ndarray | None = None  # (3 * SHOWN, C, H, W): clean, noisy, denoised
+        self.redraws = Coalescer(self.redraw, self.isVisible, parent=self)
+        for signal in (self.noise.currentIndexChanged, self.level.valueChanged, session.model_changed,
+                       session.data_changed):
+            signal.connect(lambda *_: self.redraws.request())
+        self.level.valueChanged.connect(self._show_level)
+        self._show_level()
+
+    @property
+    def noise_level(self) -> float:
+        return self.level.value() / LEVEL_STEPS
+
+    def _show_level(self) -> None:
+        self.level_label.setText(f"{self.noise_level:.2f}")
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        self.redraws.flush()
+
+    @torch.no_grad()
+    def redraw(self) -> None:
+        data, model = self.session.data, self.session.view_model
+        if data is None or model is None or data.image_shape != model.config.image_shape:
+            return
+        n = min(AVERAGED, data.test_images.shape[0])
+        clean = to_float(data.test_images[:n])
+        labels = data.test_labels[:n] if model.is_conditional and data.test_labels is not None else None
+        if model.is_conditional and labels is None:
+            return
+        # The same noise for every level and model: a fair comparison.
+        noisy = corrupt(clean, self.noise.currentData(), self.noise_level, torch.Generator().manual_seed(0))
+        denoised = model.reconstruct(noisy, labels)
+        self.psnr_noisy = psnr(clean.numpy(), noisy.numpy())
+        self.psnr_denoised = psnr(clean.numpy(), denoised.numpy())
+        self.mean_noisy, self.mean_denoised = mean_psnr(self.psnr_noisy), mean_psnr(self.psnr_denoised)
+        shown = min(SHOWN, n)
+        self.rows = torch.cat([clean[:shown], noisy[:shown], denoised[:shown]]).numpy()
+        grid = image_grid(torch.from_numpy(self.rows), nrow=shown).numpy()
+        self.pane.set_array(chw_to_display(grid))
+        gain = self.mean_denoised - self.mean_noisy
+        self.readout.setText(f"Rows: clean, noisy, denoised. Mean PSNR over {n} test images: noisy "
+                             f"{self.mean_noisy:.1f} dB, denoised {self.mean_denoised:.1f} dB "
+                             f"({gain:+.1f} dB).")
+        self.per_image.setText("Denoised PSNR of the images shown (dB): "
+                               + "  ".join(f"{v:.1f}" for v in self.psnr_denoised[:shown]))
+
+    def export_png(self, path: str) -> None:
+        if self.rows is None:
+            raise ValueError("there is nothing to export yet")
+        save_png(image_grid(torch.from_numpy(self.rows), nrow=self.rows.shape[0] // 3), path)
