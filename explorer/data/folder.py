@@ -33,8 +33,9 @@ class FolderReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-# Data that often sits beside images (labels, arrays, notes): not images, not worth a warning.
-_SIDECAR_SUFFIXES = {".npy", ".npz", ".csv", ".json", ".txt", ".md"}
+# Arrays that sit beside generated images (``generate --folder`` writes images.npy): not
+# images, and not worth a warning. Any other non-image file is reported by name.
+_SIDECAR_SUFFIXES = {".npy", ".npz"}
 
 
 def _image_files(folder: Path) -> list[Path]:
