@@ -119,6 +119,9 @@ class AnomalyView(QWidget):
         self.roc_point = self.roc.plot(pen=None, symbol="o", symbolBrush="#f0f0f0", symbolSize=8)
         self.readout = QLabel("", objectName="anomalyReadout")
         self.worst = ImagePane("anomalyWorst")
+        self.worst.setMinimumHeight(60)
+        self.worst.setMaximumHeight(120)
+        self.histogram.setMinimumHeight(110)
         worst_label = QLabel("Most anomalous test images: image, reconstruction, per-pixel error")
 
         grid = QGridLayout()
@@ -129,10 +132,10 @@ class AnomalyView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
-        layout.addLayout(grid, 3)
+        layout.addLayout(grid, 4)
         layout.addWidget(self.readout)
         layout.addWidget(worst_label)
-        layout.addWidget(self.worst, 2)
+        layout.addWidget(self.worst, 1)
 
         self.score_button.clicked.connect(self.score)
         self.normal_edit.editingFinished.connect(self._apply_normal)
