@@ -24,7 +24,7 @@ def mean_psnr(values: np.ndarray) -> float:
 
 
 def roc_curve(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """False and true positive rates at every distinct threshold (a score above the
+    """False and true positive rates at every distinct threshold (a score at or above the
     threshold is called positive), from (0, 0) to (1, 1), and the thresholds."""
     scores = np.asarray(scores, dtype=np.float64)
     positive = np.asarray(positive, dtype=bool)

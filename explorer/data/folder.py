@@ -92,7 +92,8 @@ def load_folder(path: str | Path, image_size: int | None = None, channels: int |
     if labelled:
         for label, sub in enumerate(subdirs):
             sources += [(p, label) for p in _image_files(sub)]
-        for stray in (p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        for stray in (p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                      and p.suffix.lower() not in _SIDECAR_SUFFIXES):
             report.skipped.append((str(stray), "not inside a class folder"))
     else:
         sources = [(p, -1) for p in _image_files(folder)]
