@@ -102,6 +102,10 @@ def gaussian_fit_samples(stats: LatentStats, n: int, seed: int) -> np.ndarray:
     """Codes drawn from a Gaussian fitted to the data's codes: how a plain autoencoder,
     which has no prior, can still be sampled."""
     rng = np.random.default_rng(seed)
+    if stats.codes.shape[0] < 2:  # one code has no spread to fit
+        return np.repeat(stats.mean[None].astype(np.float32), n, axis=0)
     cov = np.cov(stats.codes, rowvar=False).reshape(stats.dim, stats.dim)
+    if not np.isfinite(cov).all():
+        cov = np.diag(np.square(stats.std.astype(np.float64)))
     return rng.multivariate_normal(stats.mean.astype(np.float64), cov, size=n,
                                    check_valid="ignore").astype(np.float32)

@@ -27,20 +27,27 @@ class PlaneAxes:
         return int(self.origin.shape[0])
 
     def project(self, codes: np.ndarray) -> np.ndarray:
-        """(N, D) or (D,) codes to (N, 2) or (2,) plane coordinates."""
-        return (np.asarray(codes, dtype=np.float64) - self.origin) @ self.basis[:2].T
+        """(N, D) or (D,) codes to (N, 2) or (2,) plane coordinates (a 1-D code lies on y = 0)."""
+        coords = (np.asarray(codes, dtype=np.float64) - self.origin) @ self.basis[:2].T
+        if self.dim < 2:
+            coords = np.concatenate([coords, np.zeros_like(coords)], axis=-1)
+        return coords
 
     def lift(self, points: np.ndarray, reference: np.ndarray) -> np.ndarray:
         """(N, 2) or (2,) plane points to full codes; off-plane coordinates from ``reference`` (D,)."""
         points = np.asarray(points, dtype=np.float64)
         coords = (np.asarray(reference, dtype=np.float64) - self.origin) @ self.basis.T
         coords = np.broadcast_to(coords, points.shape[:-1] + (self.dim,)).copy()
-        coords[..., :2] = points
+        on_plane = min(2, self.dim)
+        coords[..., :on_plane] = points[..., :on_plane]
         return (coords @ self.basis + self.origin).astype(np.float32)
 
 
 def raw_axes(dim: int, first: int = 0, second: int = 1) -> PlaneAxes:
-    """Two of the code's own dimensions as the plane's axes."""
+    """Two of the code's own dimensions as the plane's axes (a 1-D code: its one dimension
+    across, nothing up)."""
+    if dim == 1:
+        return PlaneAxes(origin=np.zeros(1), basis=np.eye(1), names=("z0", "(1-D code)"))
     if not (0 <= first < dim and 0 <= second < dim) or first == second:
         raise ValueError(f"pick two different dimensions between 0 and {dim - 1}")
     order = [first, second] + [d for d in range(dim) if d not in (first, second)]

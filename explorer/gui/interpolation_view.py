@@ -67,7 +67,8 @@ class InterpolationView(QWidget):
         self.use_picked_start.clicked.connect(lambda: self._use_picked(self.start))
         self.use_picked_end.clicked.connect(lambda: self._use_picked(self.end))
         for signal in (self.start.valueChanged, self.end.valueChanged, self.steps.valueChanged,
-                       self.mode.currentIndexChanged, state.label_changed, state.decoder_changed):
+                       self.mode.currentIndexChanged, state.label_changed, state.decoder_changed,
+                       state.stats_changed):
             signal.connect(lambda *_: self.redraws.request())
         state.session.data_changed.connect(self._on_data)
         state.picked_changed.connect(self._on_picked)
@@ -84,6 +85,8 @@ class InterpolationView(QWidget):
         last = data.test_images.shape[0] - 1
         self.start.setMaximum(last)
         self.end.setMaximum(last)
+        if self.start.value() == self.end.value() and last >= 1:
+            self.end.setValue(1 if self.start.value() != 1 else 0)
         self.redraws.request()
 
     def _on_picked(self, index) -> None:

@@ -159,6 +159,7 @@ class LatentPlane(QWidget):
 
     def _on_stats(self) -> None:
         self._update_axis_controls()
+        self._update_class_picker()  # the data's class names may have arrived since the model
         self._on_axes()
 
     def _on_axes(self) -> None:
@@ -200,7 +201,7 @@ class LatentPlane(QWidget):
         else:
             groups = [(names[k] if k < len(names) else str(k), np.flatnonzero(stats.labels == k))
                       for k in range(max(len(names), int(stats.labels.max()) + 1))]
-        if len(self.scatters) != len(groups):
+        if [s.name() for s in self.scatters] != [name for name, _ in groups]:
             for item in self.scatters:
                 self.plot.removeItem(item)
             self.legend.clear()
@@ -371,8 +372,8 @@ class LatentPlane(QWidget):
     # -- files ------------------------------------------------------------------------------
 
     def export_png(self, path: str) -> None:
-        from pyqtgraph.exporters import ImageExporter
+        from explorer.gui.plot_export import export_plot_png
 
-        exporter = ImageExporter(self.plot.getPlotItem())
-        exporter.parameters()["width"] = max(1000, self.plot.width())
-        exporter.export(path)
+        if self.state.stats is None:
+            raise ValueError("there is no latent plane to export yet: train a model or open one")
+        export_plot_png(self.plot.getPlotItem(), path, max(1000, self.plot.width()))

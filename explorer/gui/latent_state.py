@@ -63,6 +63,8 @@ class LatentState(QObject):
         self._encoding = False
         self._encode_again = False
         self._last_encode = 0.0
+        self._last_model: Autoencoder | None = None
+        self._closed = False
         self._encode_timer = QTimer(self)
         self._encode_timer.setSingleShot(True)
         self._encode_timer.timeout.connect(self._encode)
@@ -136,19 +138,17 @@ class LatentState(QObject):
     def reset_code(self) -> None:
         """Back to the mean of the test set's codes."""
         if self.stats is not None:
-            self.picked = None
+            self._unpick()
             self.set_code(self.stats.mean, "reset")
-            self.picked_changed.emit(None)
 
     def randomise(self, seed: int | None = None) -> None:
         """A code drawn from the spread of the test set's codes (each dimension independent)."""
         if self.stats is None:
             return
         rng = np.random.default_rng(seed)
-        self.picked = None
+        self._unpick()
         self.set_code(self.stats.mean + self.stats.std * rng.standard_normal(self.stats.dim).astype(np.float32),
                       "random")
-        self.picked_changed.emit(None)
 
     def pick(self, index: int) -> None:
         """Load the code of test image ``index`` (a conditional model also takes its class)."""
@@ -185,14 +185,14 @@ class LatentState(QObject):
         if self.stats is None:
             return
         dim = self.stats.dim
-        if dim == 2 and self.axes_mode == "pca":
-            self.axes = raw_axes(2)  # a 2-D code is its own plane: no rotation to explain
+        if dim <= 2:
+            self.axes = raw_axes(dim)  # a 1- or 2-D code is its own plane: no rotation to explain
         elif self.axes_mode == "pca":
             self.axes = pca_axes(self.stats.codes)
         else:
             first, second = self.raw_dims
             if not (first < dim and second < dim and first != second):
-                first, second = int(self.stats.order[0]), int(self.stats.order[1])
+                first, second = sorted((int(self.stats.order[0]), int(self.stats.order[1])))
                 self.raw_dims = (first, second)
             self.axes = raw_axes(dim, first, second)
         if emit:
@@ -202,23 +202,41 @@ class LatentState(QObject):
 
     def _on_data_changed(self) -> None:
         self.generation += 1
-        self.picked = None
+        self._unpick()
         self.stats = None
         self._schedule_encode(now=True)
 
     def _on_model_changed(self) -> None:
         model = self.model
-        if model is not None and self.code is not None and self.code.shape[0] != model.config.latent_dim:
+        if model is not self._last_model:
+            # Another model (opened, or a new run): the codes, axes and picked image
+            # belonged to the old one. The code is kept when it fits, so a style carries over.
+            self._last_model = model
             self.generation += 1
-            self.code, self.stats, self.axes, self.picked = None, None, None, None
+            self.stats, self.axes = None, None
+            if model is None or (self.code is not None and self.code.shape[0] != model.config.latent_dim):
+                self.code = None
+            self._unpick()
         if model is not None and not model.is_conditional:
             self.set_label(None)
-        elif model is not None and self.label is None:
+        elif model is not None and (self.label is None or self.label >= model.config.num_classes):
             self.set_label(0)
         self.decoder_changed.emit()
         self._schedule_encode(now=self.stats is None or not self.session.is_running)
 
+    def _unpick(self) -> None:
+        if self.picked is not None:
+            self.picked = None
+            self.picked_changed.emit(None)
+
+    def shutdown(self) -> None:
+        """The window is closing: start no more encodes."""
+        self._closed = True
+        self._encode_timer.stop()
+
     def _schedule_encode(self, now: bool) -> None:
+        if self._closed:
+            return
         if self._encoding:
             self._encode_again = True
             return
@@ -228,9 +246,11 @@ class LatentState(QObject):
 
     def _encode(self) -> None:
         data, model = self.session.data, self.model
-        if data is None or model is None or data.image_shape != model.config.image_shape:
+        if self._closed or data is None or model is None or data.image_shape != model.config.image_shape:
             return
         if model.is_conditional and data.test_labels is None:
+            self.session.warning.emit("This conditional model needs class labels, and its data has none: "
+                                      "the latent views cannot encode it.")
             return
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         generation, config = self.generation, model.config
@@ -245,7 +265,7 @@ class LatentState(QObject):
         self._encoding = False
         if generation == self.generation and self.model is not None \
                 and stats.dim == self.model.config.latent_dim:
-            first = self.stats is None or self.code is None
+            first = self.code is None
             self.stats = stats
             self._refit_axes(emit=False)  # stats_changed tells the views about both
             self.stats_changed.emit()

@@ -201,8 +201,6 @@ class LossPlot(QWidget):
         return f"step {x:,.0f}: " + ", ".join(parts) if parts else ""
 
     def export_png(self, path: str) -> None:
-        from pyqtgraph.exporters import ImageExporter
+        from explorer.gui.plot_export import export_plot_png
 
-        exporter = ImageExporter(self.plot.getPlotItem())
-        exporter.parameters()["width"] = max(800, self.plot.width())
-        exporter.export(path)
+        export_plot_png(self.plot.getPlotItem(), path, max(800, self.plot.width()))

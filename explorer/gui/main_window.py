@@ -604,6 +604,7 @@ class MainWindow(QMainWindow):
         """Stop and join the worker; keep the model (autosave) and the layout."""
         if self.session.is_running:
             self.statusBar().showMessage("Stopping training...")
+        self.latent.shutdown()
         self.session.shutdown()
         if self.session.dirty and self.session.autosave_path is not None and self.session.has_model:
             try:

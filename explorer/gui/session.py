@@ -102,6 +102,7 @@ class TrainingSession(QObject):
         self._control: TrainingControl | None = None
         self._worker: TrainingWorker | None = None
         self._tasks: list[BackgroundTask] = []
+        self._closing = False
         self._task_outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._poll_timer = QTimer(self)
         self._poll_timer.setInterval(POLL_MS)
@@ -166,6 +167,7 @@ class TrainingSession(QObject):
 
     def shutdown(self, timeout_ms: int = 15000) -> bool:
         """Stop any run and join every thread (window closing). True if all joined."""
+        self._closing = True
         if self._control is not None:
             self._control.stop()
         threads = ([self._worker.thread] if self._worker is not None else []) + [t.thread for t in self._tasks]
@@ -211,6 +213,8 @@ class TrainingSession(QObject):
                           on_failed: Callable[[str], None], name: str = "latent-explorer-task") -> None:
         """Run ``fn`` off the GUI thread; its result (or error message) comes back to
         ``on_done`` (``on_failed``) on the GUI thread. ``shutdown`` joins it."""
+        if self._closing:
+            return  # the window is closing: nothing new starts that shutdown would not join
         task = BackgroundTask(fn, self._task_outbox, on_done, on_failed, name=name)
         self._tasks.append(task)
         task.start()
@@ -247,10 +251,13 @@ class TrainingSession(QObject):
                 break
             if task in self._tasks:
                 self._tasks.remove(task)
-            if kind == "done":
-                task.on_done(payload)
-            else:
-                task.on_failed(payload)
+            try:
+                if kind == "done":
+                    task.on_done(payload)
+                else:
+                    task.on_failed(payload)
+            except Exception as exc:  # noqa: BLE001 - one view's failure must not stop the rest
+                self.warning.emit(f"{type(exc).__name__}: {exc}")
         worker = self._worker
         items: list[object] = []
         while worker is not None:

@@ -358,3 +358,38 @@ def test_background_threads_yield_to_the_gui_thread():
     thread.join()
     assert seen["lowered"] and seen["delta"] > 0
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before, "the GUI thread kept its own"
+
+
+def test_a_one_dimensional_code_gets_a_line_and_a_slider(qtbot, window, trained_checkpoint, drag):
+    open_model(qtbot, window, trained_checkpoint("vae", latent_dim=1))
+    state = window.latent
+    assert state.dim == 1 and len(window.code_view.rows) == 1
+    start = marker_xy(window)
+    assert start[1] == 0.0
+    drag(window.plane.plot, to_pixels(window, *start), to_pixels(window, start[0] + 1.0, 0.5))
+    assert abs(float(state.code[0]) - marker_xy(window)[0]) < 1e-5 and abs(state.code[0] - start[0]) > 0.5
+    np.testing.assert_allclose(decoded_now(window), expected_image(window, state.code), atol=1e-6)
+
+
+def test_opening_another_model_replaces_codes_axes_and_interpolation_ends(qtbot, window, trained_checkpoint):
+    open_model(qtbot, window, trained_checkpoint("vae", latent_dim=8))
+    plane = window.plane
+    plane.axes_mode.setCurrentIndex(plane.axes_mode.findData("raw"))
+    plane.dim_x.setValue(5)
+    plane.dim_y.setValue(7)
+    window.latent.pick(4)
+    old_stats = window.latent.stats
+    open_model(qtbot, window, trained_checkpoint("vae", latent_dim=2))
+    qtbot.waitUntil(lambda: window.latent.stats is not old_stats and window.latent.stats is not None, timeout=10_000)
+    assert window.latent.axes.names == ("z0", "z1"), "a 2-D code is always its own plane"
+    assert window.latent.picked is None and not window.interpolation_view.use_picked_start.isEnabled()
+    view = window.interpolation_view
+    assert view.start.value() != view.end.value(), "an interpolation from an image to itself shows nothing"
+
+
+def test_exporting_the_plane_to_an_unwritable_place_says_so(qtbot, window, trained_checkpoint, tmp_path):
+    assert not window.export_to(str(tmp_path / "plane.png"), "latent plane", window.plane.export_png)
+    assert "no latent plane" in window.message_box.text()
+    open_model(qtbot, window, trained_checkpoint("vae", latent_dim=2))
+    assert not window.export_to(str(tmp_path / "missing" / "plane.png"), "latent plane", window.plane.export_png)
+    assert "could not write" in window.message_box.text()
