@@ -5,9 +5,10 @@ the mouse across the plane in small steps, spaced like a real mouse (pyqtgraph d
 moves closer than 10 ms apart). For each move it times from sending the mouse event to
 the decoded image being painted: the event handled, the code decoded, and the event
 loop run until Qt has repainted what changed (``--full-repaint`` instead repaints the
-whole plane, 10,000 dots included, and the image synchronously: the worst case). Then it times decoding and drawing an n x n
-manifold grid over the visible region, against the same grid decoded one image at a time
-(the reference: what a naive loop does), in the same run.
+whole plane, 10,000 dots included, and the image synchronously: the worst case). Then it
+times decoding and drawing an n x n manifold grid over the visible region, against the
+same grid decoded one image at a time (the reference: what a naive loop does), in the
+same run.
 
     python benchmarks/latent_drag.py [--preset vae] [--latent-dim 2] [--moves 300]
         [--grid 20] [--while-training] [--offscreen] [--json]

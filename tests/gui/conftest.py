@@ -62,7 +62,8 @@ def trained_checkpoint(tmp_path_factory):
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                run = prepare_run(model_config_for(preset, latent_dim=latent_dim), DataConfig(limit=limit, classes=classes),
+                run = prepare_run(model_config_for(preset, latent_dim=latent_dim),
+                                  DataConfig(limit=limit, classes=classes),
                                   train_config_for(preset, epochs=epochs, batch_size=64, seed=1))
                 history = History(run.model.part_names)
                 for event in run_to_end(train(run.model, run.data, run.train_config))[0]:

@@ -76,14 +76,14 @@ def test_clicking_a_dot_loads_that_test_image(qtbot, window, trained_checkpoint)
     open_model(qtbot, window, trained_checkpoint("vae", latent_dim=2))
     state, data = window.latent, window.session.data
     scatter = window.plane.scatters[7]
-    index = int(scatter.data["data"][0])
     x, y = scatter.data["x"][0], scatter.data["y"][0]
     window.plane.show_codes.setChecked(True)
     qtbot.mouseClick(window.plane.plot.viewport(), Qt.MouseButton.LeftButton, pos=to_pixels(window, x, y))
     qtbot.waitUntil(lambda: state.picked is not None, timeout=3000)
     picked = state.picked
-    assert int(data.test_labels[picked]) == 7 or np.allclose(state.stats.codes[state.stats.indices == picked],
-                                                             [[x, y]], atol=0.05)
+    # The dot under the click (another may overlap the first 7): its code is where we clicked.
+    (x0, x1), _ = window.plane.visible_region()
+    assert np.linalg.norm(state.stats.codes[state.stats.indices == picked][0] - [x, y]) < 0.01 * (x1 - x0)
     with torch.no_grad():
         mean = window.session.view_model.encode(to_float(data.test_images[picked:picked + 1])).mean[0].numpy()
     np.testing.assert_allclose(state.code, mean, atol=1e-5)
