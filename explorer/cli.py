@@ -40,13 +40,13 @@ def _nonneg_float(text: str) -> float:
 
 
 def _class_list(text: str) -> tuple[int, ...]:
+    from explorer.config import parse_classes
+    from explorer.errors import ConfigError
+
     try:
-        values = tuple(int(v) for v in text.split(",") if v.strip() != "")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of class indices") from None
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of class indices")
-    return values
+        return parse_classes(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _int_list(text: str) -> tuple[int, ...]:

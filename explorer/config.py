@@ -212,4 +212,16 @@ def replace(config: T, **changes: Any) -> T:
         raise ConfigError(str(exc)) from None
 
 
-__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "replace"]
+def parse_classes(text: str) -> tuple[int, ...]:
+    """'0, 1' to (0, 1): sorted, without repeats. The CLI's --classes/--normal and the
+    window's class fields all read class lists through here."""
+    try:
+        values = tuple(sorted({int(v) for v in text.replace(" ", "").split(",") if v}))
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a list of class numbers like 1 or 0,1") from None
+    if not values or values[0] < 0:
+        raise ConfigError(f"{text!r} is not a list of class numbers like 1 or 0,1")
+    return values
+
+
+__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "replace", "parse_classes"]

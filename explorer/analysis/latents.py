@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from explorer.config import ModelConfig
 from explorer.data.dataset import to_float
 from explorer.models.autoencoder import Autoencoder
 
@@ -96,6 +97,17 @@ def latent_stats(model: Autoencoder, images: torch.Tensor, labels: torch.Tensor 
                        indices=indices, mean=codes.mean(axis=0).astype(np.float32),
                        std=np.sqrt(variance).astype(np.float32), kl=kl, order=order.astype(np.int64),
                        active=active)
+
+
+def sample_codes(config: ModelConfig, stats: LatentStats | None, n: int, seed: int) -> np.ndarray:
+    """``n`` seeded codes to decode: from the prior N(0, I) for the VAE family, from a
+    Gaussian fitted to the data's codes for plain autoencoders (which need ``stats``)."""
+    if config.variational:
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randn(n, config.latent_dim, generator=generator).numpy()
+    if stats is None:
+        raise ValueError("a plain autoencoder is sampled around its data's codes: encode them first")
+    return gaussian_fit_samples(stats, n, seed)
 
 
 def gaussian_fit_samples(stats: LatentStats, n: int, seed: int) -> np.ndarray:

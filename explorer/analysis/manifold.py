@@ -21,15 +21,20 @@ def lattice(x_range: tuple[float, float], y_range: tuple[float, float], n: int) 
 
 
 @torch.no_grad()
-def decode_codes(model: Autoencoder, codes: np.ndarray, label: int | None = None) -> np.ndarray:
-    """(N, D) codes to (N, C, H, W) float32 images in [0, 1], in one batch. ``label`` is the
-    class a conditional model draws (ignored by others)."""
+def decode_codes(model: Autoencoder, codes: np.ndarray, label: int | np.ndarray | None = None,
+                 batch_size: int = 4096) -> np.ndarray:
+    """(N, D) codes to (N, C, H, W) float32 images in [0, 1], in batches (one for any grid
+    on screen). ``label`` is the class a conditional model draws, one for all or one per
+    code (ignored by other models; None means class 0)."""
     device = model.mean_head.weight.device
     z = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32)).to(device)
     y = None
     if model.is_conditional:
-        y = torch.full((z.shape[0],), 0 if label is None else int(label), dtype=torch.long, device=device)
-    return model.decode(z, y).float().cpu().numpy()
+        labels = np.zeros(z.shape[0], dtype=np.int64) if label is None else np.asarray(label, dtype=np.int64)
+        y = torch.from_numpy(np.broadcast_to(labels, (z.shape[0],)).copy()).to(device)
+    out = [model.decode(z[i:i + batch_size], None if y is None else y[i:i + batch_size]).float().cpu()
+           for i in range(0, z.shape[0], batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, *model.config.image_shape), dtype=np.float32)
 
 
 def manifold_image(model: Autoencoder, axes: PlaneAxes, reference: np.ndarray, x_range: tuple[float, float],

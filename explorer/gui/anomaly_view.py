@@ -27,12 +27,12 @@ from PySide6.QtWidgets import (
 from explorer.analysis.anomaly import anomaly_scores, error_maps
 from explorer.analysis.grids import image_grid, save_png
 from explorer.analysis.metrics import Detection, detection_at, roc_auc, roc_curve
-from explorer.config import DataConfig, ModelConfig, replace
+from explorer.config import DataConfig, ModelConfig, parse_classes, replace
 from explorer.data import ImageData, to_float
-from explorer.errors import UserError
+from explorer.errors import ConfigError
 from explorer.gui.image_pane import ImagePane
 from explorer.gui.session import TrainingSession
-from explorer.models import Autoencoder
+from explorer.gui.threads import ModelCopy
 
 TOP = 8
 BINS = 60
@@ -47,20 +47,13 @@ class Scored:
     scores: np.ndarray
 
 
-def _score_off_thread(config: ModelConfig, state: dict, data_config: DataConfig | None,
-                      data: ImageData | None) -> Scored:
+def _score_off_thread(copy: ModelCopy, data_config: DataConfig, data: ImageData | None) -> Scored:
     from explorer.data import load_dataset
-    from explorer.gui.threads import lower_this_thread_priority
 
-    lower_this_thread_priority()
-    torch.set_num_threads(1)
+    model = copy.build()
     if data is None:
-        assert data_config is not None
         data = load_dataset(replace(data_config, classes=None))
-    model = Autoencoder(config)
-    model.load_state_dict(state)
-    model.eval()
-    return Scored(config, data, anomaly_scores(model, data.test_images, data.test_labels))
+    return Scored(copy.config, data, anomaly_scores(model, data.test_images, data.test_labels))
 
 
 def heat(errors: np.ndarray) -> np.ndarray:
@@ -171,11 +164,11 @@ class AnomalyView(QWidget):
             return
         config = session.data_config
         full = None if config.classes else session.data  # trained on a subset: load every class
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        copy = ModelCopy.of(model)
         self._busy = True
         self._stale = False
         self.status.setText("Scoring the test set...")
-        session.run_in_background(lambda: _score_off_thread(model.config, state, config, full), self._on_scored,
+        session.run_in_background(lambda: _score_off_thread(copy, config, full), self._on_scored,
                                   self._on_failed, name="latent-explorer-anomaly")
 
     def _on_failed(self, message: str) -> None:
@@ -190,21 +183,18 @@ class AnomalyView(QWidget):
         self._apply_normal()
 
     def normal_classes(self) -> tuple[int, ...]:
-        text = self.normal_edit.text().replace(" ", "")
+        text = self.normal_edit.text().strip()
         if not text:
             config = self.session.data_config
             return tuple(config.classes) if config is not None and config.classes else ()
-        try:
-            return tuple(sorted({int(v) for v in text.split(",") if v}))
-        except ValueError:
-            raise UserError(f"{text!r} is not a list of class numbers like 1 or 0,1") from None
+        return parse_classes(text)
 
     def _apply_normal(self) -> None:
         if self.scored is None:
             return
         try:
             normal = self.normal_classes()
-        except UserError as exc:
+        except ConfigError as exc:
             self.status.setText(str(exc))
             return
         labels = self.scored.data.test_labels.numpy()

@@ -11,14 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-import torch
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from explorer.analysis.pca_baseline import compression_ratio, fit_pca, model_error, pca_errors
 from explorer.config import ModelConfig
 from explorer.data import ImageData
 from explorer.gui.session import TrainingSession
-from explorer.models import Autoencoder
+from explorer.gui.threads import ModelCopy
 
 KS = (1, 2, 3, 5, 10, 20, 32, 50, 100, 200)
 
@@ -31,17 +30,11 @@ class Comparison:
     model: float
 
 
-def _compare_off_thread(config: ModelConfig, state: dict, data: ImageData) -> Comparison:
-    from explorer.gui.threads import lower_this_thread_priority
-
-    lower_this_thread_priority()
-    torch.set_num_threads(1)
+def _compare_off_thread(copy: ModelCopy, data: ImageData) -> Comparison:
+    model, config = copy.build(), copy.config
     dim = int(np.prod(data.image_shape))
     ks = tuple(sorted({k for k in KS if k <= dim} | {min(config.latent_dim, dim)}))
     pca = fit_pca(data.train_images, max(ks))
-    model = Autoencoder(config)
-    model.load_state_dict(state)
-    model.eval()
     labels = data.test_labels if config.conditional else None
     return Comparison(config, ks, pca_errors(pca, data.test_images, list(ks)),
                       model_error(model, data.test_images, labels))
@@ -92,12 +85,11 @@ class CompressionView(QWidget):
         model, data = self.session.view_model, self.session.data
         if model is None or data is None or self._busy:
             return
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        config = model.config
+        copy = ModelCopy.of(model)
         self._busy = True
         self.compare_button.setEnabled(False)
         self.summary.setText("Fitting PCA on the training images...")
-        self.session.run_in_background(lambda: _compare_off_thread(config, state, data), self._on_result,
+        self.session.run_in_background(lambda: _compare_off_thread(copy, data), self._on_result,
                                        self._on_failed, name="latent-explorer-pca")
 
     def _on_failed(self, message: str) -> None:

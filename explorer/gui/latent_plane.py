@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -29,12 +29,12 @@ from PySide6.QtWidgets import (
 from explorer.analysis.grids import tile
 from explorer.analysis.manifold import lattice
 from explorer.gui.latent_state import LatentState
+from explorer.gui.redraw import Coalescer
 
 # Colour-blind-friendly categorical colours (Tableau 10), then pyqtgraph's hue wheel.
 CLASS_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
                  "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
 DEFAULT_GRID = 15
-REDRAW_MS = 30
 NUDGE = 0.02  # arrow keys move the marker by this share of the visible range
 
 
@@ -128,8 +128,7 @@ class LatentPlane(QWidget):
         layout.addWidget(self.placeholder, 1)
         layout.addWidget(self.plot, 1)
 
-        self._manifold_timer = QTimer(self, singleShot=True, interval=REDRAW_MS)
-        self._manifold_timer.timeout.connect(self.redraw_manifold)
+        self.manifold_redraws = Coalescer(self.redraw_manifold, self.show_manifold.isChecked, parent=self)
         for key, dx, dy in ((Qt.Key.Key_Left, -1, 0), (Qt.Key.Key_Right, 1, 0),
                             (Qt.Key.Key_Up, 0, 1), (Qt.Key.Key_Down, 0, -1)):
             shortcut = QShortcut(QKeySequence(key), self.plot, context=Qt.ShortcutContext.WidgetShortcut)
@@ -251,12 +250,18 @@ class LatentPlane(QWidget):
             self._moving_marker = False
 
     def _schedule_manifold(self) -> None:
-        if self.show_manifold.isChecked() and not self._manifold_timer.isActive():
-            self._manifold_timer.start()
+        if self.show_manifold.isChecked():
+            self.manifold_redraws.request()
 
     def visible_region(self) -> tuple[tuple[float, float], tuple[float, float]]:
         (x0, x1), (y0, y1) = self.box.viewRange()
         return (x0, x1), (y0, y1)
+
+    def manifold_codes(self) -> np.ndarray:
+        """The lattice over the visible region as full codes, top row first."""
+        assert self.state.axes is not None and self.state.code is not None
+        n = self.grid_size.value()
+        return self.state.axes.lift(lattice(*self.visible_region(), n), self.state.code)
 
     def redraw_manifold(self) -> None:
         """Decode the lattice over the visible region in one batch and lay it under the dots."""
@@ -266,8 +271,7 @@ class LatentPlane(QWidget):
         assert state.axes is not None and state.code is not None
         n = self.grid_size.value()
         x_range, y_range = self.visible_region()
-        codes = state.axes.lift(lattice(x_range, y_range, n), state.code)
-        picture = tile(state.decode(codes), n, n)
+        picture = tile(state.decode(self.manifold_codes()), n, n)
         # The view's y axis points up and the picture's rows point down: flip it so each
         # image stands upright and the top row sits at the top of the view.
         self.manifold_array = np.ascontiguousarray(picture[::-1])
@@ -370,6 +374,17 @@ class LatentPlane(QWidget):
             pass
 
     # -- files ------------------------------------------------------------------------------
+
+    def export_manifold_png(self, path: str) -> None:
+        """The lattice over the visible region at full resolution, in reading order."""
+        import torch
+
+        from explorer.analysis.grids import image_grid, save_png
+
+        if not self.state.ready:
+            raise ValueError("there is no model to decode yet")
+        images = self.state.decode(self.manifold_codes())
+        save_png(image_grid(torch.from_numpy(images), nrow=self.grid_size.value(), padding=0), path)
 
     def export_png(self, path: str) -> None:
         from explorer.gui.plot_export import export_plot_png

@@ -20,9 +20,8 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from explorer.analysis.latents import LatentStats, latent_stats
 from explorer.analysis.manifold import decode_codes
 from explorer.analysis.projection import PlaneAxes, pca_axes, raw_axes
-from explorer.config import ModelConfig
 from explorer.gui.session import TrainingSession
-from explorer.gui.threads import lower_this_thread_priority
+from explorer.gui.threads import ModelCopy
 from explorer.models import Autoencoder
 
 # While training, re-encode the test set at most this often (each pass is ~0.1 s of CPU
@@ -31,14 +30,8 @@ ENCODE_INTERVAL_S = 1.0
 MAX_CODES = 10_000
 
 
-def _encode_off_thread(config: ModelConfig, state: dict[str, torch.Tensor], images: torch.Tensor,
-                       labels: torch.Tensor | None) -> LatentStats:
-    lower_this_thread_priority()
-    torch.set_num_threads(1)  # leave the other core to the trainer and the GUI
-    model = Autoencoder(config)
-    model.load_state_dict(state)
-    model.eval()
-    return latent_stats(model, images, labels, limit=MAX_CODES)
+def _encode_off_thread(copy: ModelCopy, images: torch.Tensor, labels: torch.Tensor | None) -> LatentStats:
+    return latent_stats(copy.build(), images, labels, limit=MAX_CODES)
 
 
 class LatentState(QObject):
@@ -252,12 +245,11 @@ class LatentState(QObject):
             self.session.warning.emit("This conditional model needs class labels, and its data has none: "
                                       "the latent views cannot encode it.")
             return
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        generation, config = self.generation, model.config
+        copy, generation = ModelCopy.of(model), self.generation
         images, labels = data.test_images, data.test_labels
         self._encoding = True
         self._last_encode = time.monotonic()
-        self.session.run_in_background(lambda: _encode_off_thread(config, state, images, labels),
+        self.session.run_in_background(lambda: _encode_off_thread(copy, images, labels),
                                        lambda stats: self._on_encoded(generation, stats), self._on_encode_failed,
                                        name="latent-explorer-encode")
 

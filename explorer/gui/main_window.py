@@ -48,13 +48,6 @@ CHECKPOINT_FILTER = "Latent Explorer checkpoints (*.safetensors)"
 CODES_FILTER = "CSV (*.csv);;NumPy arrays (*.npy)"
 
 
-def _decode_labelled(model, codes, labels):
-    import torch
-
-    with torch.no_grad():
-        return model.decode(torch.from_numpy(codes), torch.from_numpy(labels)).numpy()
-
-
 def default_settings() -> QSettings:
     return QSettings("Latent Explorer", "Latent Explorer")
 
@@ -177,7 +170,7 @@ class MainWindow(QMainWindow):
                                                                          self.plane.export_png))
         self.export_manifold_action = self._action("Export manifold grid as PNG...",
                                                    lambda: self._ask_export("manifold grid", "manifold.png",
-                                                                            self._export_manifold))
+                                                                            self.plane.export_manifold_png))
         self.export_samples_action = self._action("Export samples as PNG...",
                                                   lambda: self._ask_export("samples", "samples.png",
                                                                            self.samples_view.export_png))
@@ -473,21 +466,6 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Exported {path}")
         return True
 
-    def _export_manifold(self, path: str) -> None:
-        from explorer.analysis.grids import image_grid, save_png
-        from explorer.analysis.manifold import lattice
-
-        state = self.latent
-        if not state.ready:
-            raise ValueError("there is no model to decode yet")
-        n = self.plane.grid_size.value()
-        x_range, y_range = self.plane.visible_region()
-        codes = state.axes.lift(lattice(x_range, y_range, n), state.code)
-        import torch
-
-        # reading order, as on screen: the lattice's first row is the plane's top
-        save_png(image_grid(torch.from_numpy(state.decode(codes)), nrow=n, padding=0), path)
-
     def ask_generate_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Generate into a new or empty folder", self._last_folder())
         if folder:
@@ -496,36 +474,25 @@ class MainWindow(QMainWindow):
     def generate_folder(self, folder: str) -> None:
         """Generate images off the GUI thread and write them as an image folder."""
         import numpy as np
-        import torch
 
         from explorer.analysis.dataset_export import write_image_folder
-        from explorer.analysis.latents import gaussian_fit_samples
+        from explorer.analysis.latents import sample_codes
         from explorer.analysis.manifold import decode_codes
-        from explorer.models import Autoencoder
+        from explorer.gui.threads import ModelCopy
 
         model, stats = self.session.view_model, self.latent.stats
         if model is None or (not model.is_generative and stats is None):
             self._show_message(QMessageBox.Icon.Information, "Nothing to generate", "Train or open a model first.")
             return
-        config, state = model.config, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        copy, config = ModelCopy.of(model), model.config
         n, seed = self.samples_view.side.value() ** 2, self.samples_view.seed.value()
         names = self.latent.class_names
 
         def work() -> int:
-            torch.set_num_threads(1)
-            copy = Autoencoder(config)
-            copy.load_state_dict(state)
-            copy.eval()
+            decoder = copy.build()
             labels = np.repeat(np.arange(config.num_classes), n) if config.conditional else None
-            count = n * (config.num_classes if config.conditional else 1)
-            if config.variational:
-                codes = torch.randn(count, config.latent_dim, generator=torch.Generator().manual_seed(seed)).numpy()
-            else:
-                codes = gaussian_fit_samples(stats, count, seed)
-            images = np.concatenate([decode_codes(copy, codes[i:i + 1000], None) if labels is None else
-                                     _decode_labelled(copy, codes[i:i + 1000], labels[i:i + 1000])
-                                     for i in range(0, count, 1000)])
-            return len(write_image_folder(folder, images, labels, names))
+            codes = sample_codes(config, stats, n * (config.num_classes if config.conditional else 1), seed)
+            return len(write_image_folder(folder, decode_codes(decoder, codes, labels), labels, names))
 
         self.statusBar().showMessage(f"Generating images into {folder}...")
         self.session.run_in_background(

@@ -11,7 +11,7 @@ import torch
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 from explorer.analysis.grids import image_grid, save_png
-from explorer.analysis.latents import gaussian_fit_samples
+from explorer.analysis.latents import sample_codes
 from explorer.gui.image_pane import ImagePane, chw_to_display
 from explorer.gui.latent_state import LatentState
 from explorer.gui.redraw import Coalescer
@@ -56,12 +56,10 @@ class SamplesView(QWidget):
             return
         n = self.side.value() ** 2
         seed = self.seed.value()
+        self.codes = sample_codes(model.config, state.stats, n, seed)
         if model.is_generative:
-            z = torch.randn(n, model.config.latent_dim, generator=torch.Generator().manual_seed(seed))
-            self.codes = z.numpy()
             source = "Samples from the prior N(0, I)"
         else:
-            self.codes = gaussian_fit_samples(state.stats, n, seed)
             source = "This autoencoder has no prior: samples from a Gaussian fitted to the test codes"
         if model.is_conditional and state.label is not None:
             names = state.class_names

@@ -1,4 +1,4 @@
-"""Background threads yield the CPU to the GUI thread.
+"""Background threads yield the CPU to the GUI thread, and work on their own model copy.
 
 On a small machine the trainer's OpenMP team and an encoding pass can take every core,
 and the GUI thread then waits for a time slice before it can paint a drag (measured on 2
@@ -12,6 +12,12 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from dataclasses import dataclass
+
+import torch
+
+from explorer.config import ModelConfig
+from explorer.models import Autoencoder
 
 BACKGROUND_NICENESS = 10
 
@@ -27,3 +33,25 @@ def lower_this_thread_priority(niceness: int = BACKGROUND_NICENESS) -> bool:
         return True
     except (OSError, AttributeError):
         return False
+
+
+@dataclass(frozen=True)
+class ModelCopy:
+    """A model's config and a copy of its weights: what background work takes from the
+    GUI thread, so it never reads weights that a snapshot is overwriting."""
+
+    config: ModelConfig
+    state: dict[str, torch.Tensor]
+
+    @classmethod
+    def of(cls, model: Autoencoder) -> ModelCopy:
+        return cls(model.config, {k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    def build(self) -> Autoencoder:
+        """Call in the background thread: lowers its priority, uses one torch thread (the
+        other core is the trainer's), and returns the model in eval mode."""
+        lower_this_thread_priority()
+        torch.set_num_threads(1)
+        model = Autoencoder(self.config)
+        model.load_state_dict(self.state)
+        return model.eval()

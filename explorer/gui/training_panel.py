@@ -215,18 +215,16 @@ class TrainingPanel(QWidget):
 
     def class_filter(self) -> tuple[int, ...] | None:
         """The classes typed in the Classes field, or None for all; raises ConfigError."""
+        from explorer.config import parse_classes
         from explorer.errors import ConfigError
 
-        text = self.classes.text().replace(" ", "")
+        text = self.classes.text().strip()
         if not text:
             return None
         try:
-            values = tuple(sorted({int(v) for v in text.split(",") if v}))
-        except ValueError:
-            raise ConfigError(f"Classes: {text!r} is not a list of class numbers like 0,1") from None
-        if not values or min(values) < 0:
-            raise ConfigError(f"Classes: {text!r} is not a list of class numbers like 0,1")
-        return values
+            return parse_classes(text)
+        except ConfigError as exc:
+            raise ConfigError(f"Classes: {exc}") from None
 
     def set_running(self, running: bool) -> None:
         self._running = running

@@ -290,7 +290,7 @@ def test_traversal_has_a_row_per_active_dimension(qtbot, window, trained_checkpo
 def test_exports_of_the_plane_and_the_test_codes(qtbot, window, trained_checkpoint, tmp_path):
     open_model(qtbot, window, trained_checkpoint("vae", latent_dim=2))
     assert window.export_to(str(tmp_path / "plane.png"), "latent plane", window.plane.export_png)
-    assert window.export_to(str(tmp_path / "manifold.png"), "manifold grid", window._export_manifold)
+    assert window.export_to(str(tmp_path / "manifold.png"), "manifold grid", window.plane.export_manifold_png)
     assert window.export_to(str(tmp_path / "codes.csv"), "test codes", window._export_test_codes)
     rows = list(csv.reader(open(tmp_path / "codes.csv")))
     assert rows[0] == ["label", "z0", "z1"] and len(rows) == 1 + window.latent.stats.codes.shape[0]

@@ -36,7 +36,8 @@ def test_denoising_view_reports_psnr_as_the_noise_slider_moves(qtbot, window, tr
     before = view.mean_noisy
     for _ in range(2):
         qtbot.keyClick(view.level, Qt.Key.Key_PageUp)  # +10 steps each
-    qtbot.waitUntil(lambda: view.mean_noisy < before - 1.0, timeout=5000)
+    qtbot.waitUntil(lambda: view.shown_setting == ("gaussian", 0.5), timeout=5000)
+    assert view.mean_noisy < before - 1.0
     assert view.noise_level == 0.5 and view.level_label.text() == "0.50"
     # The readout is the mean of per-image PSNRs computed from the images themselves.
     data = window.session.data

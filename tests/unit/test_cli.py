@@ -3,10 +3,8 @@ plus one run each of the ``latent-explorer`` console script and ``python -m expl
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import io
 import json
 import math
 import os
@@ -18,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_runner import run  # tests/unit is on sys.path (pytest rootdir conftest)
 from PIL import Image
 
 from explorer import __version__
-from explorer.cli import main
 from explorer.data.dataset import ImageData
 from explorer.models.autoencoder import Autoencoder
 from explorer.models.registry import PRESETS
@@ -38,17 +36,6 @@ def _env(tmp_path_factory: pytest.TempPathFactory):
         mp.setenv("LATENT_EXPLORER_CACHE", str(cache))
         yield
     torch.set_num_threads(threads)
-
-
-def run(*argv: object) -> tuple[int, str, str]:
-    """Run the CLI in-process: (exit status, stdout, stderr). argparse errors exit via SystemExit."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main([str(a) for a in argv])
-        except SystemExit as exc:
-            rc = exc.code if isinstance(exc.code, int) else 1
-    return rc, out.getvalue(), err.getvalue()
 
 
 def strict_json(line: str):

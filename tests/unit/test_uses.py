@@ -7,8 +7,6 @@ writing generated images as a dataset folder that loads and trains again, and th
 
 from __future__ import annotations
 
-import contextlib
-import io
 import itertools
 import json
 import math
@@ -17,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_runner import run  # tests/unit is on sys.path (pytest rootdir conftest)
 from PIL import Image
 
 from explorer.analysis.anomaly import anomaly_report, anomaly_scores, error_maps
@@ -29,9 +28,9 @@ from explorer.analysis.pca_baseline import (
     model_error,
     pca_errors,
 )
-from explorer.cli import main
 from explorer.config import DataConfig, TrainConfig
 from explorer.data.dataset import ImageData
+from explorer.data.dataset import to_float as as_float
 from explorer.data.folder import FolderReport, load_folder
 from explorer.errors import UserError
 from explorer.models.autoencoder import Autoencoder
@@ -57,21 +56,6 @@ def small_model(preset: str, image_shape=(1, 28, 28), num_classes: int = 0, seed
     torch.manual_seed(seed)
     cfg = config_for_data(model_config_for(preset, **overrides), image_shape, num_classes)
     return build_model(cfg).eval()
-
-
-def as_float(images: torch.Tensor) -> torch.Tensor:
-    return images.to(torch.float32) / 255.0
-
-
-def run(*argv: object) -> tuple[int, str, str]:
-    """Run the CLI in-process: (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main([str(a) for a in argv])
-        except SystemExit as exc:
-            rc = exc.code if isinstance(exc.code, int) else 1
-    return rc, out.getvalue(), err.getvalue()
 
 
 def one_error_line(err: str) -> str:
