@@ -32,6 +32,7 @@ network.
 
     python benchmarks/train_throughput.py                      # vae vs reference, CPU or CUDA
     python benchmarks/train_throughput.py --device cpu --preset conv-vae --repeats 3
+    python benchmarks/train_throughput.py --preset families --compile off,on --epochs 3
     python benchmarks/train_throughput.py --json
 """
 
@@ -58,6 +59,8 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 REFERENCE_LABEL = "reference (pytorch/examples vae, MLP 784-400-20)"
+# One preset per model family: MLP AE, MLP VAE, conv VAE, conditional VAE.
+FAMILIES = ["ae", "vae", "conv-vae", "cvae"]
 
 
 # -- the reference, as in pytorch/examples vae/main.py ------------------------------------
@@ -151,25 +154,35 @@ def run_reference(loader, device: torch.device, epochs: int, lr: float, seed: in
 # -- the project's engine ---------------------------------------------------------------------
 
 def run_project(data, preset_name: str, device_name: str, epochs: int, batch_size: int, lr: float,
-                seed: int, precision: str = "auto") -> dict:
+                seed: int, precision: str = "auto", compile_mode: str = "auto") -> dict:
     from explorer.config import TrainConfig
     from explorer.models import build_model, config_for_data, get_preset
     from explorer.training.engine import run_to_end, train
-    from explorer.training.events import EpochEnd
+    from explorer.training.events import EpochEnd, Notice, RunStarted
 
     preset = get_preset(preset_name)
     torch.manual_seed(seed)
     model = build_model(config_for_data(preset.model, data.image_shape, data.num_classes))
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device_name,
-                      precision=precision)
+                      precision=precision, compile=compile_mode)
     events, result = run_to_end(train(model, data, cfg))
     if result.status != "completed":
         raise SystemExit(f"project run did not complete: {result.status} {result.message}")
+    for notice in (e for e in events if isinstance(e, Notice)):
+        print(f"  note: {notice.message}", file=sys.stderr)
+    started = next(e for e in events if isinstance(e, RunStarted))
     ends = [e for e in events if isinstance(e, EpochEnd)]
     n = int(data.train_images.shape[0])
-    train_seconds = sum(n / e.samples_per_s for e in ends)
-    return {"samples": n * len(ends), "train_seconds": train_seconds,
-            "samples_per_s": n * len(ends) / train_seconds, "seconds_per_epoch": train_seconds / len(ends),
+    # A compiled run drops the short last batch, so it trains on fewer samples an epoch.
+    per_epoch = started.steps_per_epoch * min(batch_size, n) if started.compiled else n
+    seconds = [per_epoch / e.samples_per_s for e in ends]
+    # The first epoch carries one-time costs (compiling, first-touch allocations); the rest
+    # is what a long run sees.
+    later = seconds[1:] or seconds
+    return {"samples": per_epoch * len(ends), "train_seconds": sum(seconds),
+            "samples_per_s": per_epoch * len(ends) / sum(seconds), "seconds_per_epoch": sum(seconds) / len(ends),
+            "steady_samples_per_s": per_epoch * len(later) / sum(later),
+            "first_epoch_seconds": seconds[0], "compiled": started.compiled,
             "epoch_seconds_with_eval": sum(e.seconds for e in ends) / len(ends),
             "last_epoch_loss": ends[-1].train["loss"]}
 
@@ -294,8 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto = cuda when available, else cpu (default: auto)")
     p.add_argument("--preset", default="vae",
-                   help="project model preset to benchmark (vae, ae, conv-vae, cvae, ...); "
-                        "the reference is always the MLP VAE (default: vae)")
+                   help="project model preset(s) to benchmark, comma-separated (vae, ae, conv-vae, cvae, ...), "
+                        "or 'families' for ae,vae,conv-vae,cvae; the reference is always the MLP VAE (default: vae)")
+    p.add_argument("--compile", default="auto",
+                   help="the project's torch.compile mode(s), comma-separated: auto (CUDA only), on, off; "
+                        "for example off,on to compare (default: auto)")
     p.add_argument("--epochs", type=int, default=1, help="training epochs per run (default: 1)")
     p.add_argument("--repeats", type=int, default=2,
                    help="runs of each side, alternating reference/project (default: 2)")
@@ -324,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.epochs < 1 or args.repeats < 1:
         p.error("--epochs and --repeats must be at least 1")
+    presets = FAMILIES if args.preset == "families" else [x.strip() for x in args.preset.split(",") if x.strip()]
+    compiles = [x.strip() for x in args.compile.split(",") if x.strip()]
+    if any(c not in ("auto", "on", "off") for c in compiles) or not compiles:
+        p.error("--compile takes auto, on or off (comma-separated)")
+    variants = [(pr, c) for pr in presets for c in compiles]
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -333,14 +354,15 @@ def main(argv: list[str] | None = None) -> int:
     from explorer.data import load_dataset
     from explorer.models import get_preset
 
-    try:
-        get_preset(args.preset)  # fail early on an unknown name
-    except Exception as exc:  # explorer's ConfigError
-        p.error(str(exc))
+    for name in presets:
+        try:
+            get_preset(name)  # fail early on an unknown name
+        except Exception as exc:  # explorer's ConfigError
+            p.error(str(exc))
     data = load_dataset(DataConfig(limit=args.limit))
 
     ref_runs: list[dict] = []
-    proj_runs: list[dict] = []
+    proj_runs: dict[tuple[str, str], list[dict]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory(prefix="mnist-ref-") as tmp:
         root = Path(tmp)
         unpack_mnist(root)
@@ -351,7 +373,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_warmup:
             run_reference(loader, device, 1, args.lr, args.seed, max_batches=10)
             warm = data.limited(min(10 * args.batch_size, int(data.train_images.shape[0])))
-            run_project(warm, args.preset, device.type, 1, args.batch_size, args.lr, args.seed)
+            for preset, compile_mode in variants:
+                run_project(warm, preset, device.type, 1, args.batch_size, args.lr, args.seed, args.precision,
+                            compile_mode)
         verbose = not args.json
         guard = (args.busy_limit, args.wait_quiet, args.retries)
         for i in range(args.repeats):
@@ -361,25 +385,34 @@ def main(argv: list[str] | None = None) -> int:
             if not args.json:
                 print(f"  run {i + 1}/{args.repeats} reference: {ref['samples_per_s']:9.0f} samples/s",
                       file=sys.stderr, flush=True)
-            proj = timed(run_project, (data, args.preset, device.type, args.epochs, args.batch_size, args.lr,
-                                       args.seed, args.precision), *guard, "project", verbose)
-            proj_runs.append(proj)
-            if not args.json:
-                print(f"  run {i + 1}/{args.repeats} project:   {proj['samples_per_s']:9.0f} samples/s",
-                      file=sys.stderr, flush=True)
+            for variant in variants:
+                proj = timed(run_project, (data, variant[0], device.type, args.epochs, args.batch_size, args.lr,
+                                           args.seed, args.precision, variant[1]), *guard, "project", verbose)
+                proj_runs[variant].append(proj)
+                if not args.json:
+                    print(f"  run {i + 1}/{args.repeats} {label(variant)}: {proj['samples_per_s']:9.0f} samples/s"
+                          f" ({proj['steady_samples_per_s']:.0f} after epoch 1)", file=sys.stderr, flush=True)
 
     ref_sum = summarise(ref_runs, args.stat, args.busy_limit)
-    proj_sum = summarise(proj_runs, args.stat, args.busy_limit)
-    ratio = proj_sum["samples_per_s"] / ref_sum["samples_per_s"]
+    projects = []
+    for variant in variants:
+        runs = proj_runs[variant]
+        summary = summarise(runs, args.stat, args.busy_limit)
+        steady = summarise([{**r, "samples_per_s": r["steady_samples_per_s"]} for r in runs], args.stat,
+                           args.busy_limit)
+        projects.append({"name": label(variant), "preset": variant[0], "compile": variant[1],
+                         "compiled": all(r["compiled"] for r in runs), **summary,
+                         "steady_samples_per_s": steady["samples_per_s"],
+                         "ratio_project_over_reference": summary["samples_per_s"] / ref_sum["samples_per_s"],
+                         "steady_ratio": steady["samples_per_s"] / ref_sum["samples_per_s"], "runs": runs})
     report = {
         "machine": machine_info(device),
-        "settings": {"preset": args.preset, "epochs": args.epochs, "repeats": args.repeats, "stat": args.stat,
-                     "batch_size": args.batch_size, "lr": args.lr,
+        "settings": {"presets": presets, "compile": compiles, "epochs": args.epochs, "repeats": args.repeats,
+                     "stat": args.stat, "batch_size": args.batch_size, "lr": args.lr, "precision": args.precision,
                      "train_samples": int(data.train_images.shape[0]), "warmup": not args.no_warmup,
                      "busy_limit_cpus": args.busy_limit, "wait_quiet_s": args.wait_quiet, "retries": args.retries},
         "reference": {"name": REFERENCE_LABEL, **ref_sum, "runs": ref_runs},
-        "project": {"name": f"project engine ({args.preset})", **proj_sum, "runs": proj_runs},
-        "ratio_project_over_reference": ratio,
+        "projects": projects,
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -387,27 +420,32 @@ def main(argv: list[str] | None = None) -> int:
 
     m = report["machine"]
     print(f"machine: {m['cpu']} ({m['logical_cpus']} logical CPUs), torch {m['torch']}, "
-          f"torch threads {m['torch_num_threads']}, device {m['device']}, project precision {args.precision}" + (f" ({m['gpu']})" if "gpu" in m else ""))
+          f"torch threads {m['torch_num_threads']}, device {m['device']}, project precision {args.precision}"
+          + (f" ({m['gpu']})" if "gpu" in m else ""))
     print(f"{report['settings']['train_samples']} training samples x {args.epochs} epoch(s), batch {args.batch_size}, "
           f"{args.repeats} run(s) each, alternating; {args.stat} run shown; training loop only (no test eval)")
-    seen = [x for x in (ref_sum["max_others_cpus"], proj_sum["max_others_cpus"]) if x is not None]
+    seen = [x for x in [ref_sum["max_others_cpus"], *(pr["max_others_cpus"] for pr in projects)] if x is not None]
     if seen:
-        print(f"summarised runs: reference {ref_sum['runs_used']}/{args.repeats}, project "
-              f"{proj_sum['runs_used']}/{args.repeats} undisturbed; other processes used at most {max(seen):.2f} "
-              "CPUs (mean over a run) during them"
+        print(f"other processes used at most {max(seen):.2f} CPUs (mean over a run) during the summarised runs"
               + ("  WARNING: above --busy-limit, figures are disturbed" if max(seen) > args.busy_limit else ""))
-    rows = [(REFERENCE_LABEL, ref_sum), (f"project engine ({args.preset})", proj_sum)]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'name':<{width}}  {'samples/s':>10}  {'s/epoch':>8}  {'ratio':>6}")
-    for name, s in rows:
-        r = s["samples_per_s"] / ref_sum["samples_per_s"]
-        print(f"{name:<{width}}  {s['samples_per_s']:>10.0f}  {s['seconds_per_epoch']:>8.2f}  {r:>5.2f}x")
-    print(f"ratio project/reference: {ratio:.2f}x")
-    spread = max(ref_sum["spread"], proj_sum["spread"])
+    width = max(len(REFERENCE_LABEL), *(len(pr["name"]) for pr in projects))
+    print(f"{'name':<{width}}  {'samples/s':>10}  {'s/epoch':>8}  {'ratio':>6}  {'after epoch 1':>13}  {'ratio':>6}")
+    print(f"{REFERENCE_LABEL:<{width}}  {ref_sum['samples_per_s']:>10.0f}  {ref_sum['seconds_per_epoch']:>8.2f}  "
+          f"{1:>5.2f}x")
+    for pr in projects:
+        print(f"{pr['name']:<{width}}  {pr['samples_per_s']:>10.0f}  {pr['seconds_per_epoch']:>8.2f}  "
+              f"{pr['ratio_project_over_reference']:>5.2f}x  {pr['steady_samples_per_s']:>13.0f}  "
+              f"{pr['steady_ratio']:>5.2f}x")
+    spread = max(ref_sum["spread"], *(pr["spread"] for pr in projects))
     if spread > 1.2:
         print(f"WARNING: runs of one side differ by {spread:.2f}x; the machine was probably busy; "
               "rerun, or raise --repeats")
     return 0
+
+
+def label(variant: tuple[str, str]) -> str:
+    preset, compile_mode = variant
+    return f"project engine ({preset}" + ("" if compile_mode == "auto" else f", compile {compile_mode}") + ")"
 
 
 if __name__ == "__main__":

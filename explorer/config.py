@@ -20,6 +20,9 @@ FAMILIES = ("mlp", "conv")
 CODE_ACTIVATIONS = ("linear", "relu")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
+# torch.compile of the training step: "auto" compiles on CUDA, where it pays within an epoch;
+# on the CPU it pays only on long runs (see benchmarks/README.md), so there it is opt-in.
+COMPILE_MODES = ("auto", "on", "off")
 
 T = TypeVar("T", bound="_Serialisable")
 
@@ -186,6 +189,7 @@ class TrainConfig(_Serialisable):
     snapshot_interval_s: float | None = None
     eval_batch_size: int = 1000
     precision: str = "auto"
+    compile: str = "auto"
 
     def __post_init__(self) -> None:
         _check(_is_int(self.epochs) and 1 <= self.epochs <= 100000,
@@ -202,6 +206,8 @@ class TrainConfig(_Serialisable):
         _check(_is_int(self.eval_batch_size) and self.eval_batch_size >= 1, "eval batch size must be positive")
         _check(self.precision in PRECISIONS,
                f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        _check(self.compile in COMPILE_MODES,
+               f"compile must be one of {', '.join(COMPILE_MODES)}, not {self.compile!r}")
 
 
 def replace(config: T, **changes: Any) -> T:

@@ -29,6 +29,7 @@ from explorer.models import Autoencoder
 from explorer.training.control import TrainingControl
 from explorer.training.events import (
     EpochEnd,
+    Notice,
     Paused,
     Resumed,
     RunResult,
@@ -300,6 +301,8 @@ class TrainingSession(QObject):
             self._on_finished(item)
         elif isinstance(item, Failed):
             self.error.emit(item.message)
+        elif isinstance(item, Notice):
+            self.warning.emit(item.message)
         elif isinstance(item, AutosaveFailed):
             self.warning.emit(f"Autosave failed: {item.message}")
 

@@ -71,23 +71,32 @@ class Autoencoder(nn.Module):
         return self.decode(self.encode(x, y).mean, y)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> ModelOutput:
+        return self.combine(*self.loss_parts(x, y))
+
+    def loss_parts(self, x: torch.Tensor, y: torch.Tensor | None = None
+                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The batch-mean loss terms, the logits and the codes, without beta: the part a
+        compiled training step specialises, so changing beta mid-run never recompiles."""
         cfg = self.config
         x_in = corrupt(x, cfg.noise, cfg.noise_level) if self.training else x
         dist = self.encode(x_in, y)
         z = dist.sample()
         logits = self.decode_logits(z, y)
-        recon = reconstruction_loss(logits, x, cfg.recon_loss)
-        parts = {"recon": recon.mean()}
-        loss = recon
+        parts = {"recon": reconstruction_loss(logits, x, cfg.recon_loss).mean()}
         if dist.logvar is not None:
-            kl = gaussian_kl(dist.mean.float(), dist.logvar.float())
-            parts["kl"] = kl.mean()
-            loss = loss + self.beta * kl
+            parts["kl"] = gaussian_kl(dist.mean.float(), dist.logvar.float()).mean()
         if cfg.sparsity_weight > 0:
-            activity = dist.mean.float().abs().sum(1)
-            parts["sparsity"] = activity.mean()
-            loss = loss + cfg.sparsity_weight * activity
-        return ModelOutput(loss=loss.mean(), parts=parts, logits=logits, z=z)
+            parts["sparsity"] = dist.mean.float().abs().sum(1).mean()
+        return parts, logits, z
+
+    def combine(self, parts: dict[str, torch.Tensor], logits: torch.Tensor, z: torch.Tensor) -> ModelOutput:
+        """The weighted loss from the terms (the mean of a sum is the sum of the means)."""
+        loss = parts["recon"]
+        if "kl" in parts:
+            loss = loss + self.beta * parts["kl"]
+        if "sparsity" in parts:
+            loss = loss + self.config.sparsity_weight * parts["sparsity"]
+        return ModelOutput(loss=loss, parts=parts, logits=logits, z=z)
 
     def sample(self, n: int, y: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:

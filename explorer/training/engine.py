@@ -22,11 +22,13 @@ from explorer.config import TrainConfig
 from explorer.data.dataset import ImageData, to_float
 from explorer.models.autoencoder import Autoencoder
 from explorer.training.control import SetBeta, SetLearningRate, TrainingControl
-from explorer.training.device import resolve_device, use_bf16
+from explorer.training.compiled import CompiledForward
+from explorer.training.device import resolve_device, use_bf16, use_compile
 from explorer.training.evaluate import evaluate_tensors
 from explorer.training.events import (
     EpochEnd,
     Event,
+    Notice,
     Paused,
     Resumed,
     RunResult,
@@ -68,14 +70,19 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
     test_y = data.test_labels.to(device) if conditional and data.test_labels is not None else None
     n = train_x.shape[0]
     batch = min(cfg.batch_size, n)
-    steps_per_epoch = math.ceil(n / batch)
+    compiled = use_compile(cfg.compile, device)
+    forward = CompiledForward(model) if compiled else model
+    # A compiled step is specialised to one batch shape; a short last batch would cost a
+    # second compile, so compiled runs drop it (the shuffle differs every epoch).
+    steps_per_epoch = n // batch if compiled else math.ceil(n / batch)
+    epoch_samples = steps_per_epoch * batch if compiled else n
     names = model.part_names
     opt = make_optimizer(model, cfg.lr, device)
     lr = cfg.lr
 
     yield RunStarted(device=str(device), precision="bf16" if bf16 else "fp32", epochs=cfg.epochs,
                      steps_per_epoch=steps_per_epoch,
-                     train_size=n, test_size=int(test_x.shape[0]), start_epoch=start_epoch)
+                     train_size=n, test_size=int(test_x.shape[0]), start_epoch=start_epoch, compiled=compiled)
 
     global_step = start_step
     good_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -119,11 +126,14 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
             xb = to_float(train_x[idx])
             yb = train_y[idx] if train_y is not None else None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                out = model(xb, yb)
+                out = forward(xb, yb)
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
             opt.step()
             global_step += 1
+            if isinstance(forward, CompiledForward) and forward.failure is not None:
+                yield Notice(f"Compiling the model failed ({forward.failure}); training goes on uncompiled.")
+                forward = model
             with torch.no_grad():
                 terms = torch.stack([out.loss.detach(), *(out.parts[k].detach() for k in names)]) * idx.numel()
                 window_sum += terms
@@ -162,7 +172,7 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
                     last_snapshot = time.perf_counter()
 
         train_seconds = time.perf_counter() - epoch_start
-        train_means = (epoch_sum / n).tolist()
+        train_means = (epoch_sum / epoch_samples).tolist()
         test_metrics = evaluate_tensors(model, test_x, test_y, cfg.eval_batch_size, seed=cfg.seed)
         if not all(math.isfinite(v) for v in test_metrics.values()):
             bad = ", ".join(k for k, v in test_metrics.items() if not math.isfinite(v))
@@ -170,7 +180,8 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
                                       f"weights are kept as they are. Try a lower learning rate (it was {lr:g}).")
         epochs_done = epoch
         yield EpochEnd(epoch=epoch, train=dict(zip(("loss", *names), train_means)), test=test_metrics,
-                       seconds=time.perf_counter() - epoch_start, samples_per_s=n / max(train_seconds, 1e-9))
+                       seconds=time.perf_counter() - epoch_start,
+                       samples_per_s=epoch_samples / max(train_seconds, 1e-9))
         yield Snapshot(epoch, global_step, cpu_state_dict(model))
         last_snapshot = time.perf_counter()
     return result("completed")

@@ -18,6 +18,7 @@ class RunStarted:
     train_size: int
     test_size: int
     start_epoch: int = 0
+    compiled: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,15 @@ class SettingChanged:
     value: float
 
 
-Event = Union[RunStarted, StepLoss, EpochEnd, Snapshot, Paused, Resumed, SettingChanged]
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know that does not stop the run (for example: compiling
+    the model failed, so training goes on uncompiled)."""
+
+    message: str
+
+
+Event = Union[RunStarted, StepLoss, EpochEnd, Snapshot, Paused, Resumed, SettingChanged, Notice]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,112 @@
+"""The compiled training step: the path CUDA takes by default, exercised on the CPU here
+(this project has no GPU to test on), and its fallback when compiling fails."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from explorer.config import TrainConfig
+from explorer.data.dataset import ImageData
+from explorer.errors import ConfigError
+from explorer.models import PRESETS, build_model, config_for_data
+from explorer.training import compiled as compiled_module
+from explorer.training.control import TrainingControl
+from explorer.training.device import use_compile
+from explorer.training.engine import run_to_end, train
+from explorer.training.events import EpochEnd, Notice, RunStarted, SettingChanged, StepLoss
+
+pytestmark = pytest.mark.usefixtures("single_thread_torch", "compile_in_this_thread")
+
+
+@pytest.fixture
+def compile_in_this_thread():
+    """Inductor otherwise starts a process-wide pool of compile threads that outlives the
+    test (and trips the suite's leaked-thread check); one compile thread starts none."""
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch(compile_threads=1):
+        yield
+
+
+def vae():
+    torch.manual_seed(0)
+    return build_model(config_for_data(PRESETS["vae"].model, (1, 28, 28), 10))
+
+
+def cfg(**kw) -> TrainConfig:
+    base = dict(epochs=1, batch_size=64, lr=1e-3, seed=0, device="cpu", log_every=1, precision="fp32")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_auto_compiles_on_cuda_only_and_on_off_are_obeyed() -> None:
+    assert use_compile("auto", torch.device("cuda")) is True
+    assert use_compile("auto", torch.device("cpu")) is False
+    assert use_compile("auto", torch.device("mps")) is False
+    assert use_compile("on", torch.device("cpu")) is True
+    assert use_compile("off", torch.device("cuda")) is False
+    with pytest.raises(ConfigError, match="compile must be one of"):
+        TrainConfig(compile="sometimes")
+
+
+def test_a_compiled_run_trains_drops_the_short_batch_and_takes_a_new_beta(mnist_300: ImageData) -> None:
+    model = vae()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    control = TrainingControl()
+    events = []
+    gen = train(model, mnist_300, cfg(epochs=2, compile="on"), control)
+    for event in gen:
+        events.append(event)
+        if isinstance(event, EpochEnd) and event.epoch == 1:
+            control.set_beta(0.25)
+    started = next(e for e in events if isinstance(e, RunStarted))
+    assert started.compiled is True
+    assert started.steps_per_epoch == 300 // 64  # the short last batch of 44 is dropped
+    assert not [e for e in events if isinstance(e, Notice)], "compiling should have worked here"
+    steps = [e for e in events if isinstance(e, StepLoss)]
+    assert len(steps) == 2 * (300 // 64)
+    assert all(math.isfinite(s.loss) for s in steps)
+    assert any(isinstance(e, SettingChanged) and e.name == "beta" for e in events)
+    late = [s for s in steps if s.epoch == 2]
+    # the loss the compiled step reports is weighted with the new beta
+    for s in late:
+        assert s.loss == pytest.approx(s.parts["recon"] + 0.25 * s.parts["kl"], rel=1e-4)
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_compiled_and_eager_steps_compute_the_same_loss(mnist_300: ImageData) -> None:
+    # a plain AE: no sampling, whose random numbers differ between compiled and eager code
+    torch.manual_seed(0)
+    model = build_model(config_for_data(PRESETS["ae"].model, (1, 28, 28), 10))
+    model.train()
+    x = mnist_300.train_images[:64].float() / 255
+    torch.manual_seed(3)
+    eager = model(x)
+    step = compiled_module.CompiledForward(model)
+    torch.manual_seed(3)
+    out = step(x, None)
+    assert step.compiled and step.failure is None
+    assert out.loss.item() == pytest.approx(eager.loss.item(), rel=1e-5)
+    assert out.parts.keys() == eager.parts.keys()
+
+
+def test_a_failed_compile_says_so_and_trains_uncompiled(mnist_300: ImageData,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_compile(fn, **kwargs):
+        def run(*args, **kw):
+            raise RuntimeError("no C compiler found\nlong details that should not reach the user")
+        return run
+
+    monkeypatch.setattr(compiled_module.torch, "compile", broken_compile)
+    model = vae()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    events, result = run_to_end(train(model, mnist_300, cfg(compile="on")))
+    notices = [e for e in events if isinstance(e, Notice)]
+    assert len(notices) == 1
+    assert "no C compiler found" in notices[0].message and "\n" not in notices[0].message
+    assert "uncompiled" in notices[0].message
+    assert result.status == "completed"
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
