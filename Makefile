@@ -26,3 +26,8 @@ benchmark: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# A one-folder desktop app in dist/latent-explorer/ (PyInstaller), self-tested; see README.
+.PHONY: package
+package: $(STAMP)
+	packaging/build.sh

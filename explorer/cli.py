@@ -65,13 +65,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from explorer.config import DEVICES, NOISE_TYPES, PRECISIONS, RECON_LOSSES
+    from explorer.config import COMPILE_MODES, DEVICES, NOISE_TYPES, PRECISIONS, RECON_LOSSES
     from explorer.presets import PRESETS
 
     parser = _Parser(prog="latent-explorer",
                      description="Train autoencoders and explore their latent space. "
                                  "With no command, opens the app.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--self-test", action="store_true",
+                        help="open the window (offscreen), train one short epoch on the bundled MNIST and close; "
+                             "exit 0 if it all worked (checks an install or a packaged app)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("gui", help="open the app (optionally with a trained model)")
@@ -100,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="bf16: matrix products in bfloat16 (float32 weights and losses); auto uses it where "
                         "it is fast (CPUs with AVX512-BF16/AMX, recent GPUs)")
+    p.add_argument("--compile", default="auto", choices=COMPILE_MODES,
+                   help="run the training step through torch.compile; auto compiles on CUDA only (on the "
+                        "CPU the first compile takes seconds and pays back on long runs)")
     p.add_argument("--limit", type=_positive_int, help="use only the first N images of each split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object per epoch")
@@ -143,7 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from explorer.errors import UserError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.self_test:
+        if args.command:
+            parser.error(f"--self-test takes no command (got {args.command!r})")
+        from explorer.gui.self_test import run_self_test
+
+        return run_self_test()
     command = args.command or "gui"
     try:
         if command == "gui":
@@ -241,7 +254,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from explorer.training.checkpoint import save_checkpoint
     from explorer.training.device import resolve_device
     from explorer.training.engine import train
-    from explorer.training.events import EpochEnd, RunStarted, StepLoss
+    from explorer.training.events import EpochEnd, Notice, RunStarted, StepLoss
     from explorer.training.history import History
     from explorer.training.runs import model_config_for, prepare_run, train_config_for
 
@@ -250,7 +263,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                     recon_loss=args.recon_loss, noise=args.noise, noise_level=args.noise_level,
                                     sparsity_weight=args.sparsity, hidden_dims=args.hidden)
     train_config = train_config_for(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                    seed=args.seed, device=args.device, precision=args.precision)
+                                    seed=args.seed, device=args.device, precision=args.precision,
+                                    compile=args.compile)
     resolve_device(args.device)  # fail before loading data if the device is missing
     data_config = DataConfig(dataset=args.dataset, limit=args.limit, classes=args.classes,
                              image_size=args.image_size, channels=args.channels)
@@ -278,9 +292,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             if isinstance(ev, RunStarted):
                 if not args.json:
                     print(f"training {args.model} on {run.data.name} ({ev.train_size} train / {ev.test_size} test "
-                          f"images) on {ev.device} ({ev.precision})", file=sys.stderr)
+                          f"images) on {ev.device} ({ev.precision}{', compiled' if ev.compiled else ''})",
+                          file=sys.stderr)
                 bar = tqdm(total=ev.epochs * ev.steps_per_epoch, unit="step", disable=not show_bar,
                            file=sys.stderr, dynamic_ncols=True)
+            elif isinstance(ev, Notice):
+                print(f"latent-explorer: {ev.message}", file=sys.stderr)
             elif isinstance(ev, StepLoss) and bar is not None:
                 bar.n = ev.global_step
                 bar.set_postfix(epoch=ev.epoch, loss=f"{ev.loss:.2f}", refresh=False)

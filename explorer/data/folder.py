@@ -4,24 +4,31 @@ Class sub-folders give labels (like torchvision's ImageFolder); a flat folder gi
 Files that are not readable images are skipped and reported, never fatal, unless no
 image at all is left. The held-out test split is drawn with a fixed seed so a checkpoint
 evaluates on the same images it was tested on while training.
+
+Loading is all or nothing: either a complete :class:`ImageData` comes back (and the
+caller's report is filled in) or an exception does, and nothing is written to disk.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from explorer.data.dataset import ImageData
 from explorer.errors import DataError
 
 DEFAULT_IMAGE_SIZE = 32
-_GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+_GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+_ALPHA_MODES = {"P", "PA", "LA", "La", "RGBA", "RGBa"}
 # A guard against decompression bombs: beyond this a single file could exhaust memory.
+# It is below Pillow's own limit, so Pillow's warning only fires for files we refuse anyway.
 _MAX_PIXELS = 50_000_000
 
 
@@ -33,22 +40,74 @@ class FolderReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-# Arrays that sit beside generated images (``generate --folder`` writes images.npy): not
-# images, and not worth a warning. Any other non-image file is reported by name.
+# Arrays that sit beside generated images (``generate --folder`` writes images.npy), and the
+# thumbnail caches Windows drops into picture folders: not images the user put there, and not
+# worth a warning. Any other non-image file is reported by name.
 _SIDECAR_SUFFIXES = {".npy", ".npz"}
+_SYSTEM_FILES = {"thumbs.db", "ehthumbs.db", "desktop.ini"}
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
-                  and p.suffix.lower() not in _SIDECAR_SUFFIXES)
+class _TooLarge(ValueError):
+    pass
 
 
-def _open(path: Path) -> Image.Image:
-    with Image.open(path) as img:
-        if img.width * img.height > _MAX_PIXELS:
-            raise ValueError(f"too large ({img.width}x{img.height})")
-        img.load()
-        return img.copy()
+@dataclass
+class _Listing:
+    """Candidate image files under a folder, plus what could not even be tried."""
+
+    files: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    ignored: int = 0  # hidden and system files, silently passed over
+
+
+def _is_quiet(name: str) -> bool:
+    return Path(name).suffix.lower() in _SIDECAR_SUFFIXES or name.lower() in _SYSTEM_FILES
+
+
+def _sort_entry(root: Path, name: str, listing: _Listing) -> None:
+    """File one directory entry that is not a followed folder: a candidate, ignored, or skipped.
+
+    Only regular files are candidates: opening a FIFO or a device would block or read forever,
+    and a broken or looping link cannot be opened at all.
+    """
+    path = root / name
+    if name.startswith(".") or _is_quiet(name):
+        listing.ignored += 1
+    elif path.is_file():
+        listing.files.append(path)
+    elif path.is_symlink():
+        listing.skipped.append((str(path), "a broken or looping link"))
+    else:
+        listing.skipped.append((str(path), "not a regular file"))
+
+
+def _walk(folder: Path) -> _Listing:
+    """Every candidate file under ``folder``, sorted, skipping hidden files and folders.
+
+    ``os.walk`` rather than ``Path.rglob``: it reports folders it cannot read (rglob drops
+    them silently). Links to folders are reported, not followed, so a link loop cannot make
+    the walk endless or load the same images twice.
+    """
+    listing = _Listing()
+
+    def unreadable(exc: OSError) -> None:
+        listing.skipped.append((str(exc.filename), f"cannot read this folder ({exc.strerror})"))
+
+    for root, dirs, names in os.walk(folder, onerror=unreadable):
+        here = Path(root)
+        keep = []
+        for d in sorted(dirs):
+            if d.startswith("."):
+                listing.ignored += 1
+            elif (here / d).is_symlink():
+                listing.skipped.append((str(here / d), "a link to a folder (not followed)"))
+            else:
+                keep.append(d)
+        dirs[:] = keep
+        for name in sorted(names):
+            _sort_entry(here, name, listing)
+    listing.files.sort()
+    return listing
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
@@ -64,11 +123,15 @@ def _to_8bit(img: Image.Image) -> Image.Image:
 
 
 def _convert(img: Image.Image, channels: int, size: int) -> np.ndarray:
+    """``img`` as a (channels, size, size) uint8 array, transparency composited on black.
+
+    Palette and greyscale images that mark a transparent colour (``info["transparency"]``)
+    go through RGBA like images with an alpha channel, so a transparent pixel is black
+    whichever way the file stored it.
+    """
     if img.mode.startswith("I") or img.mode == "F":
         img = _to_8bit(img)
-    if img.mode == "P" or img.mode.endswith("A") or img.mode == "RGBa":
-        img = img.convert("RGBA")
-    if img.mode == "RGBA" or img.mode == "LA":
+    if img.mode in _ALPHA_MODES or "transparency" in img.info:
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
         img = Image.alpha_composite(background, img.convert("RGBA"))
     img = img.convert("L" if channels == 1 else "RGB")
@@ -77,47 +140,162 @@ def _convert(img: Image.Image, channels: int, size: int) -> np.ndarray:
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 
+def _read(path: Path, channels: int | None, size: int) -> np.ndarray:
+    """One file as a (C, size, size) array, converted at once so a folder of big photos never
+    sits in memory at full size. With ``channels`` None, C is 1 for greyscale files and 3 for
+    the rest; the caller widens the grey ones if any colour file turns up.
+    """
+    with Image.open(path) as img:
+        if img.width * img.height > _MAX_PIXELS:
+            raise _TooLarge(f"{img.width}x{img.height} pixels; the limit is {_MAX_PIXELS // 1_000_000} megapixels")
+        img.draft(None, (size, size))  # JPEG only: decode at 1/2-1/8 scale when that still covers size
+        ImageOps.exif_transpose(img, in_place=True)  # camera photos stored sideways
+        if channels is None:
+            channels = 1 if img.mode in _GREY_MODES else 3
+        return _convert(img, channels, size)
+
+
+# How common image files start: a file that does and still cannot be identified is a damaged
+# image (say, a bad checksum), not some other kind of file, and the message should say so.
+_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"II*\x00": "TIFF",
+               b"MM\x00*": "TIFF"}
+
+
+def _unidentified(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        head = b"?"
+    if not head:
+        return "an empty file"
+    kind = next((name for magic, name in _SIGNATURES.items() if head.startswith(magic)), None)
+    return f"a damaged {kind} file" if kind else "not an image (or not a format Pillow can read)"
+
+
+def _reason(path: Path, exc: Exception) -> str:
+    """Why a file was skipped, in a few words (Pillow's messages repeat the full path)."""
+    if isinstance(exc, _TooLarge):
+        return f"too large ({exc})"
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        return f"too large ({int(pixels[1]):,} pixels)" if pixels else "too large"
+    if isinstance(exc, UnidentifiedImageError):
+        return _unidentified(path)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot read it ({exc.strerror})"
+    return f"damaged or unsupported ({str(exc) or type(exc).__name__})"
+
+
+def _load_files(files: list[Path], channels: int | None, size: int,
+                skipped: list[tuple[str, str]]) -> list[np.ndarray]:
+    """The readable files as arrays; each unreadable one adds (path, reason) to ``skipped``."""
+    arrays = []
+    for file in files:
+        try:
+            arrays.append(_read(file, channels, size))
+        except MemoryError:
+            raise
+        # Pillow's decoders raise a zoo of types on damaged files (OSError, SyntaxError,
+        # EOFError, struct.error, IndexError, ValueError...): one bad file costs only itself.
+        except Exception as exc:  # noqa: BLE001
+            skipped.append((str(file), _reason(file, exc)))
+    return arrays
+
+
+def _named(folder: Path, skipped: list[tuple[str, str]], limit: int = 3) -> str:
+    def short(name: str) -> str:
+        try:
+            return str(Path(name).relative_to(folder))
+        except ValueError:
+            return name
+
+    shown = "; ".join(f"{short(name)}: {why}" for name, why in skipped[:limit])
+    more = f"; and {len(skipped) - limit} more" if len(skipped) > limit else ""
+    return f"{len(skipped)} skipped ({shown}{more})"
+
+
+def _nothing_found(folder: Path, skipped: list[tuple[str, str]], ignored: int) -> str:
+    if skipped:
+        return _named(folder, skipped)
+    if ignored:
+        return (f"only {ignored} hidden or system file(s), which are ignored "
+                "(names starting with '.', Thumbs.db, desktop.ini, .npy arrays)")
+    return "the folder is empty"
+
+
 def load_folder(path: str | Path, image_size: int | None = None, channels: int | None = None,
                 test_fraction: float = 0.1, split_seed: int = 0,
                 report: FolderReport | None = None) -> ImageData:
+    """Load ``path`` as a dataset; unreadable files are listed in ``report`` (filled only on success).
+
+    Sub-folders holding at least one readable image are the classes; sub-folders without one
+    are reported and left out, so a stray empty or junk folder neither adds a phantom class
+    nor turns a flat folder into a labelled one. A single class folder gives a one-class
+    labelled dataset (unconditional models train on it; conditional ones refuse it clearly).
+    """
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder of images (and not a known dataset name)")
-    report = report if report is not None else FolderReport()
     size = image_size or DEFAULT_IMAGE_SIZE
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        raise DataError(f"cannot read the folder {folder}: {exc.strerror or exc}") from None
 
-    subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    labelled = bool(subdirs)
-    sources: list[tuple[Path, int]] = []
-    if labelled:
-        for label, sub in enumerate(subdirs):
-            sources += [(p, label) for p in _image_files(sub)]
-        for stray in (p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                      and p.suffix.lower() not in _SIDECAR_SUFFIXES):
-            report.skipped.append((str(stray), "not inside a class folder"))
-    else:
-        sources = [(p, -1) for p in _image_files(folder)]
+    top = _Listing()
+    subdirs = []
+    for entry in entries:
+        if entry.is_dir() and not entry.name.startswith("."):
+            # A linked class folder is followed (datasets are often assembled from links),
+            # unless it leads back to this folder or above: that would nest the folder in itself.
+            if entry.is_symlink() and folder.resolve().is_relative_to(entry.resolve()):
+                top.skipped.append((str(entry), "a link back into this folder (not followed)"))
+            else:
+                subdirs.append(entry)
+        else:
+            _sort_entry(folder, entry.name, top)
+    skipped = list(top.skipped)
+    ignored = top.ignored
 
-    images: list[Image.Image] = []
+    arrays: list[np.ndarray] = []
     labels: list[int] = []
+    class_names: list[str] = []
+    imageless: list[Path] = []
     with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL\.")  # e.g. "corrupt EXIF data": not worth a line
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        for file, label in sources:
-            try:
-                images.append(_open(file))
-                labels.append(label)
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
-                    Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-                report.skipped.append((str(file), str(exc) or type(exc).__name__))
-    if not images:
-        raise DataError(f"no readable images in {folder}")
-    if len(images) < 2:
-        raise DataError(f"{folder} holds only one readable image; at least two are needed (one to train, one to test)")
+        for sub in subdirs:
+            listing = _walk(sub)
+            skipped += listing.skipped
+            ignored += listing.ignored
+            found = _load_files(listing.files, channels, size, skipped)
+            if found:
+                labels += [len(class_names)] * len(found)
+                class_names.append(sub.name)
+                arrays += found
+            else:
+                imageless.append(sub)
+        labelled = bool(class_names)
+        if labelled:
+            named = {name for name, _ in skipped}  # an unreadable class folder is already listed
+            skipped += [(str(sub), "no readable images, so not used as a class") for sub in imageless
+                        if str(sub) not in named]
+            skipped += [(str(p), "not inside a class folder") for p in top.files]
+        else:
+            # No sub-folder holds an image: the folder's own files are the (unlabelled) dataset.
+            arrays = _load_files(top.files, channels, size, skipped)
 
-    if channels is None:
-        channels = 1 if all(img.mode in _GREY_MODES for img in images) else 3
-    array = np.stack([_convert(img, channels, size) for img in images])
-    report.loaded = len(images)
+    if not arrays:
+        raise DataError(f"no readable images in {folder}: {_nothing_found(folder, skipped, ignored)}")
+    if len(arrays) < 2:
+        extra = f"; {_named(folder, skipped)}" if skipped else ""
+        raise DataError(f"{folder} holds only one readable image; at least two are needed "
+                        f"(one to train, one to test){extra}")
+
+    if channels is None and any(a.shape[0] == 3 for a in arrays):
+        arrays = [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in arrays]
+    array = np.stack(arrays)
 
     n = len(array)
     n_test = min(max(1, round(n * test_fraction)), n - 1)
@@ -125,10 +303,13 @@ def load_folder(path: str | Path, image_size: int | None = None, channels: int |
     test_idx, train_idx = order[:n_test], order[n_test:]
     x = torch.from_numpy(array)
     y = torch.tensor(labels, dtype=torch.int64) if labelled else None
-    class_names = tuple(p.name for p in subdirs) if labelled else ()
-    return ImageData(
+    data = ImageData(
         name=folder.name or str(folder),
         train_images=x[train_idx].clone(), train_labels=None if y is None else y[train_idx].clone(),
         test_images=x[test_idx].clone(), test_labels=None if y is None else y[test_idx].clone(),
-        class_names=class_names,
+        class_names=tuple(class_names),
     )
+    if report is not None:
+        report.loaded = n
+        report.skipped.extend(skipped)
+    return data

@@ -8,18 +8,35 @@ import sys
 from PySide6.QtWidgets import QApplication
 
 
-def make_application(argv: list[str]) -> QApplication:
+def make_application(argv: list[str], configure_plots: bool = True) -> QApplication:
     """The QApplication with the app's names and pyqtgraph's drawing options (benchmarks
     start the window through here too, so they measure what people run)."""
     app = QApplication.instance() or QApplication(argv)
     app.setApplicationName("Latent Explorer")
     app.setOrganizationName("Latent Explorer")
     app.setApplicationDisplayName("Latent Explorer")
+    from PySide6.QtGui import QIcon
 
+    from explorer.paths import RESOURCES
+
+    icon = QIcon()
+    for png in sorted((RESOURCES / "icons").glob("latent-explorer-*.png")):
+        icon.addFile(str(png))
+    app.setWindowIcon(icon)
+    app.setDesktopFileName("io.github.latent_explorer.LatentExplorer")  # Wayland matches the .desktop file by it
+
+    if configure_plots:
+        configure_plotting()
+    return app
+
+
+def configure_plotting() -> None:
+    """pyqtgraph's options, set before any plot is made. Separate from ``make_application``
+    because importing pyqtgraph takes about half a second, which start-up spends after the
+    first frame."""
     import pyqtgraph as pg
 
     pg.setConfigOptions(antialias=True, imageAxisOrder="row-major")
-    return app
 
 
 def tune_runtime() -> None:
@@ -33,14 +50,35 @@ def tune_runtime() -> None:
 
 
 def run(checkpoint: str | None, argv: list[str]) -> int:
-    app = make_application(argv)
+    from explorer.gui.startup import BackgroundImport, mark, show_splash
+
+    mark("process_ready")  # Python and the CLI are loaded; Qt comes next
+    app = make_application(argv, configure_plots=False)
+    splash = show_splash(app)  # painted before torch is imported (start-up feels instant)
+    try:
+        BackgroundImport().start().wait(app, splash)
+    except ImportError as exc:  # a broken install: say what is missing instead of a traceback
+        from PySide6.QtWidgets import QMessageBox
+
+        splash.close()
+        QMessageBox.critical(None, "Latent Explorer", f"Latent Explorer cannot start: {exc}. "
+                             "Reinstall it (for example with `make setup`).")
+        return 1
+    mark("heavy_imports_done")
+    splash.say("Building the window…")
+    configure_plotting()
     from explorer.gui.main_window import MainWindow
 
     window = MainWindow()
     window.show()
+    splash.finish(window)
+    mark("window_shown")
     if checkpoint:
         window.open_checkpoint(checkpoint)
     tune_runtime()
+    from PySide6.QtCore import QTimer
+
+    QTimer.singleShot(0, lambda: mark("ready"))  # the first event-loop turn after the window is up
     status = app.exec()
     window.session.shutdown()  # however the loop ended, no training thread outlives it
     return status

@@ -1,0 +1,149 @@
+"""A window on screen before PyTorch has finished importing.
+
+Importing torch, torchvision and pyqtgraph takes 1.5-3 s on a small machine; a person
+who double-clicks the app should see it at once. So the app first paints a light splash
+(only Qt is loaded by then), imports the heavy modules in a background thread while the
+splash keeps painting, and only then builds the main window.
+
+``LATENT_EXPLORER_STARTUP_TRACE=FILE`` appends one JSON line per milestone
+(``{"event": ..., "monotonic": ...}``, on the system-wide monotonic clock) so
+``benchmarks/startup.py`` can time launch-to-first-paint and launch-to-ready from outside.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import threading
+import time
+
+from PySide6.QtCore import QEventLoop, QRect, Qt
+from PySide6.QtGui import QColor, QFont, QPainter, QPixmap
+from PySide6.QtWidgets import QApplication, QWidget
+
+from explorer.paths import RESOURCES
+
+TRACE_ENV = "LATENT_EXPLORER_STARTUP_TRACE"
+# What the main window needs that is slow to import; everything else is quick once these are in.
+HEAVY_MODULES = ("torch", "explorer.training.engine", "explorer.analysis.grids", "explorer.data")
+
+
+def mark(event: str) -> None:
+    """Record a start-up milestone when tracing is on (a no-op otherwise)."""
+    path = os.environ.get(TRACE_ENV)
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"event": event, "monotonic": time.monotonic(),
+                                "torch_imported": "torch" in sys.modules}) + "\n")
+    except OSError:
+        pass  # tracing must never stop the app
+
+
+class Splash(QWidget):
+    """The first frame: the icon, the name and what is happening. Records its first paint.
+
+    A plain frameless widget, not QSplashScreen: Qt 6's QSplashScreen.show() blocks up to
+    a second waiting for the window to be exposed (measured: 1.0 s under Xvfb), which is
+    the delay this splash exists to hide."""
+
+    def __init__(self) -> None:
+        super().__init__(None, Qt.WindowType.SplashScreen | Qt.WindowType.FramelessWindowHint)
+        self._pixmap = _splash_pixmap()
+        self._message = ""
+        self.setFixedSize(self._pixmap.size())
+        self.setWindowTitle("Latent Explorer")
+        screen = QApplication.primaryScreen()
+        if screen is not None:
+            self.move(screen.availableGeometry().center() - self.rect().center())
+        self.painted = False
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        painter = QPainter(self)
+        painter.drawPixmap(0, 0, self._pixmap)
+        painter.setPen(QColor("#d8dde6"))
+        painter.drawText(self.rect().adjusted(0, 0, 0, -14),
+                         Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignHCenter, self._message)
+        painter.end()
+        if not self.painted:
+            self.painted = True
+            mark("first_paint")
+
+    def say(self, text: str) -> None:
+        self._message = text
+        self.update()
+
+    def finish(self, window: QWidget) -> None:
+        self.close()
+        window.raise_()
+        window.activateWindow()
+
+
+def _splash_pixmap() -> QPixmap:
+    width, height = 420, 240
+    pixmap = QPixmap(width, height)
+    pixmap.fill(QColor("#1e2430"))
+    painter = QPainter(pixmap)
+    icon = QPixmap(str(RESOURCES / "icons" / "latent-explorer-128.png"))
+    if not icon.isNull():
+        painter.drawPixmap(24, (height - 128) // 2 - 10, icon)
+    painter.setPen(QColor("#ffffff"))
+    font = QFont()
+    font.setPointSize(18)
+    font.setBold(True)
+    painter.setFont(font)
+    painter.drawText(QRect(170, 70, width - 180, 40), Qt.AlignmentFlag.AlignLeft, "Latent Explorer")
+    font.setPointSize(10)
+    font.setBold(False)
+    painter.setFont(font)
+    painter.setPen(QColor("#aab3c2"))
+    painter.drawText(QRect(170, 110, width - 180, 60), Qt.TextFlag.TextWordWrap,
+                     "Train autoencoders, then see and touch what they learned.")
+    painter.end()
+    return pixmap
+
+
+class BackgroundImport:
+    """Import modules in a thread; the GUI thread keeps painting meanwhile. An import
+    error is kept and re-raised on the GUI thread, where it can be reported."""
+
+    def __init__(self, modules: tuple[str, ...] = HEAVY_MODULES) -> None:
+        self.modules = modules
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="latent-explorer-import", daemon=True)
+
+    def start(self) -> BackgroundImport:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            for name in self.modules:
+                importlib.import_module(name)
+        except BaseException as exc:  # noqa: BLE001 - handed to the GUI thread
+            self.error = exc
+
+    def wait(self, app: QApplication, splash: Splash | None = None) -> None:
+        """Keep the GUI responsive until the imports are done, then raise their error if any."""
+        while self._thread.is_alive():
+            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+            self._thread.join(0.02)
+        if self.error is not None:
+            raise self.error
+
+
+def show_splash(app: QApplication, timeout_s: float = 2.0) -> Splash:
+    """Show the splash and return once it has been painted (or after ``timeout_s`` on a
+    platform that never exposes it, such as offscreen)."""
+    splash = Splash()
+    splash.say("Loading PyTorch…")
+    splash.show()
+    deadline = time.monotonic() + timeout_s
+    while not splash.painted and time.monotonic() < deadline:
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 10)
+        if not splash.painted:
+            time.sleep(0.005)
+    return splash
