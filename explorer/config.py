@@ -23,6 +23,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # torch.compile of the training step: "auto" compiles on CUDA, where it pays within an epoch;
 # on the CPU it pays only on long runs (see benchmarks/README.md), so there it is opt-in.
 COMPILE_MODES = ("auto", "on", "off")
+# Seeds fit a signed 32-bit int: the GUI's spin boxes, numpy and torch all take them as they are.
+MAX_SEED = 2**31 - 1
 
 T = TypeVar("T", bound="_Serialisable")
 
@@ -166,7 +168,8 @@ class DataConfig(_Serialisable):
         _check(self.channels in (None, 1, 3), f"channels must be 1 or 3, not {self.channels!r}")
         _check(_is_number(self.test_fraction) and 0 < self.test_fraction < 1,
                "test fraction must be between 0 and 1")
-        _check(_is_int(self.split_seed), "split seed must be a whole number")
+        _check(_is_int(self.split_seed) and 0 <= self.split_seed <= MAX_SEED,
+               f"split seed must be a whole number from 0 to {MAX_SEED}, not {self.split_seed!r}")
         _check(self.classes is None or (isinstance(self.classes, tuple) and len(self.classes) > 0
                                         and all(_is_int(c) and c >= 0 for c in self.classes)),
                f"classes must be a list of class indices, not {self.classes!r}")
@@ -197,7 +200,8 @@ class TrainConfig(_Serialisable):
         _check(_is_int(self.batch_size) and 1 <= self.batch_size <= 1_000_000,
                f"batch size must be a positive whole number, not {self.batch_size!r}")
         _check(_is_number(self.lr) and 0 < self.lr < 10, f"learning rate must be between 0 and 10, not {self.lr!r}")
-        _check(_is_int(self.seed), f"seed must be a whole number, not {self.seed!r}")
+        _check(_is_int(self.seed) and 0 <= self.seed <= MAX_SEED,
+               f"seed must be a whole number from 0 to {MAX_SEED}, not {self.seed!r}")
         _check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         _check(_is_int(self.log_every) and self.log_every >= 1, "log_every must be a positive whole number")
         _check(self.snapshot_interval_s is None

@@ -1,0 +1,205 @@
+"""Hostile and broken checkpoints opened in the window: a one-line message, no code run,
+and the model that was open stays open, whole, and still draws and trains."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+from safetensors import safe_open
+from safetensors.torch import save as st_save
+
+RUN_TIMEOUT_MS = 90_000
+
+
+class RunsCode:
+    """Unpickling this runs ``exec``: it writes ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",)
+
+
+def _rewritten(good: Path, section: str | None = None, **changes) -> bytes:
+    with safe_open(str(good), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        metadata = dict(f.metadata())
+    if section is not None:
+        metadata[section] = json.dumps({**json.loads(metadata[section]), **changes})
+    return st_save(tensors, metadata=metadata)
+
+
+def hostile_file(kind: str, folder: Path, good: Path, marker: Path) -> Path:
+    path = folder / f"{kind}.safetensors"
+    if kind == "pickle":
+        path.write_bytes(pickle.dumps({"model.mean_head.weight": RunsCode(marker)}))
+    elif kind == "torch-save":
+        torch.save({"model.mean_head.weight": RunsCode(marker)}, path)
+    elif kind == "truncated":
+        raw = good.read_bytes()
+        path.write_bytes(raw[:len(raw) // 2])
+    elif kind == "png":
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(path, format="PNG")
+    elif kind == "text":
+        path.write_text("model: vae\nlatent_dim: 20\n")
+    elif kind == "mismatched":
+        path.write_bytes(_rewritten(good, "model_config", latent_dim=3))
+    elif kind == "unknown-preset":
+        path.write_bytes(_rewritten(good, "model_config", preset="gan-xl"))
+    elif kind == "nan-weights":
+        with safe_open(str(good), "pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            metadata = dict(f.metadata())
+        tensors["model.mean_head.bias"][0] = float("nan")
+        path.write_bytes(st_save(tensors, metadata=metadata))
+    else:
+        raise AssertionError(kind)
+    return path
+
+
+WORDS = {"pickle": "not a Latent Explorer checkpoint", "torch-save": "not a Latent Explorer checkpoint",
+         "truncated": "truncated", "png": "not a Latent Explorer checkpoint",
+         "text": "not a Latent Explorer checkpoint", "mismatched": "shape", "unknown-preset": "gan-xl",
+         "nan-weights": "NaN"}
+
+
+@pytest.fixture
+def good_open(qtbot, window, trained_checkpoint) -> Path:
+    """The window with a trained vae open, its data loaded and its codes encoded."""
+    good = trained_checkpoint("vae")
+    with qtbot.waitSignal(window.session.data_changed, timeout=RUN_TIMEOUT_MS):
+        assert window.open_checkpoint(str(good))
+    qtbot.waitUntil(lambda: window.latent.ready, timeout=RUN_TIMEOUT_MS)
+    return good
+
+
+def snapshot(window) -> dict:
+    s = window.session
+    return {"model": s.view_model, "weights": {k: v.clone() for k, v in s.view_model.state_dict().items()},
+            "configs": (s.model_config, s.data_config, s.train_config), "data": s.data, "history": s.history,
+            "path": s.checkpoint_path, "dirty": s.dirty, "stats": window.latent.stats,
+            "title": window.windowTitle(), "progress": (window.progress.format(), window.progress_label.text()),
+            "panel": window.panel.configs(), "recent": window._recent()}
+
+
+def assert_unchanged(before: dict, window) -> None:
+    after = snapshot(window)
+    assert after["model"] is before["model"], "the open model was replaced"
+    assert after["weights"].keys() == before["weights"].keys()
+    assert all(torch.equal(after["weights"][k], v) for k, v in before["weights"].items())
+    for key in ("data", "history", "stats"):
+        assert after[key] is before[key], f"the {key} changed"
+    for key in ("configs", "path", "dirty", "title", "progress", "panel", "recent"):
+        assert after[key] == before[key], f"the {key} changed"
+
+
+def open_through_the_menu(window, monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """File > Open checkpoint..., with the file dialog answering ``path``."""
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **kw: (str(path), "")))
+    window.open_action.trigger()
+
+
+def take_message(qtbot, window) -> QMessageBox:
+    qtbot.waitUntil(lambda: window.message_box is not None, timeout=2000)
+    box = window.message_box
+    assert box.icon() == QMessageBox.Icon.Warning
+    assert box.windowTitle() == "Cannot open checkpoint"
+    return box
+
+
+@pytest.mark.parametrize("kind", list(WORDS))
+def test_a_hostile_checkpoint_is_refused_and_the_open_model_stays(
+        qtbot, window, good_open: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    marker = tmp_path / "MARKER"
+    path = hostile_file(kind, tmp_path, good_open, marker)
+    before = snapshot(window)
+    threads = set(threading.enumerate())
+
+    open_through_the_menu(window, monkeypatch, path)
+
+    box = take_message(qtbot, window)
+    text = box.text()
+    assert text.strip() and text.splitlines() == [text], repr(text)
+    assert box.detailedText() == ""
+    assert "Traceback" not in text
+    assert path.name in text and WORDS[kind].lower() in text.lower(), text
+    assert not marker.exists(), "the pickle's code ran"
+    box.accept()
+    qtbot.waitUntil(lambda: window.message_box is None, timeout=2000)
+    qtbot.wait(100)  # a background data load, had one started, would have begun by now
+    assert set(threading.enumerate()) <= threads, "opening a refused file started background work"
+    assert_unchanged(before, window)
+    assert str(path.resolve()) not in window._recent()
+
+    # The model still draws: move on the plane and decode.
+    window.latent.set_plane_point(0.5, -0.5)
+    image = window.latent.decode_current()
+    assert image is not None and image.shape == (1, 28, 28) and np.isfinite(image).all()
+
+
+def test_after_every_hostile_file_the_open_model_trains_on(
+        qtbot, window, good_open: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "MARKER"
+    for kind in WORDS:
+        assert not window.open_checkpoint(str(hostile_file(kind, tmp_path, good_open, marker)))
+        take_message(qtbot, window).accept()
+        qtbot.waitUntil(lambda: window.message_box is None, timeout=2000)
+    assert not marker.exists()
+    assert window.session.checkpoint_path == good_open
+    assert window.session.history.last_epoch == 1
+    before = {k: v.clone() for k, v in window.session.view_model.state_dict().items()}
+
+    assert window.continue_action.isEnabled()
+    with qtbot.waitSignal(window.session.run_finished, timeout=RUN_TIMEOUT_MS):
+        window.continue_action.trigger()  # Training > Continue training
+    qtbot.waitUntil(lambda: window.session.state == "idle", timeout=5000)
+    assert window.message_box is None, window.message_box and window.message_box.text()
+    assert window.session.last_result.status == "completed"
+    assert window.session.history.last_epoch == 2  # continued from the good checkpoint's epoch
+    after = window.session.view_model.state_dict()
+    assert any(not torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_a_hostile_file_in_the_recent_list_is_refused_the_same_way(
+        qtbot, window, good_open: Path, tmp_path: Path) -> None:
+    """A good file in Open recent that was since overwritten by something hostile."""
+    marker = tmp_path / "MARKER"
+    victim = tmp_path / "was-good.safetensors"
+    victim.write_bytes(good_open.read_bytes())
+    window.settings.setValue("files/recent", [str(victim)] + window._recent())
+    victim.write_bytes(hostile_file("pickle", tmp_path, good_open, marker).read_bytes())
+    before = snapshot(window)
+
+    window._fill_recent_menu()
+    action = next(a for a in window.recent_menu.actions() if a.text() == str(victim))
+    action.trigger()
+
+    text = take_message(qtbot, window).text()
+    assert text.splitlines() == [text] and victim.name in text
+    assert not marker.exists()
+    window.message_box.accept()
+    assert_unchanged(before, window)
+
+
+def test_a_checkpoint_with_a_seed_beyond_the_seed_box_is_refused_whole(
+        qtbot, window, good_open: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seeds are bounded by the config (0 to 2**31 - 1, what the seed box holds), so such a
+    file is refused before the session takes anything from it, not half-opened."""
+    path = tmp_path / "big-seed.safetensors"
+    path.write_bytes(_rewritten(good_open, "train_config", seed=3_000_000_000))
+    before = snapshot(window)
+    open_through_the_menu(window, monkeypatch, path)
+    box = take_message(qtbot, window)
+    assert "seed" in box.text() and "2147483647" in box.text() and box.text().splitlines() == [box.text()]
+    box.accept()
+    qtbot.waitUntil(lambda: window.message_box is None, timeout=2000)
+    assert_unchanged(before, window)
