@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"platform {args.platform}, {args.runs} launches each, medians in seconds from Popen")
     print(f"{'':<34}{'first paint':>12}{'window shown':>14}{'ready':>8}")
-    for name, label in (("app", "app (splash, then heavy imports)"), ("reference", "reference (import all, then show)")):
+    labels = {"app": "app (splash, then heavy imports)", "reference": "reference (import all, then show)"}
+    for name, label in labels.items():
         s = summary[name]
         print(f"{label:<34}{s['first_paint']:>12.3f}{s['window_shown']:>14.3f}{s['ready']:>8.3f}")
     print(f"first paint: the app is {ratio:.1f}x sooner than the reference")
