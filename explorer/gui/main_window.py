@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QAction, QFont, QKeySequence
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QFont, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -36,11 +36,19 @@ from explorer.gui.latent_plane import LatentPlane
 from explorer.gui.latent_state import LatentState
 from explorer.gui.loss_plot import LossPlot
 from explorer.gui.recon_view import ReconstructionView
+from explorer.gui.recovery import SessionLock
 from explorer.gui.samples_view import SamplesView
 from explorer.gui.session import IDLE, LOADING, PAUSED, STOPPING, TRAINING, TrainingSession
 from explorer.gui.training_panel import TrainingPanel
 from explorer.gui.traversal_view import TraversalView
 from explorer.paths import data_dir
+
+AUTOSAVE_CHOICES = ((0, "&Off"), (1, "Every &epoch"), (2, "Every &2 epochs"), (5, "Every &5 epochs"),
+                    (10, "Every &10 epochs"))
+
+
+def autosave_path() -> Path:
+    return data_dir() / "autosave" / "last-run.safetensors"
 from explorer.training.events import EpochEnd, RunResult, RunStarted, SettingChanged, StepLoss
 
 MAX_RECENT = 8
@@ -131,6 +139,9 @@ class MainWindow(QMainWindow):
         self._default_size_pending = self.settings.value("window/geometry") is None
         self._restore_layout()
         self._update_for_state(self.session.state)
+        # Taken when first shown: tells the next start whether this session crashed.
+        self._lock = SessionLock(data_dir() / "autosave" / "running.json")
+        self._lock_checked = False
 
     # -- construction ------------------------------------------------------------------
 
@@ -158,11 +169,18 @@ class MainWindow(QMainWindow):
                                             "Train the current model for more epochs")
         self.pause_action = self._action("&Pause", self.toggle_pause, "F6", "Pause or resume training")
         self.stop_action = self._action("S&top", self.session.stop, "Shift+F5", "Stop training")
-        self.autosave_action = self._action("&Autosave each epoch", self._on_autosave_toggled,
-                                            tip="Keep a checkpoint of the running model after every epoch",
-                                            checkable=True)
-        self.autosave_action.setChecked(str(self.settings.value("training/autosave", "true")) == "true")
-        self._on_autosave_toggled(self.autosave_action.isChecked())
+        # Autosave every N epochs (0 = off); the last epoch of a run is always kept.
+        self.autosave_group = QActionGroup(self)
+        self.autosave_actions: dict[int, QAction] = {}
+        for every, text in AUTOSAVE_CHOICES:
+            action = self._action(text, lambda _=False, n=every: self.set_autosave_every(n),
+                                  tip="How often a checkpoint of the running model is kept, to restore "
+                                      "after a crash", checkable=True)
+            self.autosave_group.addAction(action)
+            self.autosave_actions[every] = action
+        self.set_autosave_every(self._saved_autosave_every())
+        self.restore_autosave_action = self._action("Restore last &autosave", self.restore_autosave,
+                                                    tip="Open the run the app last autosaved")
         self.open_action = self._action("&Open checkpoint...", self.ask_open, QKeySequence.StandardKey.Open,
                                         "Open a trained model")
         self.save_action = self._action("&Save", self.save, QKeySequence.StandardKey.Save, "Save the model")
@@ -234,7 +252,11 @@ class MainWindow(QMainWindow):
         for action in (self.start_action, self.continue_action, self.pause_action, self.stop_action):
             train_menu.addAction(action)
         train_menu.addSeparator()
-        train_menu.addAction(self.autosave_action)
+        autosave_menu = train_menu.addMenu("&Autosave")
+        for action in self.autosave_actions.values():
+            autosave_menu.addAction(action)
+        autosave_menu.addSeparator()
+        autosave_menu.addAction(self.restore_autosave_action)
         view_menu = bar.addMenu("&View")
         for action in (self.zoom_in_action, self.zoom_out_action, self.zoom_reset_action):
             view_menu.addAction(action)
@@ -317,9 +339,62 @@ class MainWindow(QMainWindow):
         elif self.session.state == TRAINING:
             self.session.pause()
 
-    def _on_autosave_toggled(self, on: bool) -> None:
-        self.session.autosave_path = data_dir() / "autosave" / "last-run.safetensors" if on else None
-        self.settings.setValue("training/autosave", "true" if on else "false")
+    def _saved_autosave_every(self) -> int:
+        value = self.settings.value("training/autosave_every")
+        if value is None:  # the setting of earlier versions: on or off
+            return 1 if str(self.settings.value("training/autosave", "true")) == "true" else 0
+        try:
+            every = int(value)
+        except (TypeError, ValueError):
+            return 1
+        return every if every in self.autosave_actions else 1
+
+    def set_autosave_every(self, every: int) -> None:
+        """0 turns autosave off; otherwise a checkpoint every ``every`` epochs."""
+        self.autosave_actions[every].setChecked(True)
+        self.session.autosave_path = autosave_path() if every > 0 else None
+        self.session.autosave_every = max(every, 1)
+        self.settings.setValue("training/autosave_every", every)
+
+    def restore_autosave(self) -> bool:
+        """Open the autosaved run as a new, unsaved model (saving asks for a file name, so
+        the next autosave cannot overwrite what the user saved)."""
+        path = autosave_path()
+        if not path.exists():
+            self._show_message(QMessageBox.Icon.Information, "Nothing to restore", "There is no autosaved run.")
+            return False
+        if not self.open_checkpoint(str(path)):
+            return False
+        self.session.checkpoint_path = None
+        self.session.dirty = True
+        self.setWindowTitle("Restored run - Latent Explorer")
+        self.statusBar().showMessage(f"Restored the autosaved run ({self.session.history.last_epoch} epoch(s)); "
+                                     "save it with Ctrl+S")
+        return True
+
+    def _offer_restore(self) -> None:
+        """After a crash, offer the run that was autosaved before it."""
+        path = autosave_path()
+        if not path.exists() or self.session.has_model or self.session.is_running:
+            return
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+        box = QMessageBox(QMessageBox.Icon.Question, "Restore the last run?",
+                          f"Latent Explorer did not close normally last time. Restore the run it autosaved at "
+                          f"{when}?", QMessageBox.StandardButton.Discard, self)
+        restore = box.addButton("Restore", QMessageBox.ButtonRole.AcceptRole)
+        restore.setObjectName("restoreAutosave")
+        box.setDefaultButton(restore)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        self.message_box = box
+
+        def answered() -> None:
+            self.message_box = None
+            if box.clickedButton() is restore:
+                self.restore_autosave()
+
+        box.finished.connect(lambda _=0: answered())
+        box.open()
 
     def _update_for_state(self, state: str) -> None:
         running = state in (LOADING, TRAINING, PAUSED, STOPPING)
@@ -372,7 +447,7 @@ class MainWindow(QMainWindow):
         summary = f"test loss {last:.2f}" if last is not None else "no epoch finished"
         if result.status == "diverged":
             self.progress.setFormat("Diverged")
-            self._show_message(QMessageBox.Icon.Warning, "Training stopped", result.message)
+            self._offer_lower_lr(result)
         elif result.status == "stopped":
             self.progress.setFormat("Stopped")
             self.statusBar().showMessage(f"Stopped after {result.epochs_completed} epoch(s); {summary}.")
@@ -381,6 +456,28 @@ class MainWindow(QMainWindow):
             self.progress.setValue(self.progress.maximum())
             self.statusBar().showMessage(f"Finished {result.epochs_completed} epoch(s); {summary}. "
                                          "Save it with Ctrl+S.")
+
+    def _offer_lower_lr(self, result: RunResult) -> None:
+        """Say why training paused and offer the usual cure: the same weights (the last good
+        ones, already in the views) with a learning rate ten times lower."""
+        lower = max(self.panel.lr.value() / 10, self.panel.lr.opts["bounds"][0])
+        box = QMessageBox(QMessageBox.Icon.Warning, "Training paused",
+                          f"Training paused: {result.message}", QMessageBox.StandardButton.Close, self)
+        retry = box.addButton(f"Continue with learning rate {lower:.2g}", QMessageBox.ButtonRole.AcceptRole)
+        retry.setObjectName("retryLowerLr")
+        box.setDefaultButton(retry)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        self.message_box = box
+
+        def answered() -> None:
+            self.message_box = None
+            if box.clickedButton() is retry:
+                self.panel.lr.setValue(lower)
+                self.continue_training()
+
+        box.finished.connect(lambda _=0: answered())
+        box.open()
 
     def _on_setting_changed(self, event: SettingChanged) -> None:
         self.statusBar().showMessage(f"{'Learning rate' if event.name == 'lr' else 'Beta'} is now {event.value:g}")
@@ -566,6 +663,10 @@ class MainWindow(QMainWindow):
         if self._default_size_pending:
             self._default_size_pending = False
             self.resize(1280, 800)
+        if not self._lock.held and not self._lock_checked:
+            self._lock_checked = True
+            if self._lock.acquire().crashed:
+                QTimer.singleShot(0, self._offer_restore)
 
     def _show_message(self, icon: QMessageBox.Icon, title: str, text: str) -> None:
         """A non-modal message: training views keep painting behind it."""
@@ -600,4 +701,5 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.settings.sync()
+        self._lock.release()  # a normal close: nothing to offer next time
         super().closeEvent(event)

@@ -98,6 +98,7 @@ class TrainingSession(QObject):
         self.checkpoint_path: Path | None = None
         self.dirty = False
         self.autosave_path: Path | None = None
+        self.autosave_every = 1  # epochs
         self.last_result: RunResult | None = None
         self.device = "cpu"
         self._control: TrainingControl | None = None
@@ -132,9 +133,11 @@ class TrainingSession(QObject):
             request = RunRequest(model_config, data_config, train_config,
                                  initial_state={k: v.clone() for k, v in self.view_model.state_dict().items()},
                                  start_epoch=self.history.last_epoch, start_step=self.history.last_step,
-                                 autosave_path=self.autosave_path, history=self.history.to_dict())
+                                 autosave_path=self.autosave_path, autosave_every=self.autosave_every,
+                                 history=self.history.to_dict())
         else:
-            request = RunRequest(model_config, data_config, train_config, autosave_path=self.autosave_path)
+            request = RunRequest(model_config, data_config, train_config, autosave_path=self.autosave_path,
+                                 autosave_every=self.autosave_every)
             self.history = History()
             self.history_reset.emit()
         self.model_config, self.data_config, self.train_config = model_config, data_config, train_config
@@ -314,9 +317,17 @@ class TrainingSession(QObject):
         model.eval()
         self.view_model = model
         if ready.skipped:
-            names = "\n".join(f"{Path(n).name}: {why}" for n, why in ready.skipped[:10])
+            root = Path(self.data_config.dataset) if self.data_config is not None else None
+
+            def short(name: str) -> str:  # relative to the chosen folder: short, yet tells twins apart
+                try:
+                    return str(Path(name).relative_to(root)) if root is not None else name
+                except ValueError:
+                    return name
+
+            names = "\n".join(f"{short(n)}: {why}" for n, why in ready.skipped[:10])
             more = f"\n... and {len(ready.skipped) - 10} more" if len(ready.skipped) > 10 else ""
-            self.warning.emit(f"Skipped {len(ready.skipped)} file(s) that are not readable images:\n{names}{more}")
+            self.warning.emit(f"Skipped {len(ready.skipped)} entries that could not be used:\n{names}{more}")
         self.data_changed.emit()
         self.model_changed.emit()
 

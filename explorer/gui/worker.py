@@ -39,7 +39,8 @@ class RunRequest:
     initial_state: dict[str, torch.Tensor] | None = None  # continue from these weights
     start_epoch: int = 0
     start_step: int = 0
-    autosave_path: Path | None = None  # save a checkpoint here after every epoch
+    autosave_path: Path | None = None  # save a checkpoint here every ``autosave_every`` epochs
+    autosave_every: int = 1
     history: dict[str, Any] | None = None  # the history so far, when continuing
     threads: int | None = None  # torch threads for training; None = all cores
 
@@ -108,7 +109,9 @@ class TrainingWorker:
                     return
                 history.record(event)
                 put(event)
-                if isinstance(event, EpochEnd) and req.autosave_path is not None:
+                if isinstance(event, EpochEnd) and req.autosave_path is not None and (
+                        event.epoch % max(req.autosave_every, 1) == 0
+                        or event.epoch == req.start_epoch + req.train_config.epochs):
                     self._autosave(run, history)
         except UserError as exc:
             put(Failed(str(exc)))

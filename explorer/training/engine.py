@@ -146,6 +146,8 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
                 values = (window_sum / window_samples).tolist()
                 if not (all(math.isfinite(v) for v in values) and bool(weights_ok)):
                     model.load_state_dict(good_state)
+                    # The views (and a "continue with a lower learning rate") start from these.
+                    yield Snapshot(epoch, good_step, cpu_state_dict(model))
                     if all(math.isfinite(v) for v in values):
                         what = "the weights became NaN or infinite"
                     else:

@@ -1,0 +1,70 @@
+"""Knowing, at start-up, whether the last session crashed.
+
+A window that opens writes a small lock file beside the autosave (its process id) and
+removes it when it closes normally. If the next start finds a lock whose process is gone,
+the app ended without closing (a crash, a kill, a power cut) and the autosaved run is
+worth offering back. A lock held by a live process means another window is open: that is
+not a crash, and its lock is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class LastSession:
+    crashed: bool
+    other_instance: bool
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+class SessionLock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.held = False
+
+    def acquire(self) -> LastSession:
+        """Take the lock; say how the previous holder ended."""
+        previous = self._read_pid()
+        if previous is not None and previous > 0 and previous != os.getpid() and _alive(previous):
+            return LastSession(crashed=False, other_instance=True)
+        crashed = previous is not None and previous != os.getpid()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps({"pid": os.getpid()}), encoding="utf-8")
+            self.held = True
+        except OSError:
+            pass  # an unwritable data folder costs crash detection, nothing else
+        return LastSession(crashed=crashed, other_instance=False)
+
+    def release(self) -> None:
+        if self.held:
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+            self.held = False
+
+    def _read_pid(self) -> int | None:
+        try:
+            pid = json.loads(self.path.read_text(encoding="utf-8"))["pid"]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return -1  # a damaged lock: its writer did not finish cleanly either
+        return pid if isinstance(pid, int) and pid > 0 else -1
