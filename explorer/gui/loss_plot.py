@@ -24,31 +24,67 @@ PART_COLOURS = {"recon": (31, 119, 180), "kl": (214, 39, 40), "sparsity": (44, 1
 LOSS_COLOUR = (255, 127, 14)
 
 
-class SeriesBuffer:
-    """An append-only (x, y) series in a numpy array that doubles when full."""
+MAX_POINTS = 8192  # per curve; far more than a plot is wide, and a fixed cost however long the run
 
-    def __init__(self, capacity: int = 1024) -> None:
-        self._data = np.empty((capacity, 2), dtype=np.float64)
+
+class SeriesBuffer:
+    """An (x, y) series in a fixed numpy array that never grows past ``max_points``.
+
+    When it fills, neighbouring pairs are merged into their means and every later point
+    is averaged over twice as many reports as before, so a run of any length keeps an
+    evenly spaced outline of its whole history (the loss curves' memory and redraw cost
+    stay flat over a week-long run).
+    """
+
+    def __init__(self, max_points: int = MAX_POINTS) -> None:
+        if max_points < 2 or max_points % 2:
+            raise ValueError("max_points must be an even number of at least 2")
+        self._data = np.empty((max_points, 2), dtype=np.float64)
         self.n = 0
+        self.stride = 1  # reports averaged into one stored point
+        self._pending = np.zeros(2)
+        self._pending_count = 0
 
     def append(self, x: float, y: float) -> None:
+        self._pending += (x, y)
+        self._pending_count += 1
+        if self._pending_count < self.stride:
+            return
         if self.n == len(self._data):
-            grown = np.empty((2 * len(self._data), 2), dtype=np.float64)
-            grown[: self.n] = self._data[: self.n]
-            self._data = grown
-        self._data[self.n] = (x, y)
+            half = self.n // 2
+            self._data[:half] = (self._data[0:self.n:2] + self._data[1:self.n:2]) / 2
+            self.n = half
+            self.stride *= 2
+            if self._pending_count < self.stride:
+                return
+        self._data[self.n] = self._pending / self._pending_count
         self.n += 1
+        self._pending[:] = 0
+        self._pending_count = 0
 
     def clear(self) -> None:
         self.n = 0
+        self.stride = 1
+        self._pending[:] = 0
+        self._pending_count = 0
+
+    def _points(self) -> np.ndarray:
+        """The stored points, plus the mean of the reports not yet merged into one, so the
+        curve always reaches the latest step."""
+        if not self._pending_count:
+            return self._data[: self.n]
+        return np.vstack([self._data[: self.n], self._pending / self._pending_count])
+
+    def __len__(self) -> int:
+        return self.n + (1 if self._pending_count else 0)
 
     @property
     def x(self) -> np.ndarray:
-        return self._data[: self.n, 0]
+        return self._points()[:, 0]
 
     @property
     def y(self) -> np.ndarray:
-        return self._data[: self.n, 1]
+        return self._points()[:, 1]
 
 
 class LossPlot(QWidget):
@@ -72,6 +108,7 @@ class LossPlot(QWidget):
         self.curves: dict[str, pg.PlotDataItem] = {}
         self._ema: dict[str, float] = {}
         self._ema_count = 0
+        self._last_step: float | None = None
         self._dirty = False
 
         self.log_toggle = QCheckBox("Log scale")
@@ -120,6 +157,7 @@ class LossPlot(QWidget):
         return item.plot(pen=pg.mkPen(colour, width=2), name=key)
 
     def _add_step(self, step: float, loss: float, parts: dict[str, float]) -> None:
+        self._last_step = step
         self._curve("train loss (raw)").append(step, loss)
         self._ema_count += 1
         correction = 1.0 - SMOOTHING ** self._ema_count  # debiased, as in Adam: no lag from a zero start
@@ -138,8 +176,8 @@ class LossPlot(QWidget):
         self._add_step(event.global_step, event.loss, event.parts)
 
     def _on_epoch(self, event: EpochEnd) -> None:
-        step = self.series["train loss (raw)"].x[-1] if "train loss (raw)" in self.series and \
-            self.series["train loss (raw)"].n else event.epoch
+        # The step just reported, not the last stored point (which may average several).
+        step = self._last_step if self._last_step is not None else event.epoch
         self._add_epoch(float(step), event.test)
 
     def _reload_history(self) -> None:
@@ -165,6 +203,7 @@ class LossPlot(QWidget):
         self.curves.clear()
         self._ema.clear()
         self._ema_count = 0
+        self._last_step = None
         self._dirty = True
 
     # -- drawing ---------------------------------------------------------------------------
@@ -174,11 +213,12 @@ class LossPlot(QWidget):
             return
         self._dirty = False
         for key, buffer in self.series.items():
-            # Copies: pyqtgraph keeps the arrays it is given, and the buffers keep growing.
-            self.curves[key].setData(buffer.x.copy(), buffer.y.copy())
+            # Copies: pyqtgraph keeps the arrays it is given, and the buffers are rewritten.
+            points = buffer._points().copy()
+            self.curves[key].setData(points[:, 0], points[:, 1])
 
     def point_count(self, key: str = "train loss (raw)") -> int:
-        return self.series[key].n if key in self.series else 0
+        return len(self.series[key]) if key in self.series else 0
 
     def _on_mouse_moved(self, event: tuple) -> None:
         pos = event[0]
@@ -192,12 +232,13 @@ class LossPlot(QWidget):
         """The values of every curve at the step nearest to ``x``."""
         parts = []
         for key, buffer in self.series.items():
-            if buffer.n == 0 or key == "train loss (raw)":
+            if len(buffer) == 0 or key == "train loss (raw)":
                 continue
-            i = int(np.clip(np.searchsorted(buffer.x, x), 0, buffer.n - 1))
-            if i > 0 and abs(buffer.x[i - 1] - x) < abs(buffer.x[i] - x):
+            xs, ys = buffer.x, buffer.y
+            i = int(np.clip(np.searchsorted(xs, x), 0, len(xs) - 1))
+            if i > 0 and abs(xs[i - 1] - x) < abs(xs[i] - x):
                 i -= 1
-            parts.append(f"{key} {buffer.y[i]:.2f}")
+            parts.append(f"{key} {ys[i]:.2f}")
         return f"step {x:,.0f}: " + ", ".join(parts) if parts else ""
 
     def export_png(self, path: str) -> None:
