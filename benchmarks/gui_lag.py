@@ -71,8 +71,7 @@ def main() -> int:
 
     settings = QSettings(os.path.join(tempfile.mkdtemp(), "bench.ini"), QSettings.Format.IniFormat)
     window = MainWindow(settings=settings)
-    window.autosave_action.setChecked(False)
-    window._on_autosave_toggled(False)
+    window.set_autosave_every(0)
     window.show()
     window.panel.preset.setCurrentIndex(window.panel.preset.findData(args.preset))
     window.panel.latent.setValue(2)

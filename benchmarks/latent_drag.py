@@ -161,7 +161,7 @@ def main() -> int:
     checkpoint = make_checkpoint(args.preset, args.latent_dim, folder)
     settings = QSettings(os.path.join(folder, "bench.ini"), QSettings.Format.IniFormat)
     window = MainWindow(settings=settings)
-    window.autosave_action.setChecked(False)
+    window.set_autosave_every(0)
     window.resize(1280, 800)
     window.show()
     window.open_checkpoint(checkpoint)

@@ -1,0 +1,53 @@
+"""The benchmark scripts still run (on tiny settings): their figures are only worth
+something if the scripts work when someone reaches for them. Timings are not checked
+here; each script prints them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(script: str, *args: str, tmp_path: Path, timeout: float = 240) -> str:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "LATENT_EXPLORER_DATA": str(tmp_path / "data"), "LATENT_EXPLORER_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "benchmarks").glob("*.py")))
+def test_every_benchmark_explains_itself(script: str, tmp_path: Path) -> None:
+    assert "usage:" in run(script, "--help", tmp_path=tmp_path)
+
+
+def test_throughput_compares_presets_and_compile_modes_in_one_run(tmp_path: Path) -> None:
+    out = json.loads(run("train_throughput.py", "--device", "cpu", "--limit", "512", "--repeats", "1",
+                         "--preset", "ae,vae", "--compile", "off", "--epochs", "2", "--no-warmup",
+                         "--wait-quiet", "0", "--json", tmp_path=tmp_path))
+    assert [p["preset"] for p in out["projects"]] == ["ae", "vae"]
+    for project in out["projects"]:
+        assert project["samples_per_s"] > 0 and project["ratio_project_over_reference"] > 0
+        assert project["steady_samples_per_s"] > 0 and project["compiled"] is False
+
+
+def test_gui_lag_measures_a_training_window(tmp_path: Path) -> None:
+    out = json.loads(run("gui_lag.py", "--seconds", "1", "--limit", "300", "--offscreen", "--json",
+                         tmp_path=tmp_path))
+    assert out  # a JSON report
+    text = json.dumps(out)
+    assert "p99" in text and "training" in text
+
+
+def test_startup_traces_the_real_app(tmp_path: Path) -> None:
+    out = json.loads(run("startup.py", "--runs", "1", "--platform", "offscreen", "--json", tmp_path=tmp_path))
+    app = out["median"]["app"]
+    assert 0 < app["first_paint"] < app["window_shown"] <= app["ready"]
