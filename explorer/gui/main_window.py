@@ -9,6 +9,7 @@ message never blocks the event loop that keeps the views painting.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer
@@ -378,23 +379,9 @@ class MainWindow(QMainWindow):
         if not path.exists() or self.session.has_model or self.session.is_running:
             return
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
-        box = QMessageBox(QMessageBox.Icon.Question, "Restore the last run?",
-                          f"Latent Explorer did not close normally last time. Restore the run it autosaved at "
-                          f"{when}?", QMessageBox.StandardButton.Discard, self)
-        restore = box.addButton("Restore", QMessageBox.ButtonRole.AcceptRole)
-        restore.setObjectName("restoreAutosave")
-        box.setDefaultButton(restore)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.setWindowModality(Qt.WindowModality.WindowModal)
-        self.message_box = box
-
-        def answered() -> None:
-            self.message_box = None
-            if box.clickedButton() is restore:
-                self.restore_autosave()
-
-        box.finished.connect(lambda _=0: answered())
-        box.open()
+        self._offer(QMessageBox.Icon.Question, "Restore the last run?",
+                    f"Latent Explorer did not close normally last time. Restore the run it autosaved at {when}?",
+                    "Restore", "restoreAutosave", self.restore_autosave, QMessageBox.StandardButton.Discard)
 
     def _update_for_state(self, state: str) -> None:
         running = state in (LOADING, TRAINING, PAUSED, STOPPING)
@@ -461,23 +448,13 @@ class MainWindow(QMainWindow):
         """Say why training paused and offer the usual cure: the same weights (the last good
         ones, already in the views) with a learning rate ten times lower."""
         lower = max(self.panel.lr.value() / 10, self.panel.lr.opts["bounds"][0])
-        box = QMessageBox(QMessageBox.Icon.Warning, "Training paused",
-                          f"Training paused: {result.message}", QMessageBox.StandardButton.Close, self)
-        retry = box.addButton(f"Continue with learning rate {lower:.2g}", QMessageBox.ButtonRole.AcceptRole)
-        retry.setObjectName("retryLowerLr")
-        box.setDefaultButton(retry)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.setWindowModality(Qt.WindowModality.WindowModal)
-        self.message_box = box
+        def retry() -> None:
+            self.panel.lr.setValue(lower)
+            self.continue_training()
 
-        def answered() -> None:
-            self.message_box = None
-            if box.clickedButton() is retry:
-                self.panel.lr.setValue(lower)
-                self.continue_training()
-
-        box.finished.connect(lambda _=0: answered())
-        box.open()
+        self._offer(QMessageBox.Icon.Warning, "Training paused", f"Training paused: {result.message}",
+                    f"Continue with learning rate {lower:.2g}", "retryLowerLr", retry,
+                    QMessageBox.StandardButton.Close)
 
     def _on_setting_changed(self, event: SettingChanged) -> None:
         self.statusBar().showMessage(f"{'Learning rate' if event.name == 'lr' else 'Beta'} is now {event.value:g}")
@@ -667,6 +644,25 @@ class MainWindow(QMainWindow):
             self._lock_checked = True
             if self._lock.acquire().crashed:
                 QTimer.singleShot(0, self._offer_restore)
+
+    def _offer(self, icon: QMessageBox.Icon, title: str, text: str, action_text: str, action_name: str,
+               action: Callable[[], object], decline: QMessageBox.StandardButton) -> None:
+        """A non-modal question with one way on (the default button) and one way out."""
+        box = QMessageBox(icon, title, text, decline, self)
+        accept = box.addButton(action_text, QMessageBox.ButtonRole.AcceptRole)
+        accept.setObjectName(action_name)
+        box.setDefaultButton(accept)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        self.message_box = box
+
+        def answered() -> None:
+            self.message_box = None
+            if box.clickedButton() is accept:
+                action()
+
+        box.finished.connect(lambda _=0: answered())
+        box.open()
 
     def _show_message(self, icon: QMessageBox.Icon, title: str, text: str) -> None:
         """A non-modal message: training views keep painting behind it."""
