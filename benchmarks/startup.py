@@ -29,6 +29,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from explorer.gui.startup import read_trace  # noqa: E402
 
 REFERENCE = r"""
 import json, os, sys, time
@@ -69,13 +73,7 @@ def launch(command: list[str], env: dict[str, str], timeout: float) -> dict[str,
                     raise SystemExit(f"the app exited early ({proc.returncode}): "
                                      f"{proc.stderr.read().decode(errors='replace')[-2000:]}")
                 time.sleep(0.01)
-                if trace.exists():
-                    for line in trace.read_text().splitlines():
-                        try:
-                            item = json.loads(line)
-                        except ValueError:
-                            continue  # a line being written
-                        marks[item["event"]] = item["monotonic"] - t0
+                marks = {name: item["monotonic"] - t0 for name, item in read_trace(trace).items()}
         finally:
             proc.terminate()
             try:

@@ -43,6 +43,22 @@ def mark(event: str) -> None:
         pass  # tracing must never stop the app
 
 
+def read_trace(path: str | os.PathLike) -> dict[str, dict]:
+    """The milestones recorded so far, by name (a line still being written is skipped)."""
+    events: dict[str, dict] = {}
+    try:
+        text = open(path, encoding="utf-8").read()
+    except FileNotFoundError:
+        return events
+    for line in text.splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        events[item["event"]] = item
+    return events
+
+
 class Splash(QWidget):
     """The first frame: the icon, the name and what is happening. Records its first paint.
 
@@ -74,7 +90,7 @@ class Splash(QWidget):
 
     def say(self, text: str) -> None:
         self._message = text
-        self.update()
+        self.repaint()  # now: the GUI thread may be busy (building the window) right after
 
     def finish(self, window: QWidget) -> None:
         self.close()

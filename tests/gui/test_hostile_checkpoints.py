@@ -3,73 +3,24 @@ and the model that was open stays open, whole, and still draws and trains."""
 
 from __future__ import annotations
 
-import json
-import pickle
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from PySide6.QtWidgets import QFileDialog, QMessageBox
-from safetensors import safe_open
-from safetensors.torch import save as st_save
+
+from hostile_files import WORDS, with_config, write_hostile  # tests/ is on sys.path (its conftest)
 
 RUN_TIMEOUT_MS = 90_000
 
 
-class RunsCode:
-    """Unpickling this runs ``exec``: it writes ``marker``."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",)
-
-
-def _rewritten(good: Path, section: str | None = None, **changes) -> bytes:
-    with safe_open(str(good), "pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-        metadata = dict(f.metadata())
-    if section is not None:
-        metadata[section] = json.dumps({**json.loads(metadata[section]), **changes})
-    return st_save(tensors, metadata=metadata)
-
-
 def hostile_file(kind: str, folder: Path, good: Path, marker: Path) -> Path:
-    path = folder / f"{kind}.safetensors"
-    if kind == "pickle":
-        path.write_bytes(pickle.dumps({"model.mean_head.weight": RunsCode(marker)}))
-    elif kind == "torch-save":
-        torch.save({"model.mean_head.weight": RunsCode(marker)}, path)
-    elif kind == "truncated":
-        raw = good.read_bytes()
-        path.write_bytes(raw[:len(raw) // 2])
-    elif kind == "png":
-        Image.fromarray(np.zeros((8, 8), np.uint8)).save(path, format="PNG")
-    elif kind == "text":
-        path.write_text("model: vae\nlatent_dim: 20\n")
-    elif kind == "mismatched":
-        path.write_bytes(_rewritten(good, "model_config", latent_dim=3))
-    elif kind == "unknown-preset":
-        path.write_bytes(_rewritten(good, "model_config", preset="gan-xl"))
-    elif kind == "nan-weights":
-        with safe_open(str(good), "pt") as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-            metadata = dict(f.metadata())
-        tensors["model.mean_head.bias"][0] = float("nan")
-        path.write_bytes(st_save(tensors, metadata=metadata))
-    else:
-        raise AssertionError(kind)
-    return path
+    return write_hostile(kind, folder, good.read_bytes(), marker)
 
 
-WORDS = {"pickle": "not a Latent Explorer checkpoint", "torch-save": "not a Latent Explorer checkpoint",
-         "truncated": "truncated", "png": "not a Latent Explorer checkpoint",
-         "text": "not a Latent Explorer checkpoint", "mismatched": "shape", "unknown-preset": "gan-xl",
-         "nan-weights": "NaN"}
+GUI_KINDS = ["pickle", "torch-save", "truncated", "png", "text", "mismatched", "unknown-preset", "nan-weights"]
 
 
 @pytest.fixture
@@ -116,7 +67,7 @@ def take_message(qtbot, window) -> QMessageBox:
     return box
 
 
-@pytest.mark.parametrize("kind", list(WORDS))
+@pytest.mark.parametrize("kind", GUI_KINDS)
 def test_a_hostile_checkpoint_is_refused_and_the_open_model_stays(
         qtbot, window, good_open: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
     marker = tmp_path / "MARKER"
@@ -149,7 +100,7 @@ def test_a_hostile_checkpoint_is_refused_and_the_open_model_stays(
 def test_after_every_hostile_file_the_open_model_trains_on(
         qtbot, window, good_open: Path, tmp_path: Path) -> None:
     marker = tmp_path / "MARKER"
-    for kind in WORDS:
+    for kind in GUI_KINDS:
         assert not window.open_checkpoint(str(hostile_file(kind, tmp_path, good_open, marker)))
         take_message(qtbot, window).accept()
         qtbot.waitUntil(lambda: window.message_box is None, timeout=2000)
@@ -195,7 +146,7 @@ def test_a_checkpoint_with_a_seed_beyond_the_seed_box_is_refused_whole(
     """Seeds are bounded by the config (0 to 2**31 - 1, what the seed box holds), so such a
     file is refused before the session takes anything from it, not half-opened."""
     path = tmp_path / "big-seed.safetensors"
-    path.write_bytes(_rewritten(good_open, "train_config", seed=3_000_000_000))
+    path.write_bytes(with_config(good_open.read_bytes(), "train_config", seed=3_000_000_000))
     before = snapshot(window)
     open_through_the_menu(window, monkeypatch, path)
     box = take_message(qtbot, window)

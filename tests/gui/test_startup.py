@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QApplication
 
-from explorer.gui.startup import BackgroundImport, Splash, show_splash
+from explorer.gui.startup import BackgroundImport, Splash, read_trace, show_splash
 
 
 def test_the_app_paints_a_splash_before_torch_and_then_its_window(tmp_path: Path) -> None:
@@ -27,13 +26,7 @@ def test_the_app_paints_a_splash_before_torch_and_then_its_window(tmp_path: Path
         deadline = time.monotonic() + 60
         while "ready" not in events and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
-            if trace.exists():
-                for line in trace.read_text().splitlines():
-                    try:
-                        item = json.loads(line)
-                    except ValueError:
-                        continue
-                    events[item["event"]] = item
+            events = read_trace(trace)
     finally:
         proc.terminate()
         proc.wait(10)

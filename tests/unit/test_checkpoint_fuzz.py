@@ -20,13 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from cli_runner import run  # tests/unit is on sys.path (pytest rootdir conftest)
+from hostile_files import WORDS, evil_pickle, write_hostile  # tests/ is on sys.path (its conftest)
 from hypothesis import HealthCheck, currently_in_test_context, event, example, given, settings
 from hypothesis import strategies as st
-from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save as st_save
 
@@ -612,20 +611,6 @@ def test_a_model_too_big_in_float32_is_refused_before_its_weights_are_read(
 # -- the command line -------------------------------------------------------------------------
 
 
-class RunsCode:
-    """Unpickling this runs ``exec``: it writes ``marker``."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",)
-
-
-def evil_pickle(marker: Path, protocol: int = pickle.HIGHEST_PROTOCOL) -> bytes:
-    return pickle.dumps({"model.mean_head.weight": RunsCode(marker)}, protocol=protocol)
-
-
 def test_the_evil_pickle_really_runs_code_when_unpickled(tmp_path: Path) -> None:
     """The control: the hostile files below would run code if anything unpickled them. (The
     module fixture replaced pickle.loads; pickle._loads is the same unpickler in pure Python.)"""
@@ -635,34 +620,10 @@ def test_the_evil_pickle_really_runs_code_when_unpickled(tmp_path: Path) -> None
 
 
 def hostile_file(kind: str, folder: Path, marker: Path) -> Path:
-    path = folder / f"{kind}.safetensors"
-    if kind == "pickle":
-        path.write_bytes(evil_pickle(marker))
-    elif kind == "torch-save":
-        torch.save({"model.mean_head.weight": RunsCode(marker)}, path)
-    elif kind == "truncated":
-        raw = real_bytes("mlp-vae")
-        path.write_bytes(raw[:len(raw) // 2])
-    elif kind == "png":
-        Image.fromarray(np.zeros((8, 8), np.uint8)).save(path, format="PNG")
-    elif kind == "text":
-        path.write_text("model: vae\nlatent_dim: 20\n")
-    elif kind == "mismatched":
-        path.write_bytes(edited_config("mlp-vae", "model_config", latent_dim=3))
-    elif kind == "unknown-preset":
-        path.write_bytes(edited_config("mlp-vae", "model_config", preset="gan-xl"))
-    elif kind == "huge-seed":
-        path.write_bytes(edited_config("ae", "train_config", seed=2**70))
-    else:
-        raise AssertionError(kind)
-    return path
+    return write_hostile(kind, folder, real_bytes("mlp-vae"), marker)
 
 
 HOSTILE = ["pickle", "torch-save", "truncated", "png", "text", "mismatched", "unknown-preset", "huge-seed"]
-WORDS = {"pickle": "not a latent explorer checkpoint", "torch-save": "not a latent explorer checkpoint",
-         "truncated": "truncated", "png": "not a latent explorer checkpoint",
-         "text": "not a latent explorer checkpoint", "mismatched": "shape", "unknown-preset": "gan-xl",
-         "huge-seed": "seed"}
 
 
 def assert_cli_user_error(rc: int, out: str, err: str, *words: str) -> None:
