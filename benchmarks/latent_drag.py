@@ -153,10 +153,10 @@ def main() -> int:
 
     from PySide6.QtCore import QSettings
 
-    from explorer.gui.application import make_application, tune_runtime
+    from explorer.gui.app.application import make_application, tune_runtime
 
     app = make_application(sys.argv[:1])
-    from explorer.gui.main_window import MainWindow
+    from explorer.gui.app.main_window import MainWindow
 
     checkpoint = make_checkpoint(args.preset, args.latent_dim, folder)
     settings = QSettings(os.path.join(folder, "bench.ini"), QSettings.Format.IniFormat)

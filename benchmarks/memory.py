@@ -65,8 +65,8 @@ def run_case(case: str, preset: str, device_name: str) -> dict:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
         from PySide6.QtCore import QEventLoop, QSettings, QTimer
 
-        from explorer.gui.application import make_application, tune_runtime
-        from explorer.gui.main_window import MainWindow
+        from explorer.gui.app.application import make_application, tune_runtime
+        from explorer.gui.app.main_window import MainWindow
 
         app = make_application(sys.argv[:1])
         with tempfile.TemporaryDirectory() as tmp:

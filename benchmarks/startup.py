@@ -32,14 +32,14 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from explorer.gui.startup import read_trace  # noqa: E402
+from explorer.gui.app.startup import read_trace  # noqa: E402
 
 REFERENCE = r"""
 import json, os, sys, time
 from PySide6.QtWidgets import QApplication
-from explorer.gui.application import make_application
+from explorer.gui.app.application import make_application
 app = make_application(sys.argv[:1])
-from explorer.gui.main_window import MainWindow
+from explorer.gui.app.main_window import MainWindow
 def mark(event):
     with open(os.environ["LATENT_EXPLORER_STARTUP_TRACE"], "a") as f:
         f.write(json.dumps({"event": event, "monotonic": time.monotonic()}) + "\n")

@@ -6,6 +6,6 @@ import sys
 
 
 def run_gui(checkpoint: str | None = None) -> int:
-    from explorer.gui.application import run
+    from explorer.gui.app.application import run
 
     return run(checkpoint, sys.argv[:1])

@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.self_test:
         if args.command:
             parser.error(f"--self-test takes no command (got {args.command!r})")
-        from explorer.gui.self_test import run_self_test
+        from explorer.gui.app.self_test import run_self_test
 
         return run_self_test()
     command = args.command or "gui"

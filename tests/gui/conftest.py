@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QSettings, Qt
 
-from explorer.gui.main_window import MainWindow
+from explorer.gui.app.main_window import MainWindow
 
 
 @pytest.fixture

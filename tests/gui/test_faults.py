@@ -16,8 +16,8 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QPushButton
 
-from explorer.gui.main_window import MainWindow, autosave_path
-from explorer.gui.recovery import SessionLock
+from explorer.gui.app.main_window import MainWindow, autosave_path
+from explorer.runtime.recovery import SessionLock
 from explorer.training.checkpoint import load_checkpoint
 
 RUN_TIMEOUT_MS = 90_000
@@ -103,7 +103,7 @@ def test_a_full_disk_on_save_keeps_the_earlier_checkpoint(click, qtbot, window, 
 
 
 def test_autosave_every_n_epochs_from_the_menu(qtbot, window, click) -> None:
-    import explorer.gui.worker as worker
+    import explorer.runtime.worker as worker
     import explorer.training.checkpoint as checkpoint
 
     saved_at: list[int] = []

@@ -13,8 +13,8 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from explorer.analysis.grids import tile
 from explorer.analysis.manifold import decode_codes, lattice
 from explorer.data import to_float
-from explorer.gui.image_pane import chw_to_display
-from explorer.gui.main_window import MainWindow
+from explorer.gui.widgets.image_pane import chw_to_display
+from explorer.gui.app.main_window import MainWindow
 
 RUN_TIMEOUT_MS = 90_000
 
@@ -340,7 +340,7 @@ def test_background_threads_yield_to_the_gui_thread():
     import sys
     import threading
 
-    from explorer.gui.threads import lower_this_thread_priority
+    from explorer.runtime.threads import lower_this_thread_priority
 
     if not sys.platform.startswith("linux"):
         pytest.skip("per-thread priorities are a Linux feature; elsewhere the call does nothing")

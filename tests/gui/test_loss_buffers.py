@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explorer.gui.loss_plot import MAX_POINTS, SeriesBuffer
+from explorer.gui.views.loss_plot import MAX_POINTS, SeriesBuffer
 from explorer.training.events import EpochEnd, StepLoss
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QApplication
 
-from explorer.gui.startup import BackgroundImport, Splash, read_trace, show_splash
+from explorer.gui.app.startup import BackgroundImport, Splash, read_trace, show_splash
 
 
 def test_the_app_paints_a_splash_before_torch_and_then_its_window(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from explorer.gui.main_window import MainWindow
+from explorer.gui.app.main_window import MainWindow
 from explorer.training.checkpoint import load_checkpoint
 
 RUN_TIMEOUT_MS = 90_000

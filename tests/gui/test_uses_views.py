@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QMessageBox
 from explorer.analysis.metrics import detection_at, psnr
 from explorer.data import to_float
 from explorer.data.folder import load_folder
-from explorer.gui.main_window import MainWindow
+from explorer.gui.app.main_window import MainWindow
 from explorer.models.noise import corrupt
 
 

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 
 from explorer.analysis.grids import pairs_grid, save_png
 from explorer.data import to_float
-from explorer.gui.session import TrainingSession
+from explorer.gui.state.session import TrainingSession
 from explorer.models.losses import reconstruction_loss
 
 COLUMNS = 8

@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.analysis.latents import LatentStats
-from explorer.gui.image_pane import ImagePane, chw_to_display
-from explorer.gui.latent_state import LatentState
+from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
+from explorer.gui.state.latent_state import LatentState
 
 SLIDER_STEPS = 1000
 

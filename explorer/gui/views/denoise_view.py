@@ -19,10 +19,10 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QVBoxLayo
 from explorer.analysis.grids import image_grid, save_png
 from explorer.analysis.metrics import mean_psnr, psnr
 from explorer.data import to_float
-from explorer.gui.image_pane import ImagePane, chw_to_display
-from explorer.gui.redraw import Coalescer
-from explorer.gui.session import TrainingSession
-from explorer.gui.threads import ModelCopy
+from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
+from explorer.gui.widgets.redraw import Coalescer
+from explorer.gui.state.session import TrainingSession
+from explorer.runtime.threads import ModelCopy
 from explorer.models.noise import corrupt
 
 SHOWN = 8

@@ -24,7 +24,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from explorer.config import DataConfig, ModelConfig, TrainConfig, replace
 from explorer.data import ImageData
 from explorer.errors import UserError
-from explorer.gui.worker import AutosaveFailed, DataReady, Failed, RunRequest, TrainingWorker, WorkerDone
+from explorer.runtime.worker import AutosaveFailed, DataReady, Failed, RunRequest, TrainingWorker, WorkerDone
 from explorer.models import Autoencoder
 from explorer.training.control import TrainingControl
 from explorer.training.events import (

@@ -16,8 +16,8 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 from explorer.analysis.pca_baseline import compression_ratio, fit_pca, model_error, pca_errors
 from explorer.config import ModelConfig
 from explorer.data import ImageData
-from explorer.gui.session import TrainingSession
-from explorer.gui.threads import ModelCopy
+from explorer.gui.state.session import TrainingSession
+from explorer.runtime.threads import ModelCopy
 
 KS = (1, 2, 3, 5, 10, 20, 32, 50, 100, 200)
 

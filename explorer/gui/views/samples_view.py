@@ -12,9 +12,9 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxL
 
 from explorer.analysis.grids import image_grid, save_png
 from explorer.analysis.latents import sample_codes
-from explorer.gui.image_pane import ImagePane, chw_to_display
-from explorer.gui.latent_state import LatentState
-from explorer.gui.redraw import Coalescer
+from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
+from explorer.gui.state.latent_state import LatentState
+from explorer.gui.widgets.redraw import Coalescer
 
 
 class SamplesView(QWidget):

@@ -50,7 +50,7 @@ def tune_runtime() -> None:
 
 
 def run(checkpoint: str | None, argv: list[str]) -> int:
-    from explorer.gui.startup import BackgroundImport, mark, show_splash
+    from explorer.gui.app.startup import BackgroundImport, mark, show_splash
 
     mark("process_ready")  # Python and the CLI are loaded; Qt comes next
     app = make_application(argv, configure_plots=False)
@@ -67,7 +67,7 @@ def run(checkpoint: str | None, argv: list[str]) -> int:
     mark("heavy_imports_done")
     splash.say("Building the window…")
     configure_plotting()
-    from explorer.gui.main_window import MainWindow
+    from explorer.gui.app.main_window import MainWindow
 
     window = MainWindow()
     window.show()

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from explorer.gui.threads import lower_this_thread_priority
+from explorer.runtime.threads import lower_this_thread_priority
 
 from explorer.config import DataConfig, ModelConfig, TrainConfig
 from explorer.data import ImageData

@@ -28,20 +28,20 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.errors import UserError
-from explorer.gui.anomaly_view import AnomalyView
-from explorer.gui.code_view import CodeView
-from explorer.gui.compression_view import CompressionView
-from explorer.gui.denoise_view import DenoiseView
-from explorer.gui.interpolation_view import InterpolationView
-from explorer.gui.latent_plane import LatentPlane
-from explorer.gui.latent_state import LatentState
-from explorer.gui.loss_plot import LossPlot
-from explorer.gui.recon_view import ReconstructionView
-from explorer.gui.recovery import SessionLock
-from explorer.gui.samples_view import SamplesView
-from explorer.gui.session import IDLE, LOADING, PAUSED, STOPPING, TRAINING, TrainingSession
-from explorer.gui.training_panel import TrainingPanel
-from explorer.gui.traversal_view import TraversalView
+from explorer.gui.views.anomaly_view import AnomalyView
+from explorer.gui.views.code_view import CodeView
+from explorer.gui.views.compression_view import CompressionView
+from explorer.gui.views.denoise_view import DenoiseView
+from explorer.gui.views.interpolation_view import InterpolationView
+from explorer.gui.views.latent_plane import LatentPlane
+from explorer.gui.state.latent_state import LatentState
+from explorer.gui.views.loss_plot import LossPlot
+from explorer.gui.views.recon_view import ReconstructionView
+from explorer.runtime.recovery import SessionLock
+from explorer.gui.views.samples_view import SamplesView
+from explorer.gui.state.session import IDLE, LOADING, PAUSED, STOPPING, TRAINING, TrainingSession
+from explorer.gui.views.training_panel import TrainingPanel
+from explorer.gui.views.traversal_view import TraversalView
 from explorer.paths import data_dir
 
 AUTOSAVE_CHOICES = ((0, "&Off"), (1, "Every &epoch"), (2, "Every &2 epochs"), (5, "Every &5 epochs"),
@@ -557,7 +557,7 @@ class MainWindow(QMainWindow):
         from explorer.analysis.dataset_export import write_image_folder
         from explorer.analysis.latents import sample_codes
         from explorer.analysis.manifold import decode_codes
-        from explorer.gui.threads import ModelCopy
+        from explorer.runtime.threads import ModelCopy
 
         model, stats = self.session.view_model, self.latent.stats
         if model is None or (not model.is_generative and stats is None):

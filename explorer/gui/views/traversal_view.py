@@ -13,8 +13,8 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QSpinBox, QVBoxLayout, QWi
 
 from explorer.analysis.grids import save_png, tile
 from explorer.analysis.manifold import traversal_codes
-from explorer.gui.latent_state import LatentState
-from explorer.gui.redraw import Coalescer
+from explorer.gui.state.latent_state import LatentState
+from explorer.gui.widgets.redraw import Coalescer
 
 MAX_ROWS = 32
 

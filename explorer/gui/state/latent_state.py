@@ -20,8 +20,8 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from explorer.analysis.latents import LatentStats, latent_stats
 from explorer.analysis.manifold import decode_codes
 from explorer.analysis.projection import PlaneAxes, pca_axes, raw_axes
-from explorer.gui.session import TrainingSession
-from explorer.gui.threads import ModelCopy
+from explorer.gui.state.session import TrainingSession
+from explorer.runtime.threads import ModelCopy
 from explorer.models import Autoencoder
 
 # While training, re-encode the test set at most this often (each pass is ~0.1 s of CPU

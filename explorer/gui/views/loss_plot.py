@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from explorer.gui.session import TrainingSession
+from explorer.gui.state.session import TrainingSession
 from explorer.training.events import EpochEnd, StepLoss
 from explorer.training.history import History
 
@@ -242,6 +242,6 @@ class LossPlot(QWidget):
         return f"step {x:,.0f}: " + ", ".join(parts) if parts else ""
 
     def export_png(self, path: str) -> None:
-        from explorer.gui.plot_export import export_plot_png
+        from explorer.gui.widgets.plot_export import export_plot_png
 
         export_plot_png(self.plot.getPlotItem(), path, max(800, self.plot.width()))

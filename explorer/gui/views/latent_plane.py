@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
 
 from explorer.analysis.grids import tile
 from explorer.analysis.manifold import lattice
-from explorer.gui.latent_state import LatentState
-from explorer.gui.redraw import Coalescer
+from explorer.gui.state.latent_state import LatentState
+from explorer.gui.widgets.redraw import Coalescer
 
 # Colour-blind-friendly categorical colours (Tableau 10), then pyqtgraph's hue wheel.
 CLASS_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
@@ -387,7 +387,7 @@ class LatentPlane(QWidget):
         save_png(image_grid(torch.from_numpy(images), nrow=self.grid_size.value(), padding=0), path)
 
     def export_png(self, path: str) -> None:
-        from explorer.gui.plot_export import export_plot_png
+        from explorer.gui.widgets.plot_export import export_plot_png
 
         if self.state.stats is None:
             raise ValueError("there is no latent plane to export yet: train a model or open one")

@@ -23,9 +23,9 @@ from explorer.analysis.grids import image_grid, save_png
 from explorer.analysis.interpolation import interpolate
 from explorer.analysis.latents import encode_images
 from explorer.data import to_float
-from explorer.gui.image_pane import ImagePane, chw_to_display
-from explorer.gui.latent_state import LatentState
-from explorer.gui.redraw import Coalescer
+from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
+from explorer.gui.state.latent_state import LatentState
+from explorer.gui.widgets.redraw import Coalescer
 
 
 class InterpolationView(QWidget):

@@ -60,8 +60,8 @@ def _train_once(root: Path, timeout_s: float) -> str:
     """Build the window, train, check; the success line, or raise SelfTestFailure."""
     from PySide6.QtCore import QEventLoop, QSettings, QTimer
 
-    from explorer.gui.application import make_application
-    from explorer.gui.main_window import MainWindow
+    from explorer.gui.app.application import make_application
+    from explorer.gui.app.main_window import MainWindow
 
     make_application(sys.argv[:1])
     settings = QSettings(str(root / "settings.ini"), QSettings.Format.IniFormat)

@@ -30,9 +30,9 @@ from explorer.analysis.metrics import Detection, detection_at, roc_auc, roc_curv
 from explorer.config import DataConfig, ModelConfig, parse_classes, replace
 from explorer.data import ImageData, to_float
 from explorer.errors import ConfigError
-from explorer.gui.image_pane import ImagePane
-from explorer.gui.session import TrainingSession
-from explorer.gui.threads import ModelCopy
+from explorer.gui.widgets.image_pane import ImagePane
+from explorer.gui.state.session import TrainingSession
+from explorer.runtime.threads import ModelCopy
 
 TOP = 8
 BINS = 60
