@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from explorer.config import ModelConfig
+from explorer.models.layers import class_features, decoder_stack, relu_stack, with_class
 
 
 def stage_sizes(height: int, width: int, stages: int) -> list[tuple[int, int]]:
@@ -21,13 +22,6 @@ def stage_sizes(height: int, width: int, stages: int) -> list[tuple[int, int]]:
         h, w = sizes[-1]
         sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
     return sizes
-
-
-def _fc_stack(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
-    return nn.Sequential(*layers)
 
 
 class ConvEncoderBody(nn.Module):
@@ -40,15 +34,10 @@ class ConvEncoderBody(nn.Module):
             c = ch
         self.convs = nn.Sequential(*convs)
         fh, fw = stage_sizes(h, w, len(config.conv_channels))[-1]
-        n_flat = c * fh * fw + (config.num_classes if config.conditional else 0)
-        self.fc = _fc_stack([n_flat, *config.hidden_dims])
-        self.out_features = config.hidden_dims[-1] if config.hidden_dims else n_flat
+        self.fc, self.out_features = relu_stack(c * fh * fw + class_features(config), config.hidden_dims)
 
     def forward(self, x: torch.Tensor, y_onehot: torch.Tensor | None) -> torch.Tensor:
-        h = self.convs(x).flatten(1)
-        if y_onehot is not None:
-            h = torch.cat([h, y_onehot], dim=1)
-        return self.fc(h)
+        return self.fc(with_class(self.convs(x), y_onehot))
 
 
 class ConvDecoder(nn.Module):
@@ -57,12 +46,10 @@ class ConvDecoder(nn.Module):
         c_img, h, w = config.image_shape
         channels = list(config.conv_channels)
         sizes = stage_sizes(h, w, len(channels))
-        n_in = config.latent_dim + (config.num_classes if config.conditional else 0)
         self.start_shape = (channels[-1], *sizes[-1])
         n_start = channels[-1] * sizes[-1][0] * sizes[-1][1]
-        hidden = list(reversed(config.hidden_dims))
-        self.fc = nn.Sequential(_fc_stack([n_in, *hidden]), nn.Linear(hidden[-1] if hidden else n_in, n_start),
-                                nn.ReLU())
+        hidden, width = decoder_stack(config)
+        self.fc = nn.Sequential(hidden, nn.Linear(width, n_start), nn.ReLU())
         deconvs: list[nn.Module] = []
         outs = list(reversed(channels[:-1])) + [c_img]
         c = channels[-1]
