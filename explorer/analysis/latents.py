@@ -14,6 +14,7 @@ import torch
 from explorer.config import ModelConfig
 from explorer.data.dataset import to_float
 from explorer.models.autoencoder import Autoencoder
+from explorer.models.losses import kl_per_dimension
 
 # Burda et al. (2016): a VAE unit is active when its mean code varies across the data by
 # more than this (the prior has unit variance, so a unit that ignores its input has ~0).
@@ -87,7 +88,7 @@ def latent_stats(model: Autoencoder, images: torch.Tensor, labels: torch.Tensor 
     variance = codes.var(axis=0)
     kl = None
     if logvars is not None:
-        kl = (-0.5 * (1 + logvars - mean_codes.square() - logvars.exp())).mean(0).numpy().astype(np.float32)
+        kl = kl_per_dimension(mean_codes, logvars).numpy().astype(np.float32)
         active = variance > ACTIVE_VARIANCE_VAE
         order = np.argsort(-kl, kind="stable")
     else:

@@ -41,11 +41,18 @@ def reconstruction_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -
     return per_pixel.flatten(1).sum(1)
 
 
+def kl_terms(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """(N, D) KL(q(z_d|x) || N(0, 1)) of each sample and dimension: the one formula that
+    the loss (summed over dimensions) and the latent statistics (averaged over samples)
+    both reduce."""
+    return -0.5 * (1 + logvar - mean.square() - logvar.exp())
+
+
 def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Per-sample KL(q(z|x) || N(0, I))."""
-    return -0.5 * (1 + logvar - mean.square() - logvar.exp()).sum(1)
+    return kl_terms(mean, logvar).sum(1)
 
 
 def kl_per_dimension(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Mean KL of each latent dimension over a batch: which dimensions carry information."""
-    return (-0.5 * (1 + logvar - mean.square() - logvar.exp())).mean(0)
+    return kl_terms(mean, logvar).mean(0)
