@@ -172,15 +172,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("latent-explorer: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except MemoryError:
-        print("latent-explorer: error: out of memory; try a smaller --batch-size or --limit", file=sys.stderr)
+    except Exception as exc:
+        from explorer.oom import is_out_of_memory, out_of_memory_message
+
+        if not is_out_of_memory(exc):
+            raise
+        print(f"latent-explorer: error: {out_of_memory_message(exc, 'a smaller --batch-size', '--limit')}",
+              file=sys.stderr)
         return EXIT_USER_ERROR
-    except RuntimeError as exc:
-        if "out of memory" in str(exc).lower():
-            print("latent-explorer: error: the device ran out of memory; try a smaller --batch-size",
-                  file=sys.stderr)
-            return EXIT_USER_ERROR
-        raise
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -247,14 +246,19 @@ def _epoch_line(ev, total: int) -> str:
 # -- commands -----------------------------------------------------------------------------
 
 
+# Fewer optimisation steps than this rarely train a model to anything recognisable; `train`
+# keeps epochs as asked (min_steps 0) but says so, where the window raises the epochs instead.
+SHORT_RUN_STEPS = 500
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from explorer.config import DataConfig
     from explorer.training.checkpoint import save_checkpoint
     from explorer.training.device import resolve_device
-    from explorer.training.engine import train
-    from explorer.training.events import EpochEnd, Notice, RunStarted, StepLoss
+    from explorer.training.engine import drive, train
+    from explorer.training.events import EpochEnd, Event, Notice, RunStarted, StepLoss
     from explorer.training.history import History
     from explorer.training.runs import model_config_for, prepare_run, train_config_for
 
@@ -278,40 +282,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     history = History(part_names=model.part_names)
     show_bar = sys.stderr.isatty() and not args.json
     bar = None
-    events = train(model, run.data, train_config)
+
+    def on_event(ev: Event) -> None:
+        nonlocal bar
+        history.record(ev)
+        if isinstance(ev, RunStarted):
+            if not args.json:
+                print(f"training {args.model} on {run.data.name} ({ev.train_size} train / {ev.test_size} test "
+                      f"images) on {ev.device} ({ev.precision}{', compiled' if ev.compiled else ''})",
+                      file=sys.stderr)
+            bar = tqdm(total=ev.epochs * ev.steps_per_epoch, unit="step", disable=not show_bar,
+                       file=sys.stderr, dynamic_ncols=True)
+        elif isinstance(ev, Notice):
+            print(f"latent-explorer: {ev.message}", file=sys.stderr)
+        elif isinstance(ev, StepLoss) and bar is not None:
+            bar.n = ev.global_step
+            bar.set_postfix(epoch=ev.epoch, loss=f"{ev.loss:.2f}", refresh=False)
+            bar.refresh()
+        elif isinstance(ev, EpochEnd):
+            if args.json:
+                record = {"epoch": ev.epoch, "train_loss": ev.train["loss"], "test_loss": ev.test["loss"],
+                          **{f"train_{k}": v for k, v in ev.train.items() if k != "loss"},
+                          **{f"test_{k}": v for k, v in ev.test.items() if k != "loss"},
+                          "samples_per_s": ev.samples_per_s, "seconds": ev.seconds}
+                print(_strict_json(record), flush=True)
+            else:
+                line = _epoch_line(ev, train_config.epochs)
+                (bar.write(line) if bar is not None and show_bar else print(line, flush=True))
+
     result = None
     interrupted = False
     try:
-        while True:
-            try:
-                ev = next(events)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            history.record(ev)
-            if isinstance(ev, RunStarted):
-                if not args.json:
-                    print(f"training {args.model} on {run.data.name} ({ev.train_size} train / {ev.test_size} test "
-                          f"images) on {ev.device} ({ev.precision}{', compiled' if ev.compiled else ''})",
-                          file=sys.stderr)
-                bar = tqdm(total=ev.epochs * ev.steps_per_epoch, unit="step", disable=not show_bar,
-                           file=sys.stderr, dynamic_ncols=True)
-            elif isinstance(ev, Notice):
-                print(f"latent-explorer: {ev.message}", file=sys.stderr)
-            elif isinstance(ev, StepLoss) and bar is not None:
-                bar.n = ev.global_step
-                bar.set_postfix(epoch=ev.epoch, loss=f"{ev.loss:.2f}", refresh=False)
-                bar.refresh()
-            elif isinstance(ev, EpochEnd):
-                if args.json:
-                    record = {"epoch": ev.epoch, "train_loss": ev.train["loss"], "test_loss": ev.test["loss"],
-                              **{f"train_{k}": v for k, v in ev.train.items() if k != "loss"},
-                              **{f"test_{k}": v for k, v in ev.test.items() if k != "loss"},
-                              "samples_per_s": ev.samples_per_s, "seconds": ev.seconds}
-                    print(_strict_json(record), flush=True)
-                else:
-                    line = _epoch_line(ev, train_config.epochs)
-                    (bar.write(line) if bar is not None and show_bar else print(line, flush=True))
+        result = drive(train(model, run.data, train_config), on_event)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -327,6 +329,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.status == "diverged":
         print(f"latent-explorer: error: {result.message} Saved them to {out}.", file=sys.stderr)
         return EXIT_DIVERGED
+    if result.global_step < SHORT_RUN_STEPS:
+        print(f"latent-explorer: this run took only {result.global_step:,} training steps, probably too few for "
+              f"the model to learn much; train more --epochs or on more images", file=sys.stderr)
     if not args.json:
         print(f"saved {out}", file=sys.stderr)
     return 0

@@ -25,6 +25,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("auto", "on", "off")
 # Seeds fit a signed 32-bit int: the GUI's spin boxes, numpy and torch all take them as they are.
 MAX_SEED = 2**31 - 1
+# A floor on training steps beyond this is a typo, not a plan (10 million steps of a small MLP is days).
+MAX_MIN_STEPS = 10_000_000
 
 T = TypeVar("T", bound="_Serialisable")
 
@@ -181,6 +183,11 @@ class TrainConfig(_Serialisable):
 
     ``snapshot_interval_s`` is for live views (the GUI); ``None`` sends snapshots only at
     epoch ends.
+
+    ``min_steps`` is a floor on the optimisation steps a model gets: on a small dataset a
+    few epochs are a few dozen steps, too few to learn anything, so the engine trains
+    more epochs until the model has taken at least this many steps (and says so). 0, the
+    default and the CLI's, means epochs are exactly what was asked.
     """
 
     epochs: int = 10
@@ -193,6 +200,7 @@ class TrainConfig(_Serialisable):
     eval_batch_size: int = 1000
     precision: str = "auto"
     compile: str = "auto"
+    min_steps: int = 0
 
     def __post_init__(self) -> None:
         _check(_is_int(self.epochs) and 1 <= self.epochs <= 100000,
@@ -212,6 +220,8 @@ class TrainConfig(_Serialisable):
                f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         _check(self.compile in COMPILE_MODES,
                f"compile must be one of {', '.join(COMPILE_MODES)}, not {self.compile!r}")
+        _check(_is_int(self.min_steps) and 0 <= self.min_steps <= MAX_MIN_STEPS,
+               f"minimum steps must be a whole number from 0 to {MAX_MIN_STEPS:,}, not {self.min_steps!r}")
 
 
 def replace(config: T, **changes: Any) -> T:

@@ -26,7 +26,7 @@ from explorer.config import DataConfig, ModelConfig, TrainConfig
 from explorer.data import ImageData
 from explorer.errors import UserError
 from explorer.training.control import TrainingControl
-from explorer.training.events import EpochEnd, RunResult
+from explorer.training.events import EpochEnd, RunResult, RunStarted
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,7 @@ class TrainingWorker:
                 return
             events = train(run.model, run.data, req.train_config, self.control,
                            start_epoch=req.start_epoch, start_step=req.start_step)
+            last_epoch = req.start_epoch + req.train_config.epochs  # RunStarted may raise it (small data)
             while True:
                 try:
                     event = next(events)
@@ -109,9 +110,11 @@ class TrainingWorker:
                     return
                 history.record(event)
                 put(event)
+                if isinstance(event, RunStarted):
+                    last_epoch = event.start_epoch + event.epochs
                 if isinstance(event, EpochEnd) and req.autosave_path is not None and (
                         event.epoch % max(req.autosave_every, 1) == 0
-                        or event.epoch == req.start_epoch + req.train_config.epochs):
+                        or event.epoch == last_epoch):
                     self._autosave(run, history)
         except UserError as exc:
             put(Failed(str(exc)))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import torch
 
@@ -37,6 +37,7 @@ from explorer.training.events import (
     Snapshot,
     StepLoss,
 )
+from explorer.training.run_length import epochs_to_train, small_data_message
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
@@ -54,7 +55,9 @@ def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: TrainingControl | None = None,
           start_epoch: int = 0, start_step: int = 0) -> Generator[Event, None, RunResult]:
-    """Train ``model`` in place for ``cfg.epochs`` epochs (numbered after ``start_epoch``)."""
+    """Train ``model`` in place for ``cfg.epochs`` epochs (numbered after ``start_epoch``),
+    or more when ``cfg.min_steps`` asks for more steps than that on small data (a Notice
+    says so; RunStarted.epochs is the raised count)."""
     control = control if control is not None else TrainingControl()
     device = resolve_device(cfg.device)
     # Mixed precision: matrix products in bfloat16 where that is fast, with float32
@@ -79,10 +82,13 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
     names = model.part_names
     opt = make_optimizer(model, cfg.lr, device)
     lr = cfg.lr
+    epochs = epochs_to_train(cfg, steps_per_epoch, start_step)
 
-    yield RunStarted(device=str(device), precision="bf16" if bf16 else "fp32", epochs=cfg.epochs,
+    yield RunStarted(device=str(device), precision="bf16" if bf16 else "fp32", epochs=epochs,
                      steps_per_epoch=steps_per_epoch,
                      train_size=n, test_size=int(test_x.shape[0]), start_epoch=start_epoch, compiled=compiled)
+    if epochs != cfg.epochs:
+        yield Notice(small_data_message(n, steps_per_epoch, cfg.epochs, epochs, cfg.min_steps))
 
     global_step = start_step
     good_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -94,7 +100,7 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
         return RunResult(status=status, epochs_completed=epochs_done, global_step=global_step,
                          message=message, beta=model.beta)
 
-    for epoch in range(start_epoch + 1, start_epoch + cfg.epochs + 1):
+    for epoch in range(start_epoch + 1, start_epoch + epochs + 1):
         model.train()
         perm = torch.randperm(n, generator=shuffle).to(device)
         epoch_sum = torch.zeros(1 + len(names), device=device)
@@ -189,11 +195,20 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
     return result("completed")
 
 
+def drive(events: Generator[Event, None, RunResult], on_event: Callable[[Event], None]) -> RunResult:
+    """Run ``events`` (a :func:`train` generator) to its end, handing each event to
+    ``on_event``, and return the generator's :class:`RunResult`. A ``for`` loop would drop
+    that result (it travels in ``StopIteration``), so every caller goes through here.
+    Exceptions from the run or from ``on_event`` (KeyboardInterrupt too) propagate."""
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            return stop.value
+        on_event(event)
+
+
 def run_to_end(events: Generator[Event, None, RunResult]) -> tuple[list[Event], RunResult]:
     """Drive a run with no listener (tests, scripts): every event, and the result."""
     seen: list[Event] = []
-    while True:
-        try:
-            seen.append(next(events))
-        except StopIteration as stop:
-            return seen, stop.value
+    return seen, drive(events, seen.append)

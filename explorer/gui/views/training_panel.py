@@ -31,6 +31,10 @@ DATASETS = [("MNIST (bundled)", "mnist"), ("Fashion-MNIST (downloads once)", "fa
 FOLDER_ITEM = "Image folder..."
 DEFAULT_PRESET = "vae"
 DEFAULT_LATENT = 2  # a 2-D latent makes the latent plane exact on first launch
+# A floor on the steps of a run started here: ten epochs of a 400-image folder are 40 steps,
+# which leave grey blobs, so small data trains more epochs (the engine says how many).
+# The CLI keeps 0: there epochs mean epochs.
+MIN_STEPS = 1000
 
 
 class TrainingPanel(QWidget):
@@ -210,7 +214,8 @@ class TrainingPanel(QWidget):
         data = DataConfig(dataset=self.dataset.currentData() or "mnist", limit=self.limit.value() or None,
                           classes=self.class_filter())
         train = TrainConfig(epochs=self.epochs.value(), batch_size=self.batch_size.value(),
-                            lr=float(self.lr.value()), seed=self.seed.value(), device=self.device.currentData())
+                            lr=float(self.lr.value()), seed=self.seed.value(), device=self.device.currentData(),
+                            min_steps=MIN_STEPS)
         return model, data, train
 
     def class_filter(self) -> tuple[int, ...] | None:
