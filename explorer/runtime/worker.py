@@ -25,6 +25,7 @@ from explorer.runtime.threads import lower_this_thread_priority
 from explorer.config import DataConfig, ModelConfig, TrainConfig
 from explorer.data import ImageData
 from explorer.errors import UserError
+from explorer.oom import is_out_of_memory, out_of_memory_message
 from explorer.training.control import TrainingControl
 from explorer.training.events import EpochEnd, RunResult, RunStarted
 
@@ -81,7 +82,7 @@ class TrainingWorker:
         self.thread.start()
 
     def run(self) -> None:
-        from explorer.training.engine import cpu_state_dict, train
+        from explorer.training.engine import cpu_state_dict, drive, train
         from explorer.training.history import History
         from explorer.training.runs import prepare_run
 
@@ -102,12 +103,9 @@ class TrainingWorker:
             events = train(run.model, run.data, req.train_config, self.control,
                            start_epoch=req.start_epoch, start_step=req.start_step)
             last_epoch = req.start_epoch + req.train_config.epochs  # RunStarted may raise it (small data)
-            while True:
-                try:
-                    event = next(events)
-                except StopIteration as stop:
-                    put(stop.value)
-                    return
+
+            def on_event(event: Any) -> None:
+                nonlocal last_epoch
                 history.record(event)
                 put(event)
                 if isinstance(event, RunStarted):
@@ -116,17 +114,12 @@ class TrainingWorker:
                         event.epoch % max(req.autosave_every, 1) == 0
                         or event.epoch == last_epoch):
                     self._autosave(run, history)
+
+            put(drive(events, on_event))
         except UserError as exc:
             put(Failed(str(exc)))
-        except (torch.cuda.OutOfMemoryError, MemoryError):
-            put(Failed("Out of memory while training. Try a smaller batch size or fewer training images."))
-        except RuntimeError as exc:
-            if "out of memory" in str(exc).lower():
-                put(Failed("The device ran out of memory. Try a smaller batch size."))
-            else:
-                put(Failed(f"Training failed: {exc}\n\n{traceback.format_exc(limit=3)}"))
         except Exception as exc:  # noqa: BLE001 - any crash must reach the user, not vanish with the thread
-            put(Failed(f"Training failed: {type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=3)}"))
+            put(Failed(_failure_message(exc)))
         finally:
             put(WorkerDone())
 
@@ -140,3 +133,12 @@ class TrainingWorker:
             save_checkpoint(path, run.model, run.data_config, run.train_config, history, run.data.class_names)
         except (UserError, OSError) as exc:
             self.outbox.put(AutosaveFailed(str(exc)))
+
+
+def _failure_message(exc: Exception) -> str:
+    """What the window says when a run dies of ``exc`` (called while handling it, so the
+    traceback is at hand): advice for out of memory, else the error and where it came from."""
+    if is_out_of_memory(exc):
+        return out_of_memory_message(exc, sentences=True)
+    what = str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
+    return f"Training failed: {what}\n\n{traceback.format_exc(limit=3)}"
