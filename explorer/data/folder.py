@@ -203,14 +203,20 @@ def _load_files(files: list[Path], channels: int | None, size: int,
     return arrays
 
 
-def _named(folder: Path, skipped: list[tuple[str, str]], limit: int = 3) -> str:
-    def short(name: str) -> str:
-        try:
-            return str(Path(name).relative_to(folder))
-        except ValueError:
-            return name
+def relative_name(name: str, folder: str | Path | None) -> str:
+    """``name`` relative to ``folder`` when it lies inside it, else as given: short in a
+    message about skipped files, yet two files of one name in different class folders
+    still read apart."""
+    if folder is None:
+        return name
+    try:
+        return str(Path(name).relative_to(folder))
+    except ValueError:
+        return name
 
-    shown = "; ".join(f"{short(name)}: {why}" for name, why in skipped[:limit])
+
+def _named(folder: Path, skipped: list[tuple[str, str]], limit: int = 3) -> str:
+    shown = "; ".join(f"{relative_name(name, folder)}: {why}" for name, why in skipped[:limit])
     more = f"; and {len(skipped) - limit} more" if len(skipped) > limit else ""
     return f"{len(skipped)} skipped ({shown}{more})"
 

@@ -439,3 +439,13 @@ def test_downloaded_colour_data_becomes_nchw_uint8(tmp_path: Path, monkeypatch: 
     assert torch.equal(data.train_images, torch.from_numpy(expected).permute(0, 3, 1, 2))
     assert data.train_labels.tolist() == [0, 1, 2, 0, 1, 2]
     assert data.class_names == ("plane", "car", "bird")
+
+
+def test_skipped_files_are_named_relative_to_their_folder(tmp_path) -> None:
+    from explorer.data.folder import relative_name
+
+    root = tmp_path / "pictures"
+    assert relative_name(str(root / "cats" / "a.png"), root) == str(Path("cats") / "a.png")
+    assert relative_name(str(root / "cats" / "a.png"), str(root)) == str(Path("cats") / "a.png")
+    assert relative_name("/elsewhere/a.png", root) == "/elsewhere/a.png", "outside the folder: as given"
+    assert relative_name("a.png", None) == "a.png"
