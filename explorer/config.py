@@ -15,7 +15,16 @@ from typing import Any, TypeVar
 from explorer.errors import ConfigError
 
 RECON_LOSSES = ("bce", "mse")
-NOISE_TYPES = ("none", "gaussian", "salt-pepper", "mask")
+# Input corruption for denoising autoencoders: each kind's key (configs, checkpoints, the
+# CLI's --noise) and its name in the window. The CLI, the config check, models.noise and the
+# window's menus all read this one table, so a new kind is added in one place.
+NOISE_LABELS: dict[str, str] = {"none": "None", "gaussian": "Gaussian", "salt-pepper": "Salt and pepper",
+                                "mask": "Masking"}
+NOISE_TYPES = tuple(NOISE_LABELS)
+# The kinds that actually corrupt (everything but "none"): what a denoising demo can apply.
+CORRUPTIONS = tuple(kind for kind in NOISE_TYPES if kind != "none")
+# The kinds whose level is a fraction of pixels hit, so at most 1.
+FRACTION_NOISES = ("salt-pepper", "mask")
 FAMILIES = ("mlp", "conv")
 CODE_ACTIVATIONS = ("linear", "relu")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -134,7 +143,7 @@ class ModelConfig(_Serialisable):
         _check(self.noise in NOISE_TYPES, f"noise must be one of {', '.join(NOISE_TYPES)}, not {self.noise!r}")
         _check(_is_number(self.noise_level) and 0 <= self.noise_level <= 10,
                f"noise level must be between 0 and 10, not {self.noise_level!r}")
-        _check(self.noise not in ("salt-pepper", "mask") or self.noise_level <= 1,
+        _check(self.noise not in FRACTION_NOISES or self.noise_level <= 1,
                "salt-and-pepper and masking noise levels are fractions of pixels (0 to 1)")
         _check(_is_number(self.sparsity_weight) and 0 <= self.sparsity_weight < 1e6,
                f"sparsity weight must be a number >= 0, not {self.sparsity_weight!r}")

@@ -9,7 +9,8 @@ def corrupt(x: torch.Tensor, kind: str, level: float, generator: torch.Generator
     """Gaussian: add ``level`` x N(0, 1) and clip to [0, 1] (the seeds' noise_factor).
     Salt-and-pepper: a ``level`` fraction of pixels set to 0 or 1. Mask: a ``level``
     fraction of pixels set to 0. ``generator`` makes the noise repeatable without touching
-    torch's global generator (which a training thread may be using)."""
+    torch's global generator (which a training thread may be using). The kinds are
+    :data:`explorer.config.NOISE_TYPES`."""
     if kind == "none" or level <= 0:
         return x
     if kind == "gaussian":

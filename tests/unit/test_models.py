@@ -413,3 +413,14 @@ def test_from_dict_rejects_unknown_fields_and_bad_input() -> None:
         ModelConfig.from_dict({"latent_dim": "20"})
     with pytest.raises(ConfigError):
         TrainConfig.from_dict({"epochs": 0})
+
+
+def test_every_noise_kind_in_the_table_is_implemented() -> None:
+    from explorer.config import CORRUPTIONS, FRACTION_NOISES, NOISE_LABELS, NOISE_TYPES
+
+    assert NOISE_TYPES == tuple(NOISE_LABELS) and NOISE_TYPES[0] == "none"
+    assert set(CORRUPTIONS) == set(NOISE_TYPES) - {"none"} and set(FRACTION_NOISES) <= set(CORRUPTIONS)
+    x = torch.full((2, 1, 8, 8), 0.5)
+    for kind in CORRUPTIONS:
+        assert not torch.equal(corrupt(x, kind, 0.5, torch.Generator().manual_seed(0)), x), kind
+    assert corrupt(x, "none", 0.5) is x
