@@ -1,4 +1,9 @@
-"""The decoded lattice over a region of the latent plane (the seeds' manifold figure)."""
+"""The decoded lattice over a region of the latent plane (the seeds' manifold figure).
+
+:func:`manifold_image` is the one way to build that picture: the latent plane draws it
+under its scatter for whatever region is in view, and scripts save it, so both tile the
+same codes in the same order.
+"""
 
 from __future__ import annotations
 
@@ -37,11 +42,18 @@ def decode_codes(model: Autoencoder, codes: np.ndarray, label: int | np.ndarray 
     return torch.cat(out).numpy() if out else np.zeros((0, *model.config.image_shape), dtype=np.float32)
 
 
+def manifold_codes(axes: PlaneAxes, reference: np.ndarray, x_range: tuple[float, float],
+                   y_range: tuple[float, float], n: int) -> np.ndarray:
+    """(n*n, D) full codes of the n x n lattice over the region, top row first: the plane
+    points lifted off the plane with ``reference``'s values in the other dimensions."""
+    return axes.lift(lattice(x_range, y_range, n), reference)
+
+
 def manifold_image(model: Autoencoder, axes: PlaneAxes, reference: np.ndarray, x_range: tuple[float, float],
                    y_range: tuple[float, float], n: int, label: int | None = None) -> np.ndarray:
-    """The n x n lattice decoded and tiled into one picture (top row = largest y)."""
-    codes = axes.lift(lattice(x_range, y_range, n), reference)
-    return tile(decode_codes(model, codes, label), n, n)
+    """The n x n lattice decoded and tiled into one (n*H, n*W[, C]) picture, top row =
+    largest y (flip it for a y-up view). ``label`` is a conditional model's class."""
+    return tile(decode_codes(model, manifold_codes(axes, reference, x_range, y_range, n), label), n, n)
 
 
 def traversal_codes(code: np.ndarray, dims: list[int], ranges: list[tuple[float, float]], steps: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from explorer.analysis.latents import (
     latent_stats,
     pick_subset,
 )
-from explorer.analysis.manifold import decode_codes, lattice, manifold_image, traversal_codes
+from explorer.analysis.manifold import decode_codes, lattice, manifold_codes, manifold_image, traversal_codes
 from explorer.analysis.projection import PlaneAxes, pca_axes, raw_axes
 from explorer.data.dataset import to_float
 from explorer.errors import UserError
@@ -555,6 +555,14 @@ def test_manifold_image_tiles_the_decoded_lattice(ae: Autoencoder) -> None:
     np.testing.assert_allclose(picture[:28, :28], decoded(-2 / 3, 4 / 3), atol=1e-5)
     np.testing.assert_allclose(picture[56:, 56:], decoded(2 / 3, -4 / 3), atol=1e-5)
     np.testing.assert_allclose(picture[28:56, 28:56], decoded(0.0, 0.0), atol=1e-5)
+
+
+def test_manifold_codes_lift_the_lattice_with_the_reference() -> None:
+    axes = raw_axes(3, 2, 0)
+    reference = np.array([9.0, 5.0, 7.0], dtype=np.float32)
+    codes = manifold_codes(axes, reference, (-1.0, 1.0), (0.0, 2.0), 2)
+    # plane x is z2, plane y is z0; z1 keeps the reference's value; top row (largest y) first
+    np.testing.assert_allclose(codes, [[1.5, 5.0, -0.5], [1.5, 5.0, 0.5], [0.5, 5.0, -0.5], [0.5, 5.0, 0.5]])
 
 
 def test_manifold_image_of_a_conditional_model_uses_the_label(cvae: Autoencoder) -> None:
