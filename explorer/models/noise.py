@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 
@@ -14,23 +16,20 @@ def corrupt(x: torch.Tensor, kind: str, level: float, generator: torch.Generator
     if kind == "none" or level <= 0:
         return x
     if kind == "gaussian":
-        return (x + level * _randn(x, generator)).clamp_(0.0, 1.0)
-    hit = _rand(x, generator) < level
+        return (x + level * _like(torch.randn, x, generator)).clamp_(0.0, 1.0)
+    hit = _like(torch.rand, x, generator) < level
     if kind == "mask":
         return x.masked_fill(hit, 0.0)
     if kind == "salt-pepper":
-        salt = (_rand(x, generator) < 0.5).to(x.dtype)
+        salt = (_like(torch.rand, x, generator) < 0.5).to(x.dtype)
         return torch.where(hit, salt, x)
     raise ValueError(f"unknown noise type {kind!r}")
 
 
-def _randn(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _like(draw: Callable[..., torch.Tensor], x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """``draw`` (torch.rand or torch.randn) shaped like ``x`` on ``x``'s device: from the
+    global generator, or drawn where ``generator`` lives and then moved (a CPU generator
+    cannot draw on a GPU)."""
     if generator is None:
-        return torch.randn_like(x)
-    return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
-
-
-def _rand(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    if generator is None:
-        return torch.rand_like(x)
-    return torch.rand(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+        return draw(x.shape, dtype=x.dtype, device=x.device)
+    return draw(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
