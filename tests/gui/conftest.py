@@ -23,6 +23,7 @@ def window(qtbot, settings):
     w.panel.limit.setValue(300)
     w.panel.epochs.setValue(1)
     w.panel.batch_size.setValue(64)
+    w.panel.min_steps.setValue(0)  # quick runs train exactly the epochs set; test_small_data.py tests the floor
     yield w
     w.session.shutdown()
 

@@ -39,12 +39,24 @@ def test_throughput_compares_presets_and_compile_modes_in_one_run(tmp_path: Path
         assert project["steady_samples_per_s"] > 0 and project["compiled"] is False
 
 
-def test_gui_lag_measures_a_training_window(tmp_path: Path) -> None:
-    out = json.loads(run("gui_lag.py", "--seconds", "1", "--limit", "300", "--offscreen", "--json",
+def test_gui_lag_measures_a_training_window_with_every_dock_painted(tmp_path: Path) -> None:
+    out = json.loads(run("gui_lag.py", "--seconds", "1", "--idle-seconds", "0.5", "--limit", "300",
+                         "--preset", "vae", "--latent-dim", "20", "--epochs", "50", "--offscreen", "--json",
                          tmp_path=tmp_path))
-    assert out  # a JSON report
-    text = json.dumps(out)
-    assert "p99" in text and "training" in text
+    idle, training = out["results"]
+    assert idle["case"] == "idle window" and training["case"] == "training vae 20-D"
+    for case in (idle, training):
+        assert case["ticks"] > 0 and 0 <= case["median_ms"] <= case["p99_ms"] <= case["max_ms"]
+    assert training["samples_per_s"] > 0 and training["steps"] > 0
+    assert (out["preset"], out["latent_dim"], out["manifold"]) == ("vae", 20, True)
+    assert len(out["docks"]) >= 8
+    assert all(d["visible"] and not d["tabbed"] and d["width"] > 0 and d["height"] > 0 for d in out["docks"])
+
+
+def test_gui_lag_refuses_an_unknown_preset(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gui_lag.py"), "--preset", "gan", "--offscreen"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--preset must be one of" in proc.stderr
 
 
 def test_startup_traces_the_real_app(tmp_path: Path) -> None:

@@ -71,6 +71,7 @@ def _train_once(root: Path, timeout_s: float) -> str:
         window.panel.limit.setValue(LIMIT)
         window.panel.epochs.setValue(EPOCHS)
         window.panel.batch_size.setValue(BATCH_SIZE)
+        window.panel.min_steps.setValue(0)  # exactly EPOCHS epochs: a quick check, not a trained model
         session = window.session
 
         outcome: dict[str, object] = {}

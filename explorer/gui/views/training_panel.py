@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.config import DataConfig, ModelConfig, TrainConfig, replace
+from explorer.config import MAX_MIN_STEPS, DataConfig, ModelConfig, TrainConfig, replace
 from explorer.presets import PRESETS, get_preset
 
 DATASETS = [("MNIST (bundled)", "mnist"), ("Fashion-MNIST (downloads once)", "fashion-mnist"),
@@ -33,7 +33,7 @@ DEFAULT_PRESET = "vae"
 DEFAULT_LATENT = 2  # a 2-D latent makes the latent plane exact on first launch
 # A floor on the steps of a run started here: ten epochs of a 400-image folder are 40 steps,
 # which leave grey blobs, so small data trains more epochs (the engine says how many).
-# The CLI keeps 0: there epochs mean epochs.
+# The CLI keeps 0: there epochs mean epochs. The form's "At least (steps)" field starts here.
 MIN_STEPS = 1000
 
 
@@ -85,6 +85,11 @@ class TrainingPanel(QWidget):
 
         self.epochs = QSpinBox(objectName="epochs", minimum=1, maximum=100000)
         self.batch_size = QSpinBox(objectName="batchSize", minimum=1, maximum=65536, singleStep=32)
+        self.min_steps = QSpinBox(objectName="minSteps", minimum=0, maximum=MAX_MIN_STEPS, singleStep=500)
+        self.min_steps.setSpecialValueText("Off")
+        self.min_steps.setValue(MIN_STEPS)
+        self.min_steps.setToolTip("Small datasets train more epochs until the model has taken at least this many "
+                                  "steps (a few dozen steps teach it nothing); Off trains exactly the epochs set")
         self.lr = pg.SpinBox(value=1e-3, bounds=(1e-7, 1.0), dec=True, minStep=1e-7, step=0.5, decimals=3,
                              int=False)
         self.lr.setObjectName("lr")
@@ -111,6 +116,7 @@ class TrainingPanel(QWidget):
         train_box = QGroupBox("Training")
         form = QFormLayout(train_box)
         form.addRow("Epochs", self.epochs)
+        form.addRow("At least (steps)", self.min_steps)
         form.addRow("Batch size", self.batch_size)
         form.addRow("Learning rate", self.lr)
         form.addRow("Seed", self.seed)
@@ -199,6 +205,8 @@ class TrainingPanel(QWidget):
         self.limit.setValue(data.limit or 0)
         self.classes.setText(",".join(str(k) for k in data.classes) if data.classes else "")
         self.epochs.setValue(train.epochs)
+        if train.min_steps:  # a CLI run's 0 means "epochs as given there", not "no floor here"
+            self.min_steps.setValue(train.min_steps)
         self.batch_size.setValue(train.batch_size)
         self.lr.setValue(train.lr)
         self.seed.setValue(train.seed)
@@ -215,7 +223,7 @@ class TrainingPanel(QWidget):
                           classes=self.class_filter())
         train = TrainConfig(epochs=self.epochs.value(), batch_size=self.batch_size.value(),
                             lr=float(self.lr.value()), seed=self.seed.value(), device=self.device.currentData(),
-                            min_steps=MIN_STEPS)
+                            min_steps=self.min_steps.value())
         return model, data, train
 
     def class_filter(self) -> tuple[int, ...] | None:
@@ -239,7 +247,8 @@ class TrainingPanel(QWidget):
         running = getattr(self, "_running", False)
         variational = get_preset(self.preset.currentData() or DEFAULT_PRESET).model.variational
         for widget in (self.dataset, self.limit, self.classes, self.preset, self.latent, self.recon_loss, self.noise,
-                       self.noise_level, self.sparsity, self.epochs, self.batch_size, self.device, self.seed):
+                       self.noise_level, self.sparsity, self.epochs, self.min_steps, self.batch_size, self.device,
+                       self.seed):
             widget.setEnabled(not running)
         self.noise_level.setEnabled(not running and self.noise.currentData() != "none")
         self.beta.setEnabled(variational)  # live-editable while training
@@ -265,3 +274,5 @@ class TrainingPanel(QWidget):
         if model.preset not in PRESETS:
             return
         self.show_configs(model, data, train)
+        if '"min_steps"' in str(settings.value("panel/train", "")):  # settings older than the field keep the default
+            self.min_steps.setValue(train.min_steps)  # including Off, which the user chose here
