@@ -110,7 +110,7 @@ def measure_drag(app, window, moves: int, full_repaint: bool) -> tuple[list[floa
 
 
 def measure_grid(app, window, n: int, repeats: int) -> tuple[list[float], list[float]]:
-    from explorer.analysis.manifold import decode_codes, lattice
+    from explorer.analysis.manifold import decode_codes
 
     plane, state = window.plane, window.latent
     plane.grid_size.setValue(n)
@@ -122,7 +122,7 @@ def measure_grid(app, window, n: int, repeats: int) -> tuple[list[float], list[f
         plane.redraw_manifold()
         plane.plot.viewport().repaint()
         grid_ms.append((time.perf_counter() - t0) * 1000)
-    codes = state.axes.lift(lattice(*plane.visible_region(), n), state.code)
+    codes = plane.manifold_codes()
     for _ in range(max(3, repeats // 5)):
         t0 = time.perf_counter()
         for code in codes:
@@ -161,10 +161,10 @@ def main() -> int:
     checkpoint = make_checkpoint(args.preset, args.latent_dim, folder)
     settings = QSettings(os.path.join(folder, "bench.ini"), QSettings.Format.IniFormat)
     window = MainWindow(settings=settings)
-    window.set_autosave_every(0)
+    window.autosave.set_every(0)
     window.resize(1280, 800)
     window.show()
-    window.open_checkpoint(checkpoint)
+    window.files.open_checkpoint(checkpoint)
     wait_until(app, lambda: window.latent.ready and window.plane.plot.isVisible())
     tune_runtime()
     if args.while_training:

@@ -1,4 +1,4 @@
-"""The command line: a contract outside scripts rely on (DESIGN.md section 5).
+"""The command line: a contract outside scripts rely on (docs/architecture.md, "The command line").
 
 User mistakes end as one sentence on stderr and exit status 2; no tracebacks for them.
 """

@@ -8,6 +8,15 @@ import threading
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("LATENT_EXPLORER_SLOW_MS", "50")  # log GUI-thread handlers over 50 ms
+
+
+@pytest.fixture(scope="session")
+def qapp_cls():
+    """pytest-qt's application is the app's timed one, so stalls are caught (tests/gui)."""
+    from explorer.gui.app.slow_handlers import TimedApplication
+
+    return TimedApplication
 
 
 @pytest.fixture(autouse=True, scope="session")

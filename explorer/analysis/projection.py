@@ -63,7 +63,10 @@ def pca_axes(codes: np.ndarray) -> PlaneAxes:
         raise ValueError("a latent plane needs at least two dimensions")
     origin = codes.mean(axis=0)
     centred = codes - origin
-    _, singular, vt = np.linalg.svd(centred, full_matrices=True)
+    # The thin SVD: (N, D) codes give a (D, D) basis. full_matrices=True would also build
+    # an (N, N) matrix nobody uses (10,000 codes: 800 MB and seconds).
+    _, singular, vt = np.linalg.svd(centred, full_matrices=codes.shape[0] < dim)
+    vt = vt[:dim]
     signs = np.sign(vt[np.arange(dim), np.abs(vt).argmax(axis=1)])
     vt = vt * np.where(signs == 0, 1.0, signs)[:, None]
     variance = singular ** 2

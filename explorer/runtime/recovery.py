@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,3 +69,68 @@ class SessionLock:
         except (OSError, ValueError, KeyError, TypeError):
             return -1  # a damaged lock: its writer did not finish cleanly either
         return pid if isinstance(pid, int) and pid > 0 else -1
+
+
+AUTOSAVE_KEEP = 5
+LEGACY_AUTOSAVE = "last-run.safetensors"  # the single autosave of earlier versions
+
+
+class AutosaveStore:
+    """The last few runs, one autosave file each, so a new run never erases the previous
+    one. Files are ``run-<time>-<n>.safetensors`` in one folder; the oldest beyond
+    ``keep`` are deleted when a new run starts. A file that fails to load is set aside
+    (renamed ``*.broken``) so it is never offered again."""
+
+    def __init__(self, folder: Path, keep: int = AUTOSAVE_KEEP) -> None:
+        self.folder = folder
+        self.keep = keep
+
+    def new_path(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        n = 1
+        while (path := self.folder / f"run-{stamp}-{n}.safetensors").exists():
+            n += 1
+        return path
+
+    def runs(self) -> list[Path]:
+        """Autosaved runs, newest first (regular files only)."""
+        try:
+            entries = [p for p in self.folder.iterdir()
+                       if (p.name.startswith("run-") or p.name == LEGACY_AUTOSAVE)
+                       and p.name.endswith(".safetensors") and p.is_file() and not p.is_symlink()]
+        except OSError:
+            return []
+
+        def mtime(p: Path) -> float:
+            try:
+                return p.stat().st_mtime
+            except OSError:
+                return 0.0
+
+        return sorted(entries, key=lambda p: (mtime(p), p.name), reverse=True)
+
+    def latest(self) -> Path | None:
+        runs = self.runs()
+        return runs[0] if runs else None
+
+    def prune(self, keep_also: Path | None = None) -> None:
+        """Delete the oldest runs beyond ``keep`` (``keep_also`` is never deleted)."""
+        for path in self.runs()[self.keep:]:
+            if path != keep_also:
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+
+    def set_aside(self, path: Path) -> Path | None:
+        """Move a broken autosave out of the list; returns where it went."""
+        target = path.with_name(path.name + ".broken")
+        try:
+            os.replace(path, target)
+        except OSError:
+            try:
+                path.unlink()
+            except OSError:
+                return None
+            return None
+        return target

@@ -55,3 +55,10 @@ class ModelCopy:
         model = Autoencoder(self.config)
         model.load_state_dict(self.state)
         return model.eval()
+
+
+def warm_view_imports() -> None:
+    """Import, in this background thread, what the views need as soon as its result lands:
+    torchvision's grid code takes ~0.7 s to import the first time, which on the GUI thread
+    froze the window when the first run's data arrived."""
+    import torchvision.utils  # noqa: F401 - imported for its side effect

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from explorer.runtime.threads import lower_this_thread_priority
+from explorer.runtime.threads import lower_this_thread_priority, warm_view_imports
 
 from explorer.config import DataConfig, ModelConfig, TrainConfig
 from explorer.data import ImageData
@@ -94,6 +94,7 @@ class TrainingWorker:
             run = prepare_run(req.model_config, req.data_config, req.train_config)
             if req.initial_state is not None:
                 run.model.load_state_dict(req.initial_state)
+            warm_view_imports()
             put(DataReady(run.data, run.model.config, cpu_state_dict(run.model), tuple(run.folder_report.skipped)))
             history = History.from_dict(req.history) if req.history else History(part_names=run.model.part_names)
             if self.control.stop_requested:

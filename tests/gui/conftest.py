@@ -8,6 +8,22 @@ from PySide6.QtCore import QSettings, Qt
 from explorer.gui.app.main_window import MainWindow
 
 
+# A handler that blocks the event loop this long is a freeze a person sees. Loose enough for
+# a noisy 2-core CI machine, tight enough to catch the seconds-long stalls of a bad design.
+GUI_HANDLER_LIMIT_MS = 250
+
+
+@pytest.fixture(autouse=True)
+def _no_slow_gui_handler():
+    """Fail any GUI test during which one event handler held the GUI thread too long."""
+    from explorer.gui.app.slow_handlers import SLOW_HANDLERS
+
+    start = len(SLOW_HANDLERS)
+    yield
+    slow = [str(h) for h in SLOW_HANDLERS[start:] if h.ms > GUI_HANDLER_LIMIT_MS]
+    assert not slow, f"GUI-thread handlers over {GUI_HANDLER_LIMIT_MS} ms: {slow}"
+
+
 @pytest.fixture
 def settings(tmp_path) -> QSettings:
     return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
@@ -26,6 +42,7 @@ def window(qtbot, settings):
     w.panel.min_steps.setValue(0)  # quick runs train exactly the epochs set; test_small_data.py tests the floor
     yield w
     w.session.shutdown()
+    w.close_without_asking()
 
 
 @pytest.fixture

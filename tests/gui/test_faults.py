@@ -16,7 +16,9 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QPushButton
 
-from explorer.gui.app.main_window import MainWindow, autosave_path
+from explorer.gui.app.autosave import autosave_folder, autosave_store
+from explorer.gui.app.main_window import MainWindow
+from window_helpers import answer_unsaved  # tests/ is on sys.path (its conftest)
 from explorer.runtime.recovery import SessionLock
 from explorer.training.checkpoint import load_checkpoint
 
@@ -80,7 +82,7 @@ def test_a_full_disk_on_save_keeps_the_earlier_checkpoint(click, qtbot, window, 
     with qtbot.waitSignal(window.session.run_finished, timeout=RUN_TIMEOUT_MS):
         click(window, window.start_action)
     path = tmp_path / "model.safetensors"
-    assert window.save_to(str(path))
+    assert window.files.save_to(str(path))
     saved = load_checkpoint(path).state_dict
     with qtbot.waitSignal(window.session.run_finished, timeout=RUN_TIMEOUT_MS):
         window.continue_action.trigger()  # Training > Continue training (Ctrl+F5)
@@ -90,7 +92,7 @@ def test_a_full_disk_on_save_keeps_the_earlier_checkpoint(click, qtbot, window, 
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
-    assert not window.save_to(str(path))
+    assert not window.files.save_to(str(path))
     monkeypatch.undo()
     box = window.message_box
     assert box is not None and box.windowTitle() == "Cannot save"
@@ -113,7 +115,7 @@ def test_autosave_every_n_epochs_from_the_menu(qtbot, window, click) -> None:
         saved_at.append(history.last_epoch)
         return real(path, model, data_config, train_config, history, class_names)
 
-    window.autosave_actions[2].trigger()
+    window.autosave.actions[2].trigger()
     assert window.settings.value("training/autosave_every") in (2, "2")
     window.panel.epochs.setValue(5)
     with pytest.MonkeyPatch.context() as mp:
@@ -121,8 +123,8 @@ def test_autosave_every_n_epochs_from_the_menu(qtbot, window, click) -> None:
         with qtbot.waitSignal(window.session.run_finished, timeout=RUN_TIMEOUT_MS):
             click(window, window.start_action)
     assert saved_at == [2, 4, 5], "every second epoch, and the last"
-    assert load_checkpoint(autosave_path()).history.last_epoch == 5
-    window.autosave_actions[0].trigger()
+    assert load_checkpoint(autosave_store().latest()).history.last_epoch == 5
+    window.autosave.actions[0].trigger()
     assert window.session.autosave_path is None
     assert worker.RunRequest.__dataclass_fields__["autosave_every"].default == 1
 
@@ -134,7 +136,7 @@ def dead_pid() -> int:
 
 
 def test_after_a_crash_the_autosaved_run_is_offered_and_restored(qtbot, settings, trained_checkpoint) -> None:
-    autosave = autosave_path()
+    autosave = autosave_folder() / "run-20260101-000000-1.safetensors"
     autosave.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(trained_checkpoint("vae"), autosave)
     (autosave.parent / "running.json").write_text(json.dumps({"pid": dead_pid()}))
@@ -150,15 +152,18 @@ def test_after_a_crash_the_autosaved_run_is_offered_and_restored(qtbot, settings
         assert window.session.has_model and window.session.history.last_epoch == 1
         assert window.session.checkpoint_path is None, "saving must ask for a name, not overwrite the autosave"
         assert window.session.dirty
-        assert "Restored" in window.windowTitle()
+        assert "Restored" in window.windowTitle() and window.isWindowModified()
+        window.close()  # a restored run is unsaved: quitting asks first
+        answer_unsaved(qtbot, window, QMessageBox.StandardButton.Discard)
+        qtbot.waitUntil(lambda: not window.isVisible(), timeout=3000)
     finally:
         window.session.shutdown()
-        window.close()
+        window.close_without_asking()
     assert not (autosave.parent / "running.json").exists(), "a normal close releases the lock"
 
 
 def test_a_normal_close_means_no_offer_next_time(qtbot, settings, trained_checkpoint) -> None:
-    autosave = autosave_path()
+    autosave = autosave_folder() / "run-20260101-000000-1.safetensors"
     autosave.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(trained_checkpoint("vae"), autosave)
     for _ in range(2):

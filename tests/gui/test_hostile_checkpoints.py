@@ -28,7 +28,7 @@ def good_open(qtbot, window, trained_checkpoint) -> Path:
     """The window with a trained vae open, its data loaded and its codes encoded."""
     good = trained_checkpoint("vae")
     with qtbot.waitSignal(window.session.data_changed, timeout=RUN_TIMEOUT_MS):
-        assert window.open_checkpoint(str(good))
+        assert window.files.open_checkpoint(str(good))
     qtbot.waitUntil(lambda: window.latent.ready, timeout=RUN_TIMEOUT_MS)
     return good
 
@@ -38,8 +38,8 @@ def snapshot(window) -> dict:
     return {"model": s.view_model, "weights": {k: v.clone() for k, v in s.view_model.state_dict().items()},
             "configs": (s.model_config, s.data_config, s.train_config), "data": s.data, "history": s.history,
             "path": s.checkpoint_path, "dirty": s.dirty, "stats": window.latent.stats,
-            "title": window.windowTitle(), "progress": (window.progress.format(), window.progress_label.text()),
-            "panel": window.panel.configs(), "recent": window._recent()}
+            "title": window.windowTitle(), "progress": (window.progress.bar.format(), window.progress.label.text()),
+            "panel": window.panel.configs(), "recent": window.files.recent()}
 
 
 def assert_unchanged(before: dict, window) -> None:
@@ -89,7 +89,7 @@ def test_a_hostile_checkpoint_is_refused_and_the_open_model_stays(
     qtbot.wait(100)  # a background data load, had one started, would have begun by now
     assert set(threading.enumerate()) <= threads, "opening a refused file started background work"
     assert_unchanged(before, window)
-    assert str(path.resolve()) not in window._recent()
+    assert str(path.resolve()) not in window.files.recent()
 
     # The model still draws: move on the plane and decode.
     window.latent.set_plane_point(0.5, -0.5)
@@ -101,7 +101,7 @@ def test_after_every_hostile_file_the_open_model_trains_on(
         qtbot, window, good_open: Path, tmp_path: Path) -> None:
     marker = tmp_path / "MARKER"
     for kind in GUI_KINDS:
-        assert not window.open_checkpoint(str(hostile_file(kind, tmp_path, good_open, marker)))
+        assert not window.files.open_checkpoint(str(hostile_file(kind, tmp_path, good_open, marker)))
         take_message(qtbot, window).accept()
         qtbot.waitUntil(lambda: window.message_box is None, timeout=2000)
     assert not marker.exists()
@@ -126,11 +126,11 @@ def test_a_hostile_file_in_the_recent_list_is_refused_the_same_way(
     marker = tmp_path / "MARKER"
     victim = tmp_path / "was-good.safetensors"
     victim.write_bytes(good_open.read_bytes())
-    window.settings.setValue("files/recent", [str(victim)] + window._recent())
+    window.settings.setValue("files/recent", [str(victim)] + window.files.recent())
     victim.write_bytes(hostile_file("pickle", tmp_path, good_open, marker).read_bytes())
     before = snapshot(window)
 
-    window._fill_recent_menu()
+    window.files.fill_recent_menu()
     action = next(a for a in window.recent_menu.actions() if a.text() == str(victim))
     action.trigger()
 

@@ -20,7 +20,7 @@ RUN_TIMEOUT_MS = 90_000
 
 
 def open_model(qtbot, window: MainWindow, path) -> None:
-    assert window.open_checkpoint(str(path))
+    assert window.files.open_checkpoint(str(path))
     qtbot.waitUntil(lambda: window.latent.ready and window.plane.plot.isVisible(), timeout=30_000)
 
 
@@ -236,7 +236,7 @@ def test_samples_follow_the_seed_and_plain_autoencoders_sample_a_fitted_gaussian
     qtbot.waitUntil(lambda: view.seed.value() == 1 and not np.array_equal(view.images, first), timeout=3000)
     view.seed.setValue(0)
     qtbot.waitUntil(lambda: np.array_equal(view.images, first), timeout=3000)
-    assert window.export_to(str(tmp_path / "samples.png"), "samples", view.export_png)
+    assert window.exports.export_to(str(tmp_path / "samples.png"), "samples", view.export_png)
     assert (tmp_path / "samples.png").stat().st_size > 0
 
 
@@ -261,10 +261,10 @@ def test_interpolation_between_picked_test_images(qtbot, window, trained_checkpo
     qtbot.waitUntil(lambda: not np.allclose(view.codes, linear), timeout=3000)
     np.testing.assert_allclose(view.codes[[0, -1]], ends, atol=1e-4)
 
-    assert window.export_to(str(tmp_path / "interp.csv"), "interpolation codes", view.export_codes)
+    assert window.exports.export_to(str(tmp_path / "interp.csv"), "interpolation codes", view.export_codes)
     rows = list(csv.reader(open(tmp_path / "interp.csv")))
     assert rows[0] == [f"z{i}" for i in range(8)] and len(rows) == 7
-    assert window.export_to(str(tmp_path / "interp.png"), "interpolation", view.export_png)
+    assert window.exports.export_to(str(tmp_path / "interp.png"), "interpolation", view.export_png)
 
 
 def test_traversal_has_a_row_per_active_dimension(qtbot, window, trained_checkpoint):
@@ -289,17 +289,17 @@ def test_traversal_has_a_row_per_active_dimension(qtbot, window, trained_checkpo
 
 def test_exports_of_the_plane_and_the_test_codes(qtbot, window, trained_checkpoint, tmp_path):
     open_model(qtbot, window, trained_checkpoint("vae", latent_dim=2))
-    assert window.export_to(str(tmp_path / "plane.png"), "latent plane", window.plane.export_png)
-    assert window.export_to(str(tmp_path / "manifold.png"), "manifold grid", window.plane.export_manifold_png)
-    assert window.export_to(str(tmp_path / "codes.csv"), "test codes", window._export_test_codes)
+    assert window.exports.export_to(str(tmp_path / "plane.png"), "latent plane", window.plane.export_png)
+    assert window.exports.export_to(str(tmp_path / "manifold.png"), "manifold grid", window.plane.export_manifold_png)
+    assert window.exports.export_to(str(tmp_path / "codes.csv"), "test codes", window.exports.export_test_codes)
     rows = list(csv.reader(open(tmp_path / "codes.csv")))
     assert rows[0] == ["label", "z0", "z1"] and len(rows) == 1 + window.latent.stats.codes.shape[0]
-    assert window.export_to(str(tmp_path / "codes.npy"), "test codes", window._export_test_codes)
+    assert window.exports.export_to(str(tmp_path / "codes.npy"), "test codes", window.exports.export_test_codes)
     np.testing.assert_allclose(np.load(tmp_path / "codes.npy"), window.latent.stats.codes)
     from PIL import Image
 
     assert Image.open(tmp_path / "plane.png").size[0] >= 1000
-    assert not window.export_to(str(tmp_path / "codes.txt"), "test codes", window._export_test_codes)
+    assert not window.exports.export_to(str(tmp_path / "codes.txt"), "test codes", window.exports.export_test_codes)
     assert window.message_box is not None
 
 
@@ -388,8 +388,8 @@ def test_opening_another_model_replaces_codes_axes_and_interpolation_ends(qtbot,
 
 
 def test_exporting_the_plane_to_an_unwritable_place_says_so(qtbot, window, trained_checkpoint, tmp_path):
-    assert not window.export_to(str(tmp_path / "plane.png"), "latent plane", window.plane.export_png)
+    assert not window.exports.export_to(str(tmp_path / "plane.png"), "latent plane", window.plane.export_png)
     assert "no latent plane" in window.message_box.text()
     open_model(qtbot, window, trained_checkpoint("vae", latent_dim=2))
-    assert not window.export_to(str(tmp_path / "missing" / "plane.png"), "latent plane", window.plane.export_png)
+    assert not window.exports.export_to(str(tmp_path / "missing" / "plane.png"), "latent plane", window.plane.export_png)
     assert "could not write" in window.message_box.text()

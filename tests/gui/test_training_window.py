@@ -42,8 +42,8 @@ def test_start_trains_draws_curves_and_sharpens_reconstructions(click, qtbot, wi
     after = window.recon_view.grid
     assert after.shape == before.shape
     assert np.abs(after - before).mean() > 0.01, "reconstructions did not change with training"
-    assert "Epoch 2/2" in window.progress_label.text()
-    assert window.device_label.text().startswith("Device: cpu (")
+    assert "Epoch 2/2" in window.progress.label.text()
+    assert window.progress.device_label.text().startswith("Device: cpu (")
     assert window.panel.preset.isEnabled()
 
 
@@ -152,7 +152,7 @@ def test_save_then_open_round_trips_model_settings_and_history(click, qtbot, win
         click(window, window.start_action)
     qtbot.waitUntil(lambda: window.session.state == "idle", timeout=5000)
     path = tmp_path / "model.safetensors"
-    assert window.save_to(str(path))
+    assert window.files.save_to(str(path))
     assert path.exists()
     saved_points = window.loss_plot.point_count()
     weights = {k: v.clone() for k, v in window.session.view_model.state_dict().items()}
@@ -162,7 +162,7 @@ def test_save_then_open_round_trips_model_settings_and_history(click, qtbot, win
     other.show()
     other.panel.latent.setValue(7)
     with qtbot.waitSignal(other.session.data_changed, timeout=RUN_TIMEOUT_MS):
-        assert other.open_checkpoint(str(path))
+        assert other.files.open_checkpoint(str(path))
     assert other.panel.latent.value() == 3
     assert other.panel.limit.value() == 300
     assert other.loss_plot.point_count() == saved_points
@@ -171,13 +171,13 @@ def test_save_then_open_round_trips_model_settings_and_history(click, qtbot, win
         assert (value == weights[key]).all()
     qtbot.waitUntil(lambda: other.recon_view.has_image(), timeout=5000)
     assert str(path) in other.windowTitle() or path.name in other.windowTitle()
-    assert other._recent()[0] == str(path.resolve())
+    assert other.files.recent()[0] == str(path.resolve())
 
 
 def test_opening_a_bad_file_says_why_and_keeps_the_window(qtbot, window, tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x80\x04\x95not a checkpoint at all")
-    assert not window.open_checkpoint(str(bad))
+    assert not window.files.open_checkpoint(str(bad))
     qtbot.waitUntil(lambda: window.message_box is not None, timeout=2000)
     assert "not a Latent Explorer checkpoint" in window.message_box.text()
     window.message_box.accept()
@@ -218,11 +218,11 @@ def test_layout_and_settings_persist(qtbot, settings):
     qtbot.addWidget(first)
     first.panel.preset.setCurrentIndex(first.panel.preset.findData("conv-vae"))
     first.panel.latent.setValue(5)
-    first._change_font(+2)
+    first.text_size.change(+2)
     first.close()
     second = MainWindow(settings=settings)
     qtbot.addWidget(second)
     model, _, _ = second.panel.configs()
     assert (model.preset, model.latent_dim) == ("conv-vae", 5)
     assert int(settings.value("view/font_delta")) == 2
-    second._apply_font_delta(0)
+    second.text_size.apply(0)

@@ -16,7 +16,7 @@ from explorer.models.noise import corrupt
 
 
 def open_model(qtbot, window: MainWindow, path) -> None:
-    assert window.open_checkpoint(str(path))
+    assert window.files.open_checkpoint(str(path))
     qtbot.waitUntil(lambda: window.session.data is not None and window.latent.ready, timeout=30_000)
 
 
@@ -118,12 +118,12 @@ def test_generated_folder_loads_back_as_a_dataset(qtbot, window, trained_checkpo
     open_model(qtbot, window, trained_checkpoint("cvae", epochs=1, limit=2000))
     window.samples_view.side.setValue(2)  # 4 per class
     folder = tmp_path / "generated"
-    window.generate_folder(str(folder))
+    window.exports.generate_folder(str(folder))
     qtbot.waitUntil(lambda: "Wrote 40 images" in window.statusBar().currentMessage(), timeout=30_000)
     data = load_folder(folder, test_fraction=0.25)
     assert data.num_classes == 10 and data.train_images.shape[0] + data.test_images.shape[0] == 40
     # Writing into the same (now non-empty) folder is refused and keeps the files.
-    window.generate_folder(str(folder))
+    window.exports.generate_folder(str(folder))
     qtbot.waitUntil(lambda: window.message_box is not None, timeout=30_000)
     assert "not empty" in window.message_box.text()
     assert len(list(folder.rglob("*.png"))) == 40

@@ -11,7 +11,9 @@ from PySide6.QtWidgets import QApplication
 def make_application(argv: list[str], configure_plots: bool = True) -> QApplication:
     """The QApplication with the app's names and pyqtgraph's drawing options (benchmarks
     start the window through here too, so they measure what people run)."""
-    app = QApplication.instance() or QApplication(argv)
+    from explorer.gui.app.slow_handlers import new_application
+
+    app = QApplication.instance() or new_application(argv)
     app.setApplicationName("Latent Explorer")
     app.setOrganizationName("Latent Explorer")
     app.setApplicationDisplayName("Latent Explorer")
@@ -43,7 +45,7 @@ def tune_runtime() -> None:
     """Call once the window is built. Start-up objects never die: freezing them keeps full
     collections (which stall the GUI thread while a trainer allocates) short. A shorter
     switch interval lets the GUI thread take the GIL back from the trainer sooner.
-    (DESIGN.md section 8.)"""
+    (docs/architecture.md, "Known traps".)"""
     gc.collect()
     gc.freeze()
     sys.setswitchinterval(0.001)
@@ -74,7 +76,7 @@ def run(checkpoint: str | None, argv: list[str]) -> int:
     splash.finish(window)
     mark("window_shown")
     if checkpoint:
-        window.open_checkpoint(checkpoint)
+        window.files.open_checkpoint(checkpoint)
     tune_runtime()
     from PySide6.QtCore import QTimer
 

@@ -128,7 +128,7 @@ def _train_once(root: Path, timeout_s: float) -> str:
         return (f"{PREFIX}: ok: trained {preset} for {EPOCHS} epoch on {LIMIT} MNIST images on {session.device} "
                 f"in {seconds:.1f} s; train loss {train_loss:.2f}, test loss {test_loss:.2f}")
     finally:
-        window.close()  # stops and joins the worker, like a person closing the window
+        window.close_without_asking()  # stops and joins the worker, like a person closing the window
         joined = window.session.shutdown()
         window.deleteLater()
         if not joined and sys.exc_info()[0] is None:

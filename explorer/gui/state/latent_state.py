@@ -5,13 +5,16 @@ The plane, the sliders, the traversal and the decoded image all show one code; e
 changes it only through this object's methods and redraws on its signals, so they never
 disagree (napari's Dims model with its Qt views is the pattern). The test set is encoded
 off the GUI thread, with a copy of the weights, and at most once a second while a run is
-training; decoding single codes and grids stays on the GUI thread because it takes about
-a millisecond with the session's one-thread CPU model.
+training, through the session's task runner; the principal axes are fitted in the same
+background task, so nothing that grows with the test set runs on the GUI thread. Decoding
+single codes and grids stays on the GUI thread because it takes about a millisecond with
+the session's one-thread CPU model.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,10 +31,20 @@ from explorer.models import Autoencoder
 # for the MLP VAE on 10,000 images, taken from the trainer's cores).
 ENCODE_INTERVAL_S = 1.0
 MAX_CODES = 10_000
+ENCODE_TASK = "encode"
 
 
-def _encode_off_thread(copy: ModelCopy, images: torch.Tensor, labels: torch.Tensor | None) -> LatentStats:
-    return latent_stats(copy.build(), images, labels, limit=MAX_CODES)
+@dataclass(frozen=True)
+class Encoded:
+    """The test set's codes and the plane's principal axes, both fitted off the GUI thread."""
+
+    stats: LatentStats
+    pca: PlaneAxes | None  # None for 1- and 2-D codes, which are their own plane
+
+
+def _encode_off_thread(copy: ModelCopy, images: torch.Tensor, labels: torch.Tensor | None) -> Encoded:
+    stats = latent_stats(copy.build(), images, labels, limit=MAX_CODES)
+    return Encoded(stats, pca_axes(stats.codes) if stats.dim > 2 else None)
 
 
 class LatentState(QObject):
@@ -52,9 +65,10 @@ class LatentState(QObject):
         self.code: np.ndarray | None = None
         self.label: int | None = None
         self.picked: int | None = None
-        self.generation = 0  # bumps when data or model shape changes; stale encodes are dropped
-        self._encoding = False
+        self.generation = 0  # bumps when data or model changes; stale encodes are dropped
+        self._pca: PlaneAxes | None = None  # fitted with the stats, in the background
         self._encode_again = False
+        self._encoding_generation = -1
         self._last_encode = 0.0
         self._last_model: Autoencoder | None = None
         self._closed = False
@@ -180,8 +194,8 @@ class LatentState(QObject):
         dim = self.stats.dim
         if dim <= 2:
             self.axes = raw_axes(dim)  # a 1- or 2-D code is its own plane: no rotation to explain
-        elif self.axes_mode == "pca":
-            self.axes = pca_axes(self.stats.codes)
+        elif self.axes_mode == "pca" and self._pca is not None:
+            self.axes = self._pca
         else:
             first, second = self.raw_dims
             if not (first < dim and second < dim and first != second):
@@ -202,13 +216,12 @@ class LatentState(QObject):
     def _on_model_changed(self) -> None:
         model = self.model
         if model is not self._last_model:
-            # Another model (opened, or a new run): the codes, axes and picked image
-            # belonged to the old one. The code is kept when it fits, so a style carries over.
+            # Another model (opened, or a new run): the codes, axes, picked image, the code
+            # and the raw-axis choice belonged to the old one. The first encode of this one
+            # puts the code at its mean and the raw axes on its two busiest dimensions.
             self._last_model = model
             self.generation += 1
-            self.stats, self.axes = None, None
-            if model is None or (self.code is not None and self.code.shape[0] != model.config.latent_dim):
-                self.code = None
+            self.stats, self.axes, self._pca, self.code = None, None, None, None
             self._unpick()
         if model is not None and not model.is_conditional:
             self.set_label(None)
@@ -226,12 +239,10 @@ class LatentState(QObject):
         """The window is closing: start no more encodes."""
         self._closed = True
         self._encode_timer.stop()
+        self.session.tasks.cancel(ENCODE_TASK)
 
     def _schedule_encode(self, now: bool) -> None:
         if self._closed:
-            return
-        if self._encoding:
-            self._encode_again = True
             return
         wait = 0.0 if now else max(0.0, ENCODE_INTERVAL_S - (time.monotonic() - self._last_encode))
         if not self._encode_timer.isActive() or wait == 0.0:
@@ -245,28 +256,39 @@ class LatentState(QObject):
             self.session.warning.emit("This conditional model needs class labels, and its data has none: "
                                       "the latent views cannot encode it.")
             return
+        if self.session.tasks.runner.is_busy(ENCODE_TASK) and self.generation == self._encoding_generation:
+            # One encode of this model at a time: a newer request would only drop the running
+            # one's result (and, with slow encodes, starve the views). Encode again after it.
+            self._encode_again = True
+            return
         copy, generation = ModelCopy.of(model), self.generation
         images, labels = data.test_images, data.test_labels
-        self._encoding = True
+        self._encoding_generation = generation
         self._last_encode = time.monotonic()
-        self.session.run_in_background(lambda: _encode_off_thread(copy, images, labels),
-                                       lambda stats: self._on_encoded(generation, stats), self._on_encode_failed,
-                                       name="latent-explorer-encode")
+        self.session.tasks.submit(ENCODE_TASK, lambda _: _encode_off_thread(copy, images, labels),
+                                  label="Encoding the test images",
+                                  on_done=lambda encoded: self._on_encoded(generation, encoded),
+                                  on_failed=self._on_encode_failed)
 
-    def _on_encoded(self, generation: int, stats: LatentStats) -> None:
-        self._encoding = False
+    def _on_encoded(self, generation: int, encoded: Encoded) -> None:
+        stats = encoded.stats
         if generation == self.generation and self.model is not None \
                 and stats.dim == self.model.config.latent_dim:
-            first = self.code is None
-            self.stats = stats
+            first = self.stats is None
+            self.stats, self._pca = stats, encoded.pca
+            if first and stats.dim > 2:
+                self.raw_dims = tuple(sorted((int(stats.order[0]), int(stats.order[1]))))
             self._refit_axes(emit=False)  # stats_changed tells the views about both
             self.stats_changed.emit()
-            if first:
+            if self.code is None:
                 self.set_code(stats.mean, "stats")
+        self._encode_done()
+
+    def _on_encode_failed(self, message: str) -> None:
+        self.session.warning.emit(f"Could not encode the test images: {message}")
+        self._encode_done()
+
+    def _encode_done(self) -> None:
         if self._encode_again:
             self._encode_again = False
             self._schedule_encode(now=not self.session.is_running)
-
-    def _on_encode_failed(self, message: str) -> None:
-        self._encoding = False
-        self.session.warning.emit(f"Could not encode the test images: {message}")

@@ -5,25 +5,33 @@ methods. It owns the worker thread's whole life: start, steer, stop, and join on
 The views never touch the training model: every snapshot is loaded into the session's own
 CPU copy, so drawing never waits on training and training never waits on drawing.
 
-Background threads (the training worker, data loading for an opened checkpoint) are plain
-Python threads that never touch Qt: they put frozen items in a queue, and a timer on the
-GUI thread drains it and emits this object's signals. (Qt signals emitted from worker
-threads crashed PySide now and then; see worker.py.)
+The training worker is a plain Python thread that never touches Qt: it puts frozen items
+in a queue, and a timer on the GUI thread drains it and emits this object's signals. (Qt
+signals emitted from worker threads crashed PySide now and then; see runtime/worker.py.)
+Every other piece of background work (data for an opened checkpoint, the views' encodes
+and fits) goes through ``self.tasks``, the one task runner, which drops the results of
+superseded requests and of models that are gone. Which file the model belongs to, and
+whether it has unsaved work, is ``self.document``'s business.
 """
 
 from __future__ import annotations
 
 import queue
-import threading
+from enum import Enum
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from explorer.config import DataConfig, ModelConfig, TrainConfig, replace
 from explorer.data import ImageData
+from explorer.data.folder import relative_name
 from explorer.errors import UserError
+from explorer.gui.state.document import Document
+from explorer.gui.state.tasks import Tasks
+from explorer.gui.widgets.text import one_line
+from explorer.runtime.recovery import AutosaveStore
+from explorer.runtime.threads import warm_view_imports
 from explorer.runtime.worker import AutosaveFailed, DataReady, Failed, RunRequest, TrainingWorker, WorkerDone
 from explorer.models import Autoencoder
 from explorer.training.control import TrainingControl
@@ -40,37 +48,25 @@ from explorer.training.events import (
 )
 from explorer.training.history import History
 
-IDLE, LOADING, TRAINING, PAUSED, STOPPING = "idle", "loading", "training", "paused", "stopping"
+
+
+class RunState(str, Enum):
+    """What the session is doing. A ``str`` enum, so it compares equal to its value."""
+
+    IDLE = "idle"
+    LOADING = "loading"
+    TRAINING = "training"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+
+
+IDLE, LOADING, TRAINING, PAUSED, STOPPING = RunState
+RUNNING_STATES = frozenset({LOADING, TRAINING, PAUSED, STOPPING})
 POLL_MS = 15
 
 
-class BackgroundTask:
-    """Run one function in a Python thread. Its outcome goes to ``outbox`` as
-    ``(task, ("done", result))`` or ``(task, ("failed", message))``, and the session hands
-    it to ``on_done`` or ``on_failed`` on the GUI thread."""
-
-    def __init__(self, fn: Callable[[], Any], outbox: queue.SimpleQueue, on_done: Callable[[Any], None],
-                 on_failed: Callable[[str], None], name: str = "latent-explorer-task") -> None:
-        self._fn = fn
-        self._outbox = outbox
-        self.on_done = on_done
-        self.on_failed = on_failed
-        self.thread = threading.Thread(target=self._run, name=name)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._outbox.put((self, ("done", self._fn())))
-        except UserError as exc:
-            self._outbox.put((self, ("failed", str(exc))))
-        except Exception as exc:  # noqa: BLE001 - reported to the user instead of lost
-            self._outbox.put((self, ("failed", f"{type(exc).__name__}: {exc}")))
-
-
 class TrainingSession(QObject):
-    state_changed = Signal(str)
+    state_changed = Signal(object)  # RunState
     run_started = Signal(object)  # RunStarted
     step = Signal(object)  # StepLoss
     epoch = Signal(object)  # EpochEnd
@@ -95,17 +91,18 @@ class TrainingSession(QObject):
         self.data: ImageData | None = None
         self.view_model: Autoencoder | None = None
         self.history = History()
-        self.checkpoint_path: Path | None = None
-        self.dirty = False
-        self.autosave_path: Path | None = None
+        self.document = Document(self)
+        self.tasks = Tasks(self)
+        self.tasks.failed.connect(lambda label, message: self.warning.emit(f"{label} failed: {message}"))
+        # Autosave: None is off; each new run gets its own file in the store.
+        self.autosave_store: AutosaveStore | None = None
         self.autosave_every = 1  # epochs
+        self._run_autosave: Path | None = None  # the current run's autosave file
         self.last_result: RunResult | None = None
         self.device = "cpu"
         self._control: TrainingControl | None = None
         self._worker: TrainingWorker | None = None
-        self._tasks: list[BackgroundTask] = []
         self._closing = False
-        self._task_outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._poll_timer = QTimer(self)
         self._poll_timer.setInterval(POLL_MS)
         self._poll_timer.timeout.connect(self.poll)
@@ -114,11 +111,40 @@ class TrainingSession(QObject):
 
     @property
     def is_running(self) -> bool:
-        return self.state in (LOADING, TRAINING, PAUSED, STOPPING)
+        return self.state in RUNNING_STATES
 
     @property
     def has_model(self) -> bool:
         return self.view_model is not None
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """The file the current model belongs to (None: untitled)."""
+        return self.document.path
+
+    @property
+    def dirty(self) -> bool:
+        """Whether the current model has work that no file holds."""
+        return self.document.has_unsaved_work
+
+    @property
+    def autosave_path(self) -> Path | None:
+        """Where the current (or next) run is autosaved; None when autosave is off."""
+        if self.autosave_store is None:
+            return None
+        return self._run_autosave
+
+    def adopt_autosave(self, path: Path) -> None:
+        """The opened model is that autosave: continuing it keeps writing there."""
+        self._run_autosave = path
+
+    def _autosave_for(self, continuing: bool) -> Path | None:
+        if self.autosave_store is None:
+            return None
+        if not (continuing and self._run_autosave is not None):
+            self._run_autosave = self.autosave_store.new_path()
+            self.autosave_store.prune(keep_also=self._run_autosave)
+        return self._run_autosave
 
     # -- training ----------------------------------------------------------------------
 
@@ -129,16 +155,20 @@ class TrainingSession(QObject):
         if self.is_running:
             return
         train_config = replace(train_config, snapshot_interval_s=train_config.snapshot_interval_s or 0.5)
-        if continue_training and self.view_model is not None:
+        continuing = continue_training and self.view_model is not None
+        autosave = self._autosave_for(continuing)
+        if continuing:
+            assert self.view_model is not None
             request = RunRequest(model_config, data_config, train_config,
                                  initial_state={k: v.clone() for k, v in self.view_model.state_dict().items()},
                                  start_epoch=self.history.last_epoch, start_step=self.history.last_step,
-                                 autosave_path=self.autosave_path, autosave_every=self.autosave_every,
+                                 autosave_path=autosave, autosave_every=self.autosave_every,
                                  history=self.history.to_dict())
         else:
-            request = RunRequest(model_config, data_config, train_config, autosave_path=self.autosave_path,
+            request = RunRequest(model_config, data_config, train_config, autosave_path=autosave,
                                  autosave_every=self.autosave_every)
             self.history = History()
+            self.document.new_run()
             self.history_reset.emit()
         self.model_config, self.data_config, self.train_config = model_config, data_config, train_config
         self.last_result = None
@@ -174,25 +204,40 @@ class TrainingSession(QObject):
         self._closing = True
         if self._control is not None:
             self._control.stop()
-        threads = ([self._worker.thread] if self._worker is not None else []) + [t.thread for t in self._tasks]
-        for thread in threads:
-            thread.join(timeout_ms / 1000)
+        tasks_joined = self.tasks.shutdown(timeout_ms / 1000)
+        if self._worker is not None:
+            self._worker.thread.join(timeout_ms / 1000)
+        worker_alive = self._worker is not None and self._worker.thread.is_alive()
         self.poll()  # deliver what they left, so the state ends consistent
-        return not any(t.is_alive() for t in threads)
+        return tasks_joined and not worker_alive
 
     # -- files -------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
+        """Save the model to ``path``, which becomes the document's file."""
+        path = self._write(Path(path))
+        self.document.saved(path)
+        return path
+
+    def autosave_on_close(self) -> None:
+        """Keep unsaved work in the autosave store when the window closes (never fails)."""
+        if not (self.dirty and self.has_model and self.autosave_store is not None):
+            return
+        path = self._run_autosave or self.autosave_store.new_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._write(path)
+        except (UserError, OSError):
+            pass  # closing must not fail; the per-epoch autosave is still there
+
+    def _write(self, path: Path) -> Path:
         from explorer.training.checkpoint import save_checkpoint
 
         if self.view_model is None or self.model_config is None or self.data_config is None:
             raise UserError("there is no model to save yet: train one or open a checkpoint first")
-        path = Path(path)
         class_names = self.data.class_names if self.data is not None else ()
         save_checkpoint(path, self.view_model, self.data_config, self.train_config or TrainConfig(),
                         self.history, class_names)
-        self.checkpoint_path = path
-        self.dirty = False
         return path
 
     def open(self, path: str | Path) -> None:
@@ -206,29 +251,24 @@ class TrainingSession(QObject):
                                                                   ckpt.train_config)
         self.view_model = ckpt.build_model()
         self.history = ckpt.history
-        self.checkpoint_path = Path(path)
-        self.dirty = False
+        self.document.opened(path)
+        self._run_autosave = None  # continuing an opened model starts a new autosave file
         self.data = None
+        self.tasks.invalidate()
         self.history_reset.emit()
         self.model_changed.emit()
         self._load_data_in_background(ckpt.data_config, ckpt.model_config)
 
-    def run_in_background(self, fn: Callable[[], Any], on_done: Callable[[Any], None],
-                          on_failed: Callable[[str], None], name: str = "latent-explorer-task") -> None:
-        """Run ``fn`` off the GUI thread; its result (or error message) comes back to
-        ``on_done`` (``on_failed``) on the GUI thread. ``shutdown`` joins it."""
-        if self._closing:
-            return  # the window is closing: nothing new starts that shutdown would not join
-        task = BackgroundTask(fn, self._task_outbox, on_done, on_failed, name=name)
-        self._tasks.append(task)
-        task.start()
-        self._poll_timer.start()
-
     def _load_data_in_background(self, data_config: DataConfig, model_config: ModelConfig) -> None:
         from explorer.data import load_dataset
 
-        self.run_in_background(lambda: (model_config, load_dataset(data_config)), self._on_data_loaded,
-                               self._on_data_load_failed, name="latent-explorer-data")
+        def load(_) -> tuple[ModelConfig, ImageData]:
+            warm_view_imports()
+            return model_config, load_dataset(data_config)
+
+        self.tasks.submit("data", load,
+                          label=f"Loading {data_config.dataset}", on_done=self._on_data_loaded,
+                          on_failed=self._on_data_load_failed)
 
     def _on_data_loaded(self, result: tuple[ModelConfig, ImageData]) -> None:
         model_config, data = result
@@ -247,21 +287,7 @@ class TrainingSession(QObject):
     # -- the GUI thread's side of the queues ---------------------------------------------
 
     def poll(self) -> None:
-        """Deliver everything the background threads produced (runs from the timer)."""
-        while True:
-            try:
-                task, (kind, payload) = self._task_outbox.get_nowait()
-            except queue.Empty:
-                break
-            if task in self._tasks:
-                self._tasks.remove(task)
-            try:
-                if kind == "done":
-                    task.on_done(payload)
-                else:
-                    task.on_failed(payload)
-            except Exception as exc:  # noqa: BLE001 - one view's failure must not stop the rest
-                self.warning.emit(f"{type(exc).__name__}: {exc}")
+        """Deliver everything the training worker produced (runs from the timer)."""
         worker = self._worker
         items: list[object] = []
         while worker is not None:
@@ -280,7 +306,7 @@ class TrainingSession(QObject):
                 self._worker = None
                 self._control = None
                 self._set_state(IDLE)
-        if self._worker is None and not self._tasks:
+        if self._worker is None:
             self._poll_timer.stop()
 
     def _dispatch(self, item: object) -> None:
@@ -316,16 +342,13 @@ class TrainingSession(QObject):
         model.load_state_dict(ready.initial_state)
         model.eval()
         self.view_model = model
+        self.tasks.invalidate()  # a new model: what the views computed for the old one is void
+        if not self.history.steps:  # a new run: the curves name this model's loss terms
+            self.history.part_names = tuple(model.part_names)
         if ready.skipped:
-            root = Path(self.data_config.dataset) if self.data_config is not None else None
-
-            def short(name: str) -> str:  # relative to the chosen folder: short, yet tells twins apart
-                try:
-                    return str(Path(name).relative_to(root)) if root is not None else name
-                except ValueError:
-                    return name
-
-            names = "\n".join(f"{short(n)}: {why}" for n, why in ready.skipped[:10])
+            folder = self.data_config.dataset if self.data_config is not None else None
+            names = "\n".join(f"{one_line(relative_name(n, folder))}: {one_line(why)}"
+                              for n, why in ready.skipped[:10])
             more = f"\n... and {len(ready.skipped) - 10} more" if len(ready.skipped) > 10 else ""
             self.warning.emit(f"Skipped {len(ready.skipped)} entries that could not be used:\n{names}{more}")
         self.data_changed.emit()
@@ -351,7 +374,7 @@ class TrainingSession(QObject):
             return
         with torch.no_grad():
             self.view_model.load_state_dict(snapshot.state_dict)
-        self.dirty = True
+        self.document.mark_modified()
         self.model_changed.emit()
 
     def _on_paused(self) -> None:
@@ -368,7 +391,7 @@ class TrainingSession(QObject):
             self.model_config = replace(self.model_config, beta=result.beta)
         self.run_finished.emit(result)
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: RunState) -> None:
         if state != self.state:
             self.state = state
             self.state_changed.emit(state)

@@ -74,7 +74,6 @@ class AnomalyView(QWidget):
         self.detection: Detection | None = None
         self.top: np.ndarray | None = None
         self.worst_rows: np.ndarray | None = None
-        self._busy = False
         self._stale = True
 
         self.normal_edit = QLineEdit(objectName="normalClasses")
@@ -157,7 +156,7 @@ class AnomalyView(QWidget):
     def score(self) -> None:
         """Score the whole test split (all classes) in the background."""
         session, model = self.session, self.session.view_model
-        if model is None or session.data is None or session.data_config is None or self._busy:
+        if model is None or session.data is None or session.data_config is None:
             return
         if session.data.test_labels is None:
             self.status.setText("This dataset has no classes, so nothing can be called normal.")
@@ -165,18 +164,15 @@ class AnomalyView(QWidget):
         config = session.data_config
         full = None if config.classes else session.data  # trained on a subset: load every class
         copy = ModelCopy.of(model)
-        self._busy = True
         self._stale = False
         self.status.setText("Scoring the test set...")
-        session.run_in_background(lambda: _score_off_thread(copy, config, full), self._on_scored,
-                                  self._on_failed, name="latent-explorer-anomaly")
+        session.tasks.submit("anomaly", lambda _: _score_off_thread(copy, config, full),
+                             label="Scoring anomalies", on_done=self._on_scored, on_failed=self._on_failed)
 
     def _on_failed(self, message: str) -> None:
-        self._busy = False
         self.status.setText(f"Could not score the test set: {message}")
 
     def _on_scored(self, scored: Scored) -> None:
-        self._busy = False
         if self.session.view_model is None or scored.config != self.session.view_model.config:
             return
         self.scored = scored

@@ -45,7 +45,7 @@ class CompressionView(QWidget):
         super().__init__(parent)
         self.session = session
         self.result: Comparison | None = None
-        self._busy = False
+        self._model: object = None  # the model the result belongs to
         self.compare_button = QPushButton("Compare with PCA", objectName="comparePca")
         self.compare_button.setToolTip("Fit PCA on the training images and compare test errors across code sizes")
         self.summary = QLabel("", objectName="compressionSummary")
@@ -72,6 +72,13 @@ class CompressionView(QWidget):
 
     def _on_model_changed(self) -> None:
         model, data = self.session.view_model, self.session.data
+        if model is not self._model:
+            # Another model: the last comparison (and any still running) was of the old one.
+            self._model = model
+            self.result = None
+            self.pca_curve.setData([], [])
+            self.model_point.setData([], [])
+            self.compare_button.setEnabled(True)
         if model is None:
             self.summary.setText("Train or open a model, then compare it with PCA.")
             return
@@ -83,22 +90,20 @@ class CompressionView(QWidget):
 
     def compare(self) -> None:
         model, data = self.session.view_model, self.session.data
-        if model is None or data is None or self._busy:
+        if model is None or data is None:
             return
         copy = ModelCopy.of(model)
-        self._busy = True
         self.compare_button.setEnabled(False)
         self.summary.setText("Fitting PCA on the training images...")
-        self.session.run_in_background(lambda: _compare_off_thread(copy, data), self._on_result,
-                                       self._on_failed, name="latent-explorer-pca")
+        self.session.tasks.submit("pca-baseline", lambda _: _compare_off_thread(copy, data),
+                                  label="Fitting the PCA baseline", on_done=self._on_result,
+                                  on_failed=self._on_failed)
 
     def _on_failed(self, message: str) -> None:
-        self._busy = False
         self.compare_button.setEnabled(True)
         self.summary.setText(f"Could not compare: {message}")
 
     def _on_result(self, result: Comparison) -> None:
-        self._busy = False
         self.compare_button.setEnabled(True)
         self.result = result
         ks = np.array(result.ks, dtype=float)

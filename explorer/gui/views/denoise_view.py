@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QVBoxLayo
 
 from explorer.analysis.grids import image_grid, save_png
 from explorer.analysis.metrics import mean_psnr, psnr
+from explorer.config import CORRUPTIONS, NOISE_LABELS
 from explorer.data import to_float
 from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
 from explorer.gui.widgets.redraw import Coalescer
@@ -56,8 +57,8 @@ class DenoiseView(QWidget):
         super().__init__(parent)
         self.session = session
         self.noise = QComboBox(objectName="denoiseNoise")
-        for label, key in (("Gaussian", "gaussian"), ("Salt and pepper", "salt-pepper"), ("Masking", "mask")):
-            self.noise.addItem(label, key)
+        for key in CORRUPTIONS:
+            self.noise.addItem(NOISE_LABELS[key], key)
         self.level = QSlider(Qt.Orientation.Horizontal, objectName="denoiseLevel")
         self.level.setRange(0, LEVEL_STEPS)
         self.level.setValue(30)
@@ -82,7 +83,6 @@ class DenoiseView(QWidget):
         self.psnr_denoised: np.ndarray | None = None
         self.mean_noisy = self.mean_denoised = float("nan")
         self.rows: np.ndarray | None = None  # (3 * SHOWN, C, H, W): clean, noisy, denoised
-        self._busy = self._again = False
         self.shown_setting: tuple[str, float] | None = None
         self.redraws = Coalescer(self.redraw, self.isVisible, parent=self)
         for signal in (self.noise.currentIndexChanged, self.level.valueChanged, session.model_changed,
@@ -108,26 +108,17 @@ class DenoiseView(QWidget):
             return
         if model.is_conditional and data.test_labels is None:
             return
-        if self._busy:
-            self._again = True
-            return
         n = min(AVERAGED, data.test_images.shape[0])
         images = data.test_images[:n]
         labels = data.test_labels[:n] if model.is_conditional else None
         copy, kind, level = ModelCopy.of(model), self.noise.currentData(), self.noise_level
-        self._busy = True
-        self.session.run_in_background(lambda: _denoise_off_thread(copy, images, labels, kind, level),
-                                       self._show, self._on_failed, name="latent-explorer-denoise")
+        self.session.tasks.submit("denoise", lambda _: _denoise_off_thread(copy, images, labels, kind, level),
+                                  label="Denoising test images", on_done=self._show, on_failed=self._on_failed)
 
     def _on_failed(self, message: str) -> None:
-        self._busy = False
         self.readout.setText(f"Could not denoise: {message}")
 
     def _show(self, result: Denoised) -> None:
-        self._busy = False
-        if self._again:
-            self._again = False
-            self.redraw()
         self.shown_setting = result.setting
         self.psnr_noisy, self.psnr_denoised = result.psnr_noisy, result.psnr_denoised
         self.mean_noisy, self.mean_denoised = mean_psnr(self.psnr_noisy), mean_psnr(self.psnr_denoised)

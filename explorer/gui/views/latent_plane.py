@@ -26,8 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.analysis.grids import tile
-from explorer.analysis.manifold import lattice
+from explorer.analysis.manifold import manifold_codes, manifold_image
 from explorer.gui.state.latent_state import LatentState
 from explorer.gui.widgets.redraw import Coalescer
 
@@ -261,7 +260,7 @@ class LatentPlane(QWidget):
         """The lattice over the visible region as full codes, top row first."""
         assert self.state.axes is not None and self.state.code is not None
         n = self.grid_size.value()
-        return self.state.axes.lift(lattice(*self.visible_region(), n), self.state.code)
+        return manifold_codes(self.state.axes, self.state.code, *self.visible_region(), n)
 
     def redraw_manifold(self) -> None:
         """Decode the lattice over the visible region in one batch and lay it under the dots."""
@@ -271,7 +270,7 @@ class LatentPlane(QWidget):
         assert state.axes is not None and state.code is not None
         n = self.grid_size.value()
         x_range, y_range = self.visible_region()
-        picture = tile(state.decode(self.manifold_codes()), n, n)
+        picture = manifold_image(state.model, state.axes, state.code, x_range, y_range, n, state.label)
         # The view's y axis points up and the picture's rows point down: flip it so each
         # image stands upright and the top row sits at the top of the view.
         self.manifold_array = np.ascontiguousarray(picture[::-1])

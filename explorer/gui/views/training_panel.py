@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.config import MAX_MIN_STEPS, DataConfig, ModelConfig, TrainConfig, replace
+from explorer.config import MAX_MIN_STEPS, NOISE_LABELS, DataConfig, ModelConfig, TrainConfig, replace
 from explorer.presets import PRESETS, get_preset
 
 DATASETS = [("MNIST (bundled)", "mnist"), ("Fashion-MNIST (downloads once)", "fashion-mnist"),
@@ -72,8 +72,7 @@ class TrainingPanel(QWidget):
         self.beta = QDoubleSpinBox(objectName="beta", minimum=0.0, maximum=1000.0, singleStep=0.5, decimals=2)
         self.beta.setToolTip("Weight of the KL term (VAE family); can change during training")
         self.noise = QComboBox(objectName="noise")
-        for label, key in (("None", "none"), ("Gaussian", "gaussian"), ("Salt and pepper", "salt-pepper"),
-                           ("Masking", "mask")):
+        for key, label in NOISE_LABELS.items():
             self.noise.addItem(label, key)
         self.noise_level = QDoubleSpinBox(objectName="noiseLevel", minimum=0.0, maximum=1.0, singleStep=0.05,
                                           decimals=2)

@@ -1,0 +1,66 @@
+"""The window's commands as data: one row per action (text, shortcut, tip, what it runs,
+when it is enabled) and the menus as lists of action names. The window builds QActions
+and menus from these tables, so a command is added or moved in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from PySide6.QtGui import QKeySequence
+
+if TYPE_CHECKING:
+    from explorer.gui.app.main_window import MainWindow
+
+Key = QKeySequence.StandardKey
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str  # the window's attribute, e.g. window.start_action
+    text: str
+    run: Callable[[MainWindow], object]
+    shortcut: str | QKeySequence.StandardKey | None = None
+    tip: str = ""
+    enabled: Callable[[MainWindow], bool] | None = None  # re-checked when the run state changes
+    toolbar: bool = False
+
+
+def _idle(w: MainWindow) -> bool:
+    return not w.session.is_running
+
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec("open_action", "&Open checkpoint...", lambda w: w.files.ask_open(), Key.Open,
+               "Open a trained model", _idle),
+    ActionSpec("save_action", "&Save", lambda w: w.files.save(), Key.Save, "Save the model",
+               lambda w: w.session.has_model),
+    ActionSpec("save_as_action", "Save &as...", lambda w: w.files.ask_save_as(), Key.SaveAs,
+               "Save the model to a new file", lambda w: w.session.has_model),
+    ActionSpec("generate_folder_action", "Generate a dataset folder...", lambda w: w.exports.ask_generate_folder(),
+               tip="Write generated images (the Samples view's count, per class for conditional models) as an "
+                   "image folder the app can train on, plus images.npy"),
+    ActionSpec("quit_action", "&Quit", lambda w: w.close(), Key.Quit),
+    ActionSpec("start_action", "&Start", lambda w: w.training.start(), "F5", "Start training a new model", _idle,
+               toolbar=True),
+    ActionSpec("continue_action", "&Continue training", lambda w: w.training.continue_training(), "Ctrl+F5",
+               "Train the current model for more epochs", lambda w: _idle(w) and w.session.has_model),
+    ActionSpec("pause_action", "&Pause", lambda w: w.training.toggle_pause(), "F6", "Pause or resume training",
+               lambda w: w.session.state in ("training", "paused"), toolbar=True),
+    ActionSpec("stop_action", "S&top", lambda w: w.session.stop(), "Shift+F5", "Stop training",
+               lambda w: w.session.state in ("loading", "training", "paused"), toolbar=True),
+    ActionSpec("restore_autosave_action", "Restore last &autosave", lambda w: w.autosave.restore(),
+               tip="Open the run the app last autosaved", enabled=_idle),
+    ActionSpec("zoom_in_action", "&Larger text", lambda w: w.text_size.change(+1), Key.ZoomIn,
+               "Larger text for demos"),
+    ActionSpec("zoom_out_action", "&Smaller text", lambda w: w.text_size.change(-1), Key.ZoomOut),
+    ActionSpec("zoom_reset_action", "&Normal text size", lambda w: w.text_size.apply(0), "Ctrl+0"),
+)
+
+# Menus: action names, "-" for a separator, and "@name" for a submenu the window fills.
+MENUS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("&File", ("open_action", "@recent", "save_action", "save_as_action", "-", "@export", "-", "quit_action")),
+    ("&Training", ("start_action", "continue_action", "pause_action", "stop_action", "-", "@autosave")),
+    ("&View", ("zoom_in_action", "zoom_out_action", "zoom_reset_action", "-", "@docks")),
+)

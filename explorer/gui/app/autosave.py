@@ -1,0 +1,125 @@
+"""Autosave: how often the running model is kept, bringing a kept run back, and the offer
+after a crash.
+
+Each run is autosaved to its own file (``runtime.recovery.AutosaveStore`` keeps the last
+few), so a new run never erases the previous one. A restored run is an untitled document:
+saving it asks for a name, so it can never overwrite the autosave it came from. An
+autosave that fails to open is moved aside and never offered again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtGui import QAction, QActionGroup
+from PySide6.QtWidgets import QMenu
+
+from explorer.gui.app.dialogs import Button, Icon
+from explorer.gui.widgets.text import one_line
+from explorer.paths import data_dir
+from explorer.runtime.recovery import AutosaveStore, SessionLock
+
+if TYPE_CHECKING:
+    from explorer.gui.app.main_window import MainWindow
+
+CHOICES = ((0, "&Off"), (1, "Every &epoch"), (2, "Every &2 epochs"), (5, "Every &5 epochs"),
+           (10, "Every &10 epochs"))
+DEFAULT_EVERY = 1
+
+
+def autosave_folder() -> Path:
+    return data_dir() / "autosave"
+
+
+def autosave_store() -> AutosaveStore:
+    return AutosaveStore(autosave_folder())
+
+
+def session_lock() -> SessionLock:
+    return SessionLock(autosave_folder() / "running.json")
+
+
+class AutosaveCommands:
+    def __init__(self, window: MainWindow) -> None:
+        self.window = window
+        self.session = window.session
+        self.store = autosave_store()
+        self.group = QActionGroup(window)
+        self.actions: dict[int, QAction] = {}
+        for every, text in CHOICES:
+            action = QAction(text, window, checkable=True)
+            action.setStatusTip("How often a checkpoint of the running model is kept, to restore after a crash")
+            action.triggered.connect(lambda _=False, n=every: self.set_every(n))
+            self.group.addAction(action)
+            self.actions[every] = action
+        self.set_every(self._saved_every())
+
+    def fill_menu(self, menu: QMenu) -> None:
+        for action in self.actions.values():
+            menu.addAction(action)
+        menu.addSeparator()
+        self.runs_menu = menu.addMenu("Restore an autosaved &run")
+        self.runs_menu.aboutToShow.connect(self._fill_runs_menu)
+
+    def _saved_every(self) -> int:
+        settings = self.window.settings
+        value = settings.value("training/autosave_every")
+        if value is None:  # the setting of earlier versions: on or off
+            return DEFAULT_EVERY if str(settings.value("training/autosave", "true")) == "true" else 0
+        try:
+            every = int(value)
+        except (TypeError, ValueError):
+            return DEFAULT_EVERY
+        return every if every in self.actions else DEFAULT_EVERY
+
+    def set_every(self, every: int) -> None:
+        """0 turns autosave off; otherwise a checkpoint every ``every`` epochs."""
+        self.actions[every].setChecked(True)
+        self.session.autosave_store = self.store if every > 0 else None
+        self.session.autosave_every = max(every, 1)
+        self.window.settings.setValue("training/autosave_every", every)
+
+    # -- restoring ------------------------------------------------------------------------
+
+    def _fill_runs_menu(self) -> None:
+        self.runs_menu.clear()
+        runs = self.store.runs()
+        if not runs:
+            self.runs_menu.addAction("(none yet)").setEnabled(False)
+        for path in runs:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(path.stat().st_mtime))
+            action = self.runs_menu.addAction(f"{when}  ({one_line(path.name)})")
+            action.triggered.connect(lambda checked=False, p=path: self.restore(p))
+
+    def restore(self, path: Path | None = None) -> None:
+        """Bring back an autosaved run (the newest by default), asking first if the current
+        model has unsaved work."""
+        path = path or self.store.latest()
+        if path is None:
+            self.window.dialogs.message(Icon.Information, "Nothing to restore", "There is no autosaved run.")
+            return
+        self.window.files.then_if_saved_or_discarded("restoring an autosaved run", lambda: self.restore_now(path))
+
+    def restore_now(self, path: Path) -> bool:
+        window = self.window
+        if not window.files.open_checkpoint(str(path)):
+            self.store.set_aside(path)  # broken: never offered again
+            return False
+        self.session.document.restored()
+        self.session.adopt_autosave(path)  # continuing it keeps writing the same autosave
+        window.statusBar().showMessage(f"Restored the autosaved run ({self.session.history.last_epoch} epoch(s)); "
+                                       "save it with Ctrl+S")
+        return True
+
+    def offer_after_crash(self) -> None:
+        """After a crash, offer the run that was autosaved before it."""
+        path = self.store.latest()
+        if path is None or self.session.has_model or self.session.is_running:
+            return
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+        self.window.dialogs.offer(
+            Icon.Question, "Restore the last run?",
+            f"Latent Explorer did not close normally last time. Restore the run it autosaved at {when}?",
+            "Restore", "restoreAutosave", lambda: self.restore_now(path), Button.Discard)

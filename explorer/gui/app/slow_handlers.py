@@ -1,0 +1,90 @@
+"""A debug switch that names every GUI-thread handler that runs too long.
+
+The GUI thread only paints; anything slower belongs in the task runner. Set
+``LATENT_EXPLORER_SLOW_MS=50`` and the application times each event it delivers (a
+click, a timer, a queued signal, a paint): any that takes longer is written to stderr
+with the receiver and the event type, and kept in ``SLOW_HANDLERS`` so the GUI tests can
+fail on a stall. Nested deliveries (an event sent from inside a handler) count towards
+the outermost one, which is what blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from PySide6.QtCore import QEvent, QObject
+from PySide6.QtWidgets import QApplication
+
+ENV = "LATENT_EXPLORER_SLOW_MS"
+DEFAULT_MS = 50.0
+
+
+@dataclass(frozen=True)
+class SlowHandler:
+    ms: float
+    receiver: str
+    event: str
+
+    def __str__(self) -> str:
+        return f"{self.ms:.0f} ms in {self.receiver} handling {self.event}"
+
+
+SLOW_HANDLERS: list[SlowHandler] = []
+
+
+def threshold_ms() -> float | None:
+    """The switch's value in ms, or None when it is unset or not a positive number."""
+    try:
+        value = float(os.environ.get(ENV, ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def _describe(receiver: QObject) -> str:
+    """The receiver and its owner (a bare QTimer says little; its parent says whose)."""
+    try:
+        name = receiver.objectName()
+        text = f"{type(receiver).__name__}{f'({name})' if name else ''}"
+        parent = receiver.parent()
+        return f"{text} of {type(parent).__name__}" if parent is not None else text
+    except RuntimeError:  # deleted while its event was handled
+        return "a deleted object"
+
+
+class TimedApplication(QApplication):
+    """A QApplication that times event deliveries (only created when the switch is on:
+    routing every event through Python costs a little)."""
+
+    def __init__(self, argv: list[str], limit_ms: float | None = None) -> None:
+        super().__init__(argv)
+        self.limit_ms = limit_ms if limit_ms is not None else (threshold_ms() or DEFAULT_MS)
+        self._depth = 0
+
+    def notify(self, receiver: QObject, event: QEvent) -> bool:  # noqa: D102 - Qt's virtual
+        if self._depth:
+            return super().notify(receiver, event)
+        self._depth += 1
+        kind = event.type()  # read before delivery: the event may be deleted by it
+        start = time.perf_counter()
+        try:
+            return super().notify(receiver, event)
+        finally:
+            self._depth -= 1
+            ms = (time.perf_counter() - start) * 1000
+            if ms > self.limit_ms:
+                record = SlowHandler(ms, _describe(receiver), getattr(kind, "name", str(kind)))
+                SLOW_HANDLERS.append(record)
+                print(f"latent-explorer: slow GUI handler: {record}", file=sys.stderr)
+
+
+def application_class() -> type[QApplication]:
+    return TimedApplication if threshold_ms() is not None else QApplication
+
+
+def new_application(argv: list[str]) -> QApplication:
+    limit = threshold_ms()
+    return TimedApplication(argv, limit) if limit is not None else QApplication(argv)

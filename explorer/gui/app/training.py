@@ -1,0 +1,84 @@
+"""Training commands: Start (a new, untitled model, after asking about unsaved work),
+Continue, Pause/Resume, Stop, and the offer to go on at a lower learning rate after a run
+diverged."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from explorer.errors import UserError
+from explorer.gui.app.dialogs import Button, Icon
+from explorer.gui.state.session import PAUSED, TRAINING
+from explorer.training.events import RunResult
+
+if TYPE_CHECKING:
+    from explorer.gui.app.main_window import MainWindow
+
+
+class TrainingCommands:
+    def __init__(self, window: MainWindow) -> None:
+        self.window = window
+        self.session = window.session
+        panel = window.panel
+        panel.lr.sigValueChanged.connect(lambda sb: self.session.set_lr(float(sb.value())))
+        panel.beta.valueChanged.connect(lambda v: self.session.set_beta(float(v)))
+        panel.device.currentIndexChanged.connect(lambda: window.progress.show_device(panel.device.currentData()))
+        self.session.run_finished.connect(self._on_run_finished)
+        self.session.error.connect(lambda msg: window.dialogs.message(Icon.Critical, "Training failed", msg))
+        self.session.warning.connect(lambda msg: window.dialogs.message(Icon.Warning, "Latent Explorer", msg))
+
+    def start(self) -> None:
+        """A run from scratch replaces the current model: ask first if it is unsaved."""
+        if not self.session.is_running:
+            self.window.files.then_if_saved_or_discarded("starting a new run", lambda: self._start(False))
+
+    def continue_training(self) -> None:
+        if not self.session.has_model:
+            self.start()
+            return
+        try:
+            model, _, _ = self.window.panel.configs()
+        except UserError as exc:
+            self.window.dialogs.message(Icon.Warning, "Cannot continue", str(exc))
+            return
+        current = self.session.model_config
+        if current is not None and (model.preset, model.latent_dim) != (current.preset, current.latent_dim):
+            self.window.dialogs.message(Icon.Information, "Cannot continue",
+                                        "The model settings changed since this model was trained; press Start "
+                                        "to train a new model with them.")
+            return
+        self._start(True)
+
+    def _start(self, continuing: bool) -> None:
+        if self.session.is_running:
+            return
+        try:
+            model, data, train = self.window.panel.configs()
+        except UserError as exc:
+            self.window.dialogs.message(Icon.Warning, "Cannot start", str(exc))
+            return
+        self.window.progress.show_loading(data.dataset)
+        self.session.start(model, data, train, continue_training=continuing)
+
+    def toggle_pause(self) -> None:
+        if self.session.state == PAUSED:
+            self.session.resume()
+        elif self.session.state == TRAINING:
+            self.session.pause()
+
+    def _on_run_finished(self, result: RunResult) -> None:
+        if result.status == "diverged":
+            self._offer_lower_lr(result)
+
+    def _offer_lower_lr(self, result: RunResult) -> None:
+        """Say why training paused and offer the usual cure: the same weights (the last good
+        ones, already in the views) with a learning rate ten times lower."""
+        panel = self.window.panel
+        lower = max(panel.lr.value() / 10, panel.lr.opts["bounds"][0])
+
+        def retry() -> None:
+            panel.lr.setValue(lower)
+            self.continue_training()
+
+        self.window.dialogs.offer(Icon.Warning, "Training paused", f"Training paused: {result.message}",
+                                  f"Continue with learning rate {lower:.2g}", "retryLowerLr", retry, Button.Close)
