@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup benchmark clean
+.PHONY: run test lint setup benchmark clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,12 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/latent-explorer
 
-test: $(STAMP)
+# The style check and the layer rules (pyproject.toml: [tool.ruff], [tool.importlinter]).
+lint: $(STAMP)
+	$(BIN)/ruff check explorer tests benchmarks packaging
+	$(BIN)/lint-imports
+
+test: $(STAMP) lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
 benchmark: $(STAMP)

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from explorer.gui.app.main_window import MainWindow
 from explorer.training.checkpoint import load_checkpoint
+from window_helpers import answer_unsaved  # tests/ is on sys.path (its conftest)
 
 RUN_TIMEOUT_MS = 90_000
 
@@ -90,7 +91,8 @@ def test_closing_mid_run_joins_the_thread_and_keeps_the_model(click, qtbot, sett
         pass
     thread = window.session._worker.thread
     assert thread.is_alive()
-    window.close()
+    window.close()  # the running model is unsaved: closing asks first
+    answer_unsaved(qtbot, window, QMessageBox.StandardButton.Discard)
     assert not thread.is_alive(), "the training thread outlived the window"
     autosave = window.session.autosave_path
     assert autosave is not None and autosave.exists()

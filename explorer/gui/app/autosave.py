@@ -17,7 +17,7 @@ from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QMenu
 
 from explorer.gui.app.dialogs import Button, Icon
-from explorer.gui.widgets.text import one_line
+from explorer.display import one_line
 from explorer.paths import data_dir
 from explorer.runtime.recovery import AutosaveStore, SessionLock
 

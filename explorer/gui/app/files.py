@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from explorer.errors import UserError
 from explorer.gui.app.dialogs import Icon
-from explorer.gui.widgets.text import one_line
+from explorer.display import one_line
 
 if TYPE_CHECKING:
     from explorer.gui.app.main_window import MainWindow

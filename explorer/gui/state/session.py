@@ -29,7 +29,7 @@ from explorer.data.folder import relative_name
 from explorer.errors import UserError
 from explorer.gui.state.document import Document
 from explorer.gui.state.tasks import Tasks
-from explorer.gui.widgets.text import one_line
+from explorer.display import one_line
 from explorer.runtime.recovery import AutosaveStore
 from explorer.runtime.threads import warm_view_imports
 from explorer.runtime.worker import AutosaveFailed, DataReady, Failed, RunRequest, TrainingWorker, WorkerDone
@@ -360,6 +360,7 @@ class TrainingSession(QObject):
         self.run_started.emit(event)
 
     def _on_step(self, event: StepLoss) -> None:
+        self.document.mark_modified()  # a step changed the weights: there is work to lose
         self.history.record(event)
         if self.view_model is not None:
             self.view_model.beta = event.beta
