@@ -5,6 +5,10 @@ Train on the "normal" classes only (Classes in the training settings, or `train
 thread: a histogram per group with a draggable threshold (precision, recall and F1 at
 it), the ROC curve with its AUC, and the most anomalous test images with their
 reconstructions and per-pixel error maps.
+
+Every text wraps and the whole view scrolls when its dock is shorter than it needs, so
+at the default window size nothing is cut off; results belong to one model object and
+are cleared when another one arrives.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 import pyqtgraph as pg
 import torch
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -30,12 +36,31 @@ from explorer.analysis.metrics import Detection, detection_at, roc_auc, roc_curv
 from explorer.config import DataConfig, ModelConfig, parse_classes, replace
 from explorer.data import ImageData, to_float
 from explorer.errors import ConfigError
-from explorer.gui.widgets.image_pane import ImagePane
 from explorer.gui.state.session import TrainingSession
+from explorer.gui.widgets.image_pane import ImagePane
+from explorer.gui.widgets.plot_legibility import add_outside_legend, legible_axes
 from explorer.runtime.threads import ModelCopy
 
 TOP = 8
 BINS = 60
+CHART_MIN_HEIGHT = 130  # below this the histogram's bars and the ROC curve are unreadable
+NORMAL_EDIT_WIDTH = 80
+WORST_MIN_HEIGHT = 80  # three rows of 28-pixel images at a legible size, before any are scored
+
+
+class CompactChart(pg.PlotWidget):
+    """A chart that asks its layout for only its minimum height: in the scroll area, the
+    view then takes the dock's height when it fits and scrolls only when it does not."""
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return QSize(super().sizeHint().width(), self.minimumHeight())
+
+
+class CompactPane(ImagePane):
+    """An ImagePane that, like CompactChart, asks for no more than its legible height."""
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return QSize(super().sizeHint().width(), self.minimumHeight())
 
 
 @dataclass(frozen=True)
@@ -75,10 +100,12 @@ class AnomalyView(QWidget):
         self.top: np.ndarray | None = None
         self.worst_rows: np.ndarray | None = None
         self._stale = True
+        self._model: object = None  # the model object the results above belong to
 
         self.normal_edit = QLineEdit(objectName="normalClasses")
         self.normal_edit.setPlaceholderText("e.g. 1")
         self.normal_edit.setToolTip("The classes the model should find normal; by default those it was trained on")
+        self.normal_edit.setMaximumWidth(NORMAL_EDIT_WIDTH)
         self.score_button = QPushButton("Score test set", objectName="scoreTestSet")
         self.status = QLabel("", objectName="anomalyStatus")
         self.status.setWordWrap(True)
@@ -86,12 +113,12 @@ class AnomalyView(QWidget):
         bar.addWidget(QLabel("Normal classes:"))
         bar.addWidget(self.normal_edit)
         bar.addWidget(self.score_button)
-        bar.addWidget(self.status, 1)
+        bar.addStretch(1)
 
-        self.histogram = pg.PlotWidget(objectName="anomalyHistogram")
+        self.histogram = CompactChart(objectName="anomalyHistogram", axisItems=legible_axes())
         self.histogram.setLabel("bottom", "anomaly score")
         self.histogram.setLabel("left", "test images")
-        self.histogram.addLegend(offset=(-10, 10))
+        self.legend = add_outside_legend(self.histogram.getPlotItem(), "below", columns=2)
         self.normal_curve = self.histogram.plot(stepMode="center", fillLevel=0, name="normal",
                                                 pen=pg.mkPen("#4e79a7", width=2), brush=(78, 121, 167, 90))
         self.other_curve = self.histogram.plot(stepMode="center", fillLevel=0, name="other classes",
@@ -101,7 +128,7 @@ class AnomalyView(QWidget):
                                          label="threshold", labelOpts={"position": 0.92, "color": "#f0f0f0"})
         self.threshold.setVisible(False)
         self.histogram.addItem(self.threshold, ignoreBounds=True)
-        self.roc = pg.PlotWidget(objectName="anomalyRoc")
+        self.roc = CompactChart(objectName="anomalyRoc", axisItems=legible_axes())
         self.roc.setLabel("bottom", "false positive rate")
         self.roc.setLabel("left", "true positive rate")
         self.roc.setXRange(0, 1)
@@ -110,24 +137,38 @@ class AnomalyView(QWidget):
         self.roc_curve = self.roc.plot(pen=pg.mkPen("#f28e2b", width=2))
         self.roc_point = self.roc.plot(pen=None, symbol="o", symbolBrush="#f0f0f0", symbolSize=8)
         self.readout = QLabel("", objectName="anomalyReadout")
-        self.worst = ImagePane("anomalyWorst")
-        self.worst.setMinimumHeight(60)
-        self.worst.setMaximumHeight(120)
-        self.histogram.setMinimumHeight(110)
-        worst_label = QLabel("Most anomalous test images: image, reconstruction, per-pixel error")
+        self.readout.setWordWrap(True)
+        self.worst = CompactPane("anomalyWorst")
+        self.worst.setMinimumHeight(WORST_MIN_HEIGHT)
+        self.histogram.setMinimumHeight(CHART_MIN_HEIGHT)
+        self.roc.setMinimumHeight(CHART_MIN_HEIGHT)
+        self.worst_label = QLabel("Most anomalous test images: image, reconstruction, per-pixel error",
+                                  objectName="anomalyWorstLabel")
+        self.worst_label.setWordWrap(True)
 
         grid = QGridLayout()
         grid.addWidget(self.histogram, 0, 0)
         grid.addWidget(self.roc, 0, 1)
         grid.setColumnStretch(0, 3)
         grid.setColumnStretch(1, 2)
-        layout = QVBoxLayout(self)
+        content = QWidget(objectName="anomalyContent")
+        layout = QVBoxLayout(content)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
-        layout.addLayout(grid, 4)
+        layout.addWidget(self.status)
+        layout.addLayout(grid, 3)
         layout.addWidget(self.readout)
-        layout.addWidget(worst_label)
-        layout.addWidget(self.worst, 1)
+        layout.addWidget(self.worst_label)
+        layout.addWidget(self.worst, 2)
+        # A short dock scrolls rather than squeezing the texts and pictures out of sight.
+        self.scroll = QScrollArea(objectName="anomalyScroll")
+        self.scroll.setWidget(content)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.scroll)
 
         self.score_button.clicked.connect(self.score)
         self.normal_edit.editingFinished.connect(self._apply_normal)
@@ -149,9 +190,26 @@ class AnomalyView(QWidget):
         self._on_model_changed()
 
     def _on_model_changed(self) -> None:
+        if self.session.view_model is not self._model:
+            self._model = self.session.view_model
+            self.clear_results()
         self._stale = True
         if self.isVisible() and not self.session.is_running:
             self.score()
+
+    def clear_results(self) -> None:
+        """Another model: the scores, charts and pictures were the old one's."""
+        self.scored = self.is_anomaly = self.detection = self.top = self.worst_rows = None
+        self.auc = float("nan")
+        self.normal_curve.setData([], [])
+        self.other_curve.setData([], [])
+        self.roc_curve.setData([], [])
+        self.roc_point.setData([], [])
+        self.roc.setTitle(None)
+        self.threshold.setVisible(False)
+        self.readout.setText("")
+        self.status.setText("")
+        self.worst.clear()
 
     def score(self) -> None:
         """Score the whole test split (all classes) in the background."""
@@ -167,14 +225,16 @@ class AnomalyView(QWidget):
         self._stale = False
         self.status.setText("Scoring the test set...")
         session.tasks.submit("anomaly", lambda _: _score_off_thread(copy, config, full),
-                             label="Scoring anomalies", on_done=self._on_scored, on_failed=self._on_failed)
+                             label="Scoring anomalies", on_done=lambda scored: self._on_scored(scored, model),
+                             on_failed=self._on_failed)
 
     def _on_failed(self, message: str) -> None:
         self.status.setText(f"Could not score the test set: {message}")
 
-    def _on_scored(self, scored: Scored) -> None:
-        if self.session.view_model is None or scored.config != self.session.view_model.config:
-            return
+    def _on_scored(self, scored: Scored, model: object = None) -> None:
+        current = self.session.view_model
+        if current is None or scored.config != current.config or (model is not None and model is not current):
+            return  # scores of a model no longer shown
         self.scored = scored
         self._apply_normal()
 
@@ -256,7 +316,7 @@ class AnomalyView(QWidget):
         rows = np.concatenate([images, recon, heat(errors)])
         self.worst_rows = rows
         grid = image_grid(torch.from_numpy(rows), nrow=len(self.top)).numpy()
-        self.worst.set_array(np.ascontiguousarray(grid.transpose(1, 2, 0)))
+        self.worst.set_array(np.ascontiguousarray(grid.transpose(1, 2, 0)), image_rows=rows.shape[2])
 
     def export_png(self, path: str) -> None:
         if self.top is None:

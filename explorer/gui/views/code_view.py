@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.analysis.latents import LatentStats
-from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
 from explorer.gui.state.latent_state import LatentState
+from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
 
 SLIDER_STEPS = 1000
 
@@ -115,6 +115,9 @@ class CodeView(QWidget):
         self.random_button.clicked.connect(lambda: state.randomise())
         state.stats_changed.connect(self._on_stats)
         state.code_changed.connect(self._on_code)
+        # The caption gives the code's place on the plane: new axes (PCA or raw, or refitted
+        # to new codes) move it even when the code itself stays.
+        state.axes_changed.connect(self.redraw)
         state.label_changed.connect(lambda _: self.redraw())
         state.decoder_changed.connect(self._on_decoder)
         state.picked_changed.connect(self._on_picked)
@@ -145,6 +148,7 @@ class CodeView(QWidget):
                 self.slider_grid.addWidget(row.value, position, 2)
         self._show_code()
         self._set_enabled(True)
+        self.redraw()  # the axes were refitted with the codes: the caption's coordinates moved
 
     def _build_rows(self, dim: int) -> None:
         for row in self.rows:

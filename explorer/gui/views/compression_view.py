@@ -3,6 +3,8 @@
 On request (fitting PCA on the training images takes a second or two, off the GUI
 thread) it draws PCA's test error for a range of k, with the model's own error at its
 latent size on the same chart, and says how many times smaller the code is than the image.
+The summary has a row of its own and wraps, the legend sits under the chart, and the
+log k axis labels only the ticks that fit.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from explorer.analysis.pca_baseline import compression_ratio, fit_pca, model_err
 from explorer.config import ModelConfig
 from explorer.data import ImageData
 from explorer.gui.state.session import TrainingSession
+from explorer.gui.widgets.plot_legibility import add_outside_legend, legible_axes
 from explorer.runtime.threads import ModelCopy
 
 KS = (1, 2, 3, 5, 10, 20, 32, 50, 100, 200)
@@ -52,12 +55,12 @@ class CompressionView(QWidget):
         self.summary.setWordWrap(True)
         bar = QHBoxLayout()
         bar.addWidget(self.compare_button)
-        bar.addWidget(self.summary, 1)
-        self.plot = pg.PlotWidget(objectName="compressionPlot")
+        bar.addStretch(1)
+        self.plot = pg.PlotWidget(objectName="compressionPlot", axisItems=legible_axes())
         self.plot.setLogMode(x=True, y=False)
         self.plot.setLabel("bottom", "numbers per image (k)")
         self.plot.setLabel("left", "test squared error per image")
-        self.plot.addLegend(offset=(-10, 10))
+        self.legend = add_outside_legend(self.plot.getPlotItem(), "below", columns=2)
         self.pca_curve = self.plot.plot(name="PCA with k components", pen=pg.mkPen("#4e79a7", width=2),
                                         symbol="o", symbolSize=6, symbolBrush="#4e79a7")
         self.model_point = self.plot.plot(name="this model", pen=None, symbol="star", symbolSize=16,
@@ -65,6 +68,7 @@ class CompressionView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
+        layout.addWidget(self.summary)
         layout.addWidget(self.plot, 1)
         self.compare_button.clicked.connect(self.compare)
         session.model_changed.connect(self._on_model_changed)
@@ -96,14 +100,17 @@ class CompressionView(QWidget):
         self.compare_button.setEnabled(False)
         self.summary.setText("Fitting PCA on the training images...")
         self.session.tasks.submit("pca-baseline", lambda _: _compare_off_thread(copy, data),
-                                  label="Fitting the PCA baseline", on_done=self._on_result,
+                                  label="Fitting the PCA baseline",
+                                  on_done=lambda result: self._on_result(result, model),
                                   on_failed=self._on_failed)
 
     def _on_failed(self, message: str) -> None:
         self.compare_button.setEnabled(True)
         self.summary.setText(f"Could not compare: {message}")
 
-    def _on_result(self, result: Comparison) -> None:
+    def _on_result(self, result: Comparison, model: object = None) -> None:
+        if model is not None and model is not self.session.view_model:
+            return  # a comparison of a model no longer shown
         self.compare_button.setEnabled(True)
         self.result = result
         ks = np.array(result.ks, dtype=float)

@@ -20,11 +20,11 @@ from explorer.analysis.grids import image_grid, save_png
 from explorer.analysis.metrics import mean_psnr, psnr
 from explorer.config import CORRUPTIONS, NOISE_LABELS
 from explorer.data import to_float
+from explorer.gui.state.session import TrainingSession
 from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
 from explorer.gui.widgets.redraw import Coalescer
-from explorer.gui.state.session import TrainingSession
-from explorer.runtime.threads import ModelCopy
 from explorer.models.noise import corrupt
+from explorer.runtime.threads import ModelCopy
 
 SHOWN = 8
 AVERAGED = 500
@@ -84,6 +84,8 @@ class DenoiseView(QWidget):
         self.mean_noisy = self.mean_denoised = float("nan")
         self.rows: np.ndarray | None = None  # (3 * SHOWN, C, H, W): clean, noisy, denoised
         self.shown_setting: tuple[str, float] | None = None
+        self._model: object = None  # the model object the figures above belong to
+        session.model_changed.connect(self._on_model_changed)
         self.redraws = Coalescer(self.redraw, self.isVisible, parent=self)
         for signal in (self.noise.currentIndexChanged, self.level.valueChanged, session.model_changed,
                        session.data_changed):
@@ -113,12 +115,26 @@ class DenoiseView(QWidget):
         labels = data.test_labels[:n] if model.is_conditional else None
         copy, kind, level = ModelCopy.of(model), self.noise.currentData(), self.noise_level
         self.session.tasks.submit("denoise", lambda _: _denoise_off_thread(copy, images, labels, kind, level),
-                                  label="Denoising test images", on_done=self._show, on_failed=self._on_failed)
+                                  label="Denoising test images", on_done=lambda result: self._show(result, model),
+                                  on_failed=self._on_failed)
+
+    def _on_model_changed(self) -> None:
+        """Another model (not new weights of this one): its figures are not this one's."""
+        if self.session.view_model is self._model:
+            return
+        self._model = self.session.view_model
+        self.psnr_noisy = self.psnr_denoised = self.rows = self.shown_setting = None
+        self.mean_noisy = self.mean_denoised = float("nan")
+        self.pane.clear()
+        self.readout.setText("")
+        self.per_image.setText("")
 
     def _on_failed(self, message: str) -> None:
         self.readout.setText(f"Could not denoise: {message}")
 
-    def _show(self, result: Denoised) -> None:
+    def _show(self, result: Denoised, model: object = None) -> None:
+        if model is not None and model is not self.session.view_model:
+            return  # figures of a model no longer shown
         self.shown_setting = result.setting
         self.psnr_noisy, self.psnr_denoised = result.psnr_noisy, result.psnr_denoised
         self.mean_noisy, self.mean_denoised = mean_psnr(self.psnr_noisy), mean_psnr(self.psnr_denoised)
@@ -126,7 +142,7 @@ class DenoiseView(QWidget):
         shown = min(SHOWN, n)
         self.rows = result.rows
         grid = image_grid(torch.from_numpy(self.rows), nrow=shown).numpy()
-        self.pane.set_array(chw_to_display(grid))
+        self.pane.set_array(chw_to_display(grid), image_rows=self.rows.shape[2])
         gain = self.mean_denoised - self.mean_noisy
         self.readout.setText(f"Rows: clean, noisy, denoised. Mean PSNR over {n} test images: noisy "
                              f"{self.mean_noisy:.1f} dB, denoised {self.mean_denoised:.1f} dB "

@@ -23,8 +23,8 @@ from explorer.analysis.grids import image_grid, save_png
 from explorer.analysis.interpolation import interpolate
 from explorer.analysis.latents import encode_images
 from explorer.data import to_float
-from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
 from explorer.gui.state.latent_state import LatentState
+from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
 from explorer.gui.widgets.redraw import Coalescer
 
 
@@ -70,6 +70,8 @@ class InterpolationView(QWidget):
                        self.mode.currentIndexChanged, state.label_changed, state.decoder_changed,
                        state.stats_changed):
             signal.connect(lambda *_: self.redraws.request())
+        self._model: object = None  # the model object the strip belongs to
+        state.decoder_changed.connect(self._on_decoder)
         state.session.data_changed.connect(self._on_data)
         state.picked_changed.connect(self._on_picked)
         self._on_picked(None)
@@ -88,6 +90,14 @@ class InterpolationView(QWidget):
         if self.start.value() == self.end.value() and last >= 1:
             self.end.setValue(1 if self.start.value() != 1 else 0)
         self.redraws.request()
+
+    def _on_decoder(self) -> None:
+        """Another model: the strip between the ends was the old model's path."""
+        if self.state.model is not self._model:
+            self._model = self.state.model
+            self.codes = self.strip = None
+            self.pane.clear()
+            self.caption.setText("")
 
     def _on_picked(self, index) -> None:
         for button in (self.use_picked_start, self.use_picked_end):
@@ -115,7 +125,7 @@ class InterpolationView(QWidget):
         originals = to_float(data.test_images[ends]).numpy()
         self.strip = np.concatenate([originals[:1], path, originals[1:]])
         grid = image_grid(torch.from_numpy(self.strip), nrow=len(self.strip)).numpy()
-        self.pane.set_array(chw_to_display(grid))
+        self.pane.set_array(chw_to_display(grid), image_rows=self.strip.shape[2])
         drawn = ""
         if model.is_conditional and state.label is not None:
             names = state.class_names

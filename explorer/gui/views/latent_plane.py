@@ -1,12 +1,15 @@
 """The latent plane: the test set's codes as a scatter by class, a marker to drag, and the
 decoded manifold under them.
 
-Dragging the marker (or clicking empty space, or the arrow keys) moves the shared code
-along the plane; clicking a dot loads that test image's code. With more than two latent
-dimensions the plane is the codes' two principal axes, or two raw dimensions on request.
-The manifold lattice is decoded in one batch for whatever region is in view, so it
-follows pan and zoom; redraws are coalesced by a short timer, so a fast pan costs one
-decode per frame at most.
+Dragging the marker, or pressing and dragging anywhere on empty space (a near miss of the
+marker must not move the view), or the arrow keys move the shared code along the plane;
+clicking a dot loads that test image's code; right-drag pans and the wheel zooms. With
+more than two latent dimensions the plane is the codes' two principal axes, or two raw
+dimensions on request. The manifold lattice is decoded in one batch for a region that
+covers the view and is shaped so each tile is drawn with its image's own aspect (a
+lattice stretched over a wide view turns an upright 0 into an oval), so it follows pan and
+zoom; redraws are coalesced by a short timer, so a fast pan costs one decode per frame at
+most. The class legend sits beside the plot, never over the codes, and hides with them.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut, QValidator
 from PySide6.QtWidgets import (
     QCheckBox,
-    QGraphicsItem,
     QComboBox,
+    QGraphicsItem,
     QHBoxLayout,
     QLabel,
     QSpinBox,
@@ -28,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from explorer.analysis.manifold import manifold_codes, manifold_image
 from explorer.gui.state.latent_state import LatentState
+from explorer.gui.widgets.plot_legibility import add_outside_legend
 from explorer.gui.widgets.redraw import Coalescer
 
 # Colour-blind-friendly categorical colours (Tableau 10), then pyqtgraph's hue wheel.
@@ -35,6 +39,30 @@ CLASS_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
                  "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
 DEFAULT_GRID = 15
 NUDGE = 0.02  # arrow keys move the marker by this share of the visible range
+MARKER_COLOUR = "#d62728"
+# Hovering the marker turns it white: no class colour is white, so it never looks like a dot.
+MARKER_HOVER_COLOUR = "#ffffff"
+LEGEND_ROWS = 12  # more classes than this go into further legend columns
+
+
+class GridSizeBox(QSpinBox):
+    """The manifold's images per side, shown as the lattice it makes: "15 x 15"."""
+
+    def textFromValue(self, value: int) -> str:  # noqa: N802 - Qt's name
+        return f"{value} x {value}"
+
+    def valueFromText(self, text: str) -> int:  # noqa: N802 - Qt's name
+        first = text.split("x")[0].strip()
+        return int(first) if first.isdigit() else self.value()
+
+    def validate(self, text: str, pos: int) -> tuple[QValidator.State, str, int]:
+        first = text.split("x")[0].strip()
+        if not first:
+            return QValidator.State.Intermediate, text, pos
+        if not first.isdigit():
+            return QValidator.State.Invalid, text, pos
+        ok = self.minimum() <= int(first) <= self.maximum()
+        return (QValidator.State.Acceptable if ok else QValidator.State.Intermediate), text, pos
 
 
 def class_colour(i: int, n: int) -> pg.Qt.QtGui.QColor:
@@ -44,7 +72,9 @@ def class_colour(i: int, n: int) -> pg.Qt.QtGui.QColor:
 
 
 class PlaneViewBox(pg.ViewBox):
-    """A ViewBox that reports left clicks on empty space (dots take their own clicks first)."""
+    """A ViewBox that reports left clicks and left drags on empty space (the marker and the
+    dots take their own first), so a press that misses the marker still moves the code
+    instead of the view; the right button pans, the middle button and the wheel as usual."""
 
     clicked_at = Signal(float, float)
 
@@ -55,6 +85,25 @@ class PlaneViewBox(pg.ViewBox):
             self.clicked_at.emit(point.x(), point.y())
         else:
             super().mouseClickEvent(ev)
+
+    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802 - pyqtgraph's name
+        if ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            point = self.mapSceneToView(ev.scenePos())
+            self.clicked_at.emit(point.x(), point.y())
+        elif ev.button() == Qt.MouseButton.RightButton:
+            ev.accept()
+            self.pan_by(ev.pos() - ev.lastPos())
+        else:
+            super().mouseDragEvent(ev, axis)
+
+    def pan_by(self, pixels) -> None:
+        """Move the view so its content follows a drag of ``pixels`` (item coordinates)."""
+        inverse = pg.functions.invertQTransform(self.childGroup.transform())
+        shift = inverse.map(-pixels) - inverse.map(pg.Point(0, 0))
+        self._resetTarget()
+        self.translateBy(x=shift.x(), y=shift.y())
+        self.sigRangeChangedManually.emit(self.state["mouseEnabled"])
 
 
 class LatentPlane(QWidget):
@@ -79,8 +128,7 @@ class LatentPlane(QWidget):
         self.show_codes.setToolTip("The test images' codes, coloured by class")
         self.show_manifold = QCheckBox("&Manifold", objectName="showManifold")
         self.show_manifold.setToolTip("Decode a lattice of codes across the visible region")
-        self.grid_size = QSpinBox(objectName="manifoldSize", minimum=3, maximum=40, value=DEFAULT_GRID,
-                                  suffix=" x n")
+        self.grid_size = GridSizeBox(objectName="manifoldSize", minimum=3, maximum=40, value=DEFAULT_GRID)
         self.grid_size.setToolTip("Images per side of the manifold lattice")
         self.class_label = QLabel("Class:")
         self.class_picker = QComboBox(objectName="classPicker")
@@ -104,14 +152,14 @@ class LatentPlane(QWidget):
         self.plot = pg.PlotWidget(viewBox=self.box)
         self.plot.setObjectName("latentPlane")
         self.plot.showGrid(x=True, y=True, alpha=0.15)
-        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextSize="8pt", brush=pg.mkBrush(0, 0, 0, 170),
-                                          labelTextColor=(230, 230, 230))
+        self.legend = add_outside_legend(self.plot.getPlotItem(), "right", labelTextSize="8pt", frame=False,
+                                         labelTextColor=(230, 230, 230))
         self.manifold = pg.ImageItem(axisOrder="row-major")
         self.manifold.setZValue(-10)
         self.manifold.setVisible(False)
         self.box.addItem(self.manifold, ignoreBounds=True)
-        self.marker = pg.TargetItem(pos=(0, 0), size=18, movable=True, pen=pg.mkPen("#d62728", width=3),
-                                    hoverPen=pg.mkPen("#ff7f0e", width=3))
+        self.marker = pg.TargetItem(pos=(0, 0), size=18, movable=True, pen=pg.mkPen(MARKER_COLOUR, width=3),
+                                    hoverPen=pg.mkPen(MARKER_HOVER_COLOUR, width=3))
         self.marker.setZValue(20)
         self.marker.setVisible(False)
         self.box.addItem(self.marker, ignoreBounds=True)
@@ -137,6 +185,7 @@ class LatentPlane(QWidget):
         self.marker.sigPositionChanged.connect(self._on_marker_moved)
         self.box.clicked_at.connect(self._on_plane_clicked)
         self.box.sigRangeChanged.connect(lambda *_: self._schedule_manifold())
+        self.box.sigResized.connect(lambda *_: self._schedule_manifold())  # the tiles' shape follows the box's
         self.box.sigRangeChangedManually.connect(lambda *_: setattr(self, "_user_framed", True))
         self.axes_mode.currentIndexChanged.connect(self._on_axes_choice)
         self.dim_x.valueChanged.connect(self._on_axes_choice)
@@ -203,6 +252,7 @@ class LatentPlane(QWidget):
             for item in self.scatters:
                 self.plot.removeItem(item)
             self.legend.clear()
+            self.legend.setColumnCount(max(1, -(-len(groups) // LEGEND_ROWS)))
             self.scatters = []
             for k, (name, _) in enumerate(groups):
                 colour = class_colour(k, len(groups))
@@ -256,11 +306,29 @@ class LatentPlane(QWidget):
         (x0, x1), (y0, y1) = self.box.viewRange()
         return (x0, x1), (y0, y1)
 
+    def manifold_region(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The region the lattice covers: the visible region, widened or heightened about its
+        centre until its shape on screen is the image's, so each of the n x n tiles is drawn
+        with the image's aspect; the part outside the view is clipped away."""
+        (x0, x1), (y0, y1) = self.visible_region()
+        width_px, height_px = self.box.width(), self.box.height()
+        model = self.state.model
+        if width_px <= 0 or height_px <= 0 or model is None:
+            return (x0, x1), (y0, y1)
+        _, image_h, image_w = model.config.image_shape
+        target = image_w / image_h  # wanted width / height of the whole lattice, in pixels
+        if width_px / height_px > target:
+            grow_x, grow_y = 1.0, (width_px / target) / height_px
+        else:
+            grow_x, grow_y = (height_px * target) / width_px, 1.0
+        cx, cy, hx, hy = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2 * grow_x, (y1 - y0) / 2 * grow_y
+        return (cx - hx, cx + hx), (cy - hy, cy + hy)
+
     def manifold_codes(self) -> np.ndarray:
-        """The lattice over the visible region as full codes, top row first."""
+        """The lattice the plane draws (over manifold_region) as full codes, top row first."""
         assert self.state.axes is not None and self.state.code is not None
         n = self.grid_size.value()
-        return manifold_codes(self.state.axes, self.state.code, *self.visible_region(), n)
+        return manifold_codes(self.state.axes, self.state.code, *self.manifold_region(), n)
 
     def redraw_manifold(self) -> None:
         """Decode the lattice over the visible region in one batch and lay it under the dots."""
@@ -269,7 +337,7 @@ class LatentPlane(QWidget):
             return
         assert state.axes is not None and state.code is not None
         n = self.grid_size.value()
-        x_range, y_range = self.visible_region()
+        x_range, y_range = self.manifold_region()
         picture = manifold_image(state.model, state.axes, state.code, x_range, y_range, n, state.label)
         # The view's y axis points up and the picture's rows point down: flip it so each
         # image stands upright and the top row sits at the top of the view.
@@ -314,6 +382,7 @@ class LatentPlane(QWidget):
     def _on_show_codes(self, on: bool) -> None:
         for item in self.scatters:
             item.setVisible(on)
+        self.legend.setVisible(on)  # a legend for hidden dots would name nothing
 
     def _on_show_manifold(self, on: bool) -> None:
         self.manifold.setVisible(on)

@@ -3,7 +3,8 @@
 Losses arrive at the step rate; drawing happens at most ~30 times a second from a timer,
 and only when something new arrived. Points live in growable numpy buffers (no Python
 lists re-converted each frame), and pyqtgraph's peak downsampling and clip-to-view keep a
-long run as cheap to draw as a short one.
+long run as cheap to draw as a short one. The legend sits under the x axis, where it
+cannot hide a curve, and the log scale labels only the ticks that fit.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from explorer.gui.state.session import TrainingSession
+from explorer.gui.widgets.plot_legibility import add_outside_legend, legible_axes
 from explorer.training.events import EpochEnd, StepLoss
 from explorer.training.history import History
 
@@ -22,6 +24,8 @@ REDRAW_MS = 33
 SMOOTHING = 0.9  # exponential moving average of the step loss
 PART_COLOURS = {"recon": (31, 119, 180), "kl": (214, 39, 40), "sparsity": (44, 160, 44)}
 LOSS_COLOUR = (255, 127, 14)
+LEGEND_COLUMNS = 3  # seven curves in three short rows under the chart (four columns overflow a dock)
+LEGEND_ROW_SPACING = -4  # pyqtgraph's rows are taller than an 8 pt label needs
 
 
 MAX_POINTS = 8192  # per curve; far more than a plot is wide, and a fixed cost however long the run
@@ -91,7 +95,8 @@ class LossPlot(QWidget):
     def __init__(self, session: TrainingSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
-        self.plot = pg.PlotWidget(background=self.palette().color(QPalette.ColorRole.Base))
+        self.plot = pg.PlotWidget(background=self.palette().color(QPalette.ColorRole.Base),
+                                  axisItems=legible_axes())
         self.plot.setObjectName("lossPlot")
         item = self.plot.getPlotItem()
         item.setLabel("bottom", "training step")
@@ -103,7 +108,9 @@ class LossPlot(QWidget):
             item.getAxis(axis).setTextPen(text)
         item.setClipToView(True)
         item.setDownsampling(auto=True, mode="peak")
-        self.legend = item.addLegend(offset=(-10, 10), labelTextColor=text)
+        self.legend = add_outside_legend(item, "below", columns=LEGEND_COLUMNS, labelTextColor=text,
+                                         labelTextSize="8pt", frame=False,
+                                         verSpacing=LEGEND_ROW_SPACING)
         self.series: dict[str, SeriesBuffer] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
         self._ema: dict[str, float] = {}

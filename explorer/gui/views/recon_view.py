@@ -37,6 +37,7 @@ class ReconstructionView(QWidget):
         self.view = pg.GraphicsLayoutWidget()
         self.view.setBackground(self.palette().color(QPalette.ColorRole.Window))
         self.view.setObjectName("reconView")
+        self.view.ci.setContentsMargins(0, 0, 0, 0)  # the images, not margins, fill the dock
         self.box = self.view.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.box.addItem(self.image)
@@ -65,7 +66,17 @@ class ReconstructionView(QWidget):
 
         self._hover = pg.SignalProxy(self.view.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_moved)
         session.data_changed.connect(self._on_data_changed)
-        session.model_changed.connect(self.refresh)
+        self._model: object = None  # the model object the grid belongs to
+        session.model_changed.connect(self._on_model_changed)
+
+    def _on_model_changed(self) -> None:
+        """New weights redraw the grid; another model first drops the old one's grid, so
+        it is never shown as this one's (e.g. when its images do not fit the data)."""
+        if self.session.view_model is not self._model:
+            self._model = self.session.view_model
+            self.grid = self.errors = None
+            self.image.clear()
+        self.refresh()
 
     def _on_data_changed(self) -> None:
         self.indices = None

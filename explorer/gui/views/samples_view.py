@@ -12,8 +12,8 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxL
 
 from explorer.analysis.grids import image_grid, save_png
 from explorer.analysis.latents import sample_codes
-from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
 from explorer.gui.state.latent_state import LatentState
+from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
 from explorer.gui.widgets.redraw import Coalescer
 
 
@@ -42,9 +42,19 @@ class SamplesView(QWidget):
         layout.addWidget(self.source)
         self.redraws = Coalescer(self.redraw, self.isVisible, parent=self)
         self.resample.clicked.connect(lambda: self.seed.setValue(self.seed.value() + 1))
+        self._model: object = None  # the model object the samples belong to
+        state.decoder_changed.connect(self._on_decoder)
         for signal in (self.seed.valueChanged, self.side.valueChanged, state.label_changed,
                        state.decoder_changed, state.stats_changed):
             signal.connect(lambda *_: self.redraws.request())
+
+    def _on_decoder(self) -> None:
+        """Another model: its samples are not this one's, even before this one can draw."""
+        if self.state.model is not self._model:
+            self._model = self.state.model
+            self.codes = self.images = None
+            self.pane.clear()
+            self.source.setText("")
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().showEvent(event)
@@ -67,7 +77,7 @@ class SamplesView(QWidget):
         self.images = state.decode(self.codes)
         self.source.setText(source + ".")
         grid = image_grid(torch.from_numpy(self.images), nrow=self.side.value()).numpy()
-        self.pane.set_array(chw_to_display(grid))
+        self.pane.set_array(chw_to_display(grid), image_rows=self.images.shape[2])
 
     def export_png(self, path: str) -> None:
         if self.images is None:

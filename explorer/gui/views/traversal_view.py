@@ -1,6 +1,8 @@
 """Latent traversals: one row per dimension, sweeping it across its range while the others
 hold the current code (the disentanglement figure of the beta-VAE paper). Rows follow the
 sliders' order, most informative first; inactive dimensions are left out unless asked for.
+A model with many dimensions gets more rows than a dock is high: rather than shrink them
+to a smear, the picture keeps each image legible and the view scrolls.
 """
 
 from __future__ import annotations
@@ -8,12 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 import torch
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QCheckBox, QHBoxLayout, QScrollArea, QSpinBox, QVBoxLayout, QWidget
 
 from explorer.analysis.grids import save_png, tile
 from explorer.analysis.manifold import traversal_codes
 from explorer.gui.state.latent_state import LatentState
+from explorer.gui.widgets.image_pane import LEGIBLE_TILE_PX, legible_height
 from explorer.gui.widgets.redraw import Coalescer
 
 MAX_ROWS = 32
@@ -32,6 +36,7 @@ class TraversalView(QWidget):
         bar.addWidget(self.include_inactive)
         bar.addStretch(1)
         self.plot = pg.PlotWidget()
+        self.plot.getPlotItem().layout.setContentsMargins(0, 0, 0, 0)
         self.plot.setObjectName("traversalPlot")
         self.plot.setBackground(self.palette().color(QPalette.ColorRole.Window))
         item = self.plot.getPlotItem()
@@ -47,11 +52,23 @@ class TraversalView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
-        layout.addWidget(self.plot, 1)
+        self.scroll = QScrollArea(objectName="traversalScroll")
+        self.scroll.setWidget(self.plot)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        layout.addWidget(self.scroll, 1)
+        self.plot.viewport().installEventFilter(self)  # the wheel scrolls the rows (nothing to zoom)
         self.redraws = Coalescer(self.redraw, self.isVisible, parent=self)
         for signal in (self.steps.valueChanged, self.include_inactive.toggled, state.code_changed,
                        state.label_changed, state.decoder_changed, state.stats_changed):
             signal.connect(lambda *_: self.redraws.request())
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Wheel and watched is self.plot.viewport():
+            QApplication.sendEvent(self.scroll.verticalScrollBar(), event)
+            return True
+        return super().eventFilter(watched, event)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().showEvent(event)
@@ -71,7 +88,15 @@ class TraversalView(QWidget):
         h = self.images.shape[2]
         self.plot.getPlotItem().getAxis("left").setTicks([[((i + 0.5) * h, f"z{d}")
                                                            for i, d in enumerate(self.dims)]])
+        # Tall enough for every row to be legible; the scroll area shows what fits.
+        self.plot.setMinimumHeight(legible_height(picture.shape[0], h, LEGIBLE_TILE_PX))
         self.box.autoRange(padding=0)
+
+    def tile_height_px(self) -> float:
+        """How high one image of the traversal is drawn on screen now."""
+        if self.images is None:
+            return 0.0
+        return self.image.sceneBoundingRect().height() / len(self.dims)
 
     def export_png(self, path: str) -> None:
         if self.images is None:

@@ -1,7 +1,10 @@
 """A picture that keeps its aspect ratio: one pyqtgraph ImageItem in a fixed view box.
 
-Every decoded view (current code, samples, interpolation, traversal) shows its images
-through this, drawn with fixed levels so brightness means the same in every view.
+Every decoded view (current code, samples, interpolation, denoising, anomalies) shows its
+images through this, drawn with fixed levels so brightness means the same in every view.
+The picture fills the pane edge to edge (pyqtgraph's layout margins would take a tenth of
+a small pane) and is framed afresh on every resize; a pane told how tall one image is
+asks its layout for room to draw each image at least LEGIBLE_TILE_PX high.
 """
 
 from __future__ import annotations
@@ -10,6 +13,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+LEGIBLE_TILE_PX = 24  # a 28-pixel digit is still readable drawn this high on screen
+MAX_MIN_HEIGHT_PX = 220  # a pane never asks for more than this: the window must fit 1280x800
+
+
+def legible_height(picture_rows: int, image_rows: int, tile_px: int = LEGIBLE_TILE_PX) -> int:
+    """The height in screen pixels at which a picture ``picture_rows`` high, made of images
+    ``image_rows`` high, draws each image ``tile_px`` high."""
+    return int(np.ceil(tile_px * picture_rows / max(1, image_rows)))
 
 
 def chw_to_display(image: np.ndarray) -> np.ndarray:
@@ -23,6 +35,8 @@ class ImagePane(QWidget):
         self.view = pg.GraphicsLayoutWidget()
         self.view.setObjectName(name)
         self.view.setBackground(self.palette().color(QPalette.ColorRole.Window))
+        self.view.ci.setContentsMargins(0, 0, 0, 0)
+        self.view.ci.setSpacing(0)
         self.box = self.view.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
         self.box.setMenuEnabled(False)
         self.image = pg.ImageItem(axisOrder="row-major")
@@ -32,13 +46,31 @@ class ImagePane(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view)
 
-    def set_array(self, array: np.ndarray) -> None:
-        """Show an (H, W) or (H, W, C) array in [0, 1]. It is kept, not copied: pass a fresh one."""
+    def set_array(self, array: np.ndarray, image_rows: int | None = None) -> None:
+        """Show an (H, W) or (H, W, C) array in [0, 1]. It is kept, not copied: pass a fresh one.
+
+        ``image_rows``: how tall one of the images tiled in it is, in array rows; the pane
+        then asks for the height that draws each one legibly (up to MAX_MIN_HEIGHT_PX)."""
         resized = self.array is None or self.array.shape != array.shape
         self.array = array
         self.image.setImage(array, autoLevels=False, levels=(0, 1))
+        if image_rows is not None:
+            self.setMinimumHeight(min(legible_height(array.shape[0], image_rows), MAX_MIN_HEIGHT_PX))
         if resized:
             self.box.autoRange(padding=0)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        # Frame the whole picture at the new size: a range set while the pane was hidden
+        # (tabbed docks start at a few pixels) would otherwise leave it small or cropped.
+        super().resizeEvent(event)
+        if self.array is not None:
+            self.box.autoRange(padding=0)
+
+    def tile_height_px(self, image_rows: int) -> float:
+        """How high one image ``image_rows`` tall is drawn on screen now."""
+        if self.array is None:
+            return 0.0
+        return self.image.sceneBoundingRect().height() * image_rows / self.array.shape[0]
 
     def clear(self) -> None:
         self.array = None

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QGraphicsItem
 LABEL_PAD_PX = 6.0  # free space between neighbouring tick labels
 MINOR_TICK_PX = 4.0  # unlabelled minor ticks closer than this are left out
 MAX_LINEAR_TICKS = 200  # candidate sets larger than this are not even considered
+MAX_LABELS = 10  # more labels than this on one axis read as a ruler, not as values
 NICE_MANTISSAS = (1.0, 2.0, 5.0)
 DECADE_STEPS = (1, 2, 3, 5, 10, 20, 50, 100)
 LEGEND_ROW = 4  # below the bottom axis of a PlotItem's layout (rows 0-3 are title, axes, view)
@@ -74,7 +75,8 @@ class LegibleAxis(pg.AxisItem):
             return [(None, [])]
         px_per_decade = size / (hi - lo)
         candidates = sorted((c for c in _candidates(lo, hi) if len(c)), key=len, reverse=True)
-        labelled = next((c for c in candidates if len(c) >= 2 and self._fits(c, px_per_decade)), None)
+        labelled = next((c for c in candidates if 2 <= len(c) <= MAX_LABELS and self._fits(c, px_per_decade)),
+                        None)
         if labelled is None:  # not even two labels fit: the sparsest non-empty set, or one tick
             fitting = [c for c in candidates if self._fits(c, px_per_decade)]
             labelled = fitting[-1] if fitting else np.array([(lo + hi) / 2])
@@ -106,7 +108,8 @@ def _candidates(lo: float, hi: float) -> Iterable[np.ndarray]:
     for mantissas in (NICE_MANTISSAS, tuple(range(1, 10))):
         yield inside(k + math.log10(m) for k in range(first, last + 1) for m in mantissas)
     v_lo, v_hi = 10.0 ** lo, 10.0 ** hi
-    for k in range(first - 1, last + 1):
+    finest = math.floor(math.log10(v_hi - v_lo)) - 1  # steps finer than a tenth of the span never fit
+    for k in range(finest, last + 1):
         for m in NICE_MANTISSAS:
             d = m * 10.0 ** k
             if (v_hi - v_lo) / d > MAX_LINEAR_TICKS:
