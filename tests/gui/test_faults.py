@@ -195,3 +195,32 @@ def test_the_lock_tells_a_crash_from_a_live_window_and_survives_junk(tmp_path: P
     lock.acquire()
     lock.release()
     assert not path.exists()
+
+
+def test_a_broken_autosave_is_set_aside_and_never_offered_again(qtbot, settings) -> None:
+    folder = autosave_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.safetensors"):
+        old.unlink()
+    broken = folder / "run-20260101-000000-1.safetensors"
+    broken.write_bytes(b"\x00" * 64)
+    for attempt in range(2):
+        (folder / "running.json").write_text(json.dumps({"pid": dead_pid()}))
+        window = MainWindow(settings=settings)
+        qtbot.addWidget(window)
+        window.show()
+        try:
+            if attempt == 0:
+                restore = button(qtbot, window, "restoreAutosave")
+                qtbot.mouseClick(restore, Qt.MouseButton.LeftButton)
+                qtbot.waitUntil(lambda w=window: w.message_box is not None
+                                and w.message_box.windowTitle() == "Cannot open checkpoint", timeout=5000)
+                window.message_box.accept()
+                assert not broken.exists() and (folder / (broken.name + ".broken")).exists()
+                assert window.files.recent() == [], "an autosave is not a file the user opened"
+            else:
+                qtbot.wait(100)
+                assert window.message_box is None, "a broken autosave was offered again"
+        finally:
+            window.session.shutdown()
+            window.close_without_asking()

@@ -104,8 +104,12 @@ class AutosaveCommands:
 
     def restore_now(self, path: Path) -> bool:
         window = self.window
-        if not window.files.open_checkpoint(str(path)):
-            self.store.set_aside(path)  # broken: never offered again
+        if self.session.is_running:
+            window.dialogs.message(Icon.Information, "Cannot restore now",
+                                   "Stop the current training run before restoring an autosaved one.")
+            return False
+        if not window.files.open_checkpoint(str(path), remember=False):
+            self.store.set_aside(path)  # the file itself is broken: never offered again
             return False
         self.session.document.restored()
         self.session.adopt_autosave(path)  # continuing it keeps writing the same autosave

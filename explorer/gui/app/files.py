@@ -66,8 +66,9 @@ class FileCommands:
     def open_recent(self, path: str) -> None:
         self.then_if_saved_or_discarded("opening another model", lambda: self.open_checkpoint(path))
 
-    def open_checkpoint(self, path: str) -> bool:
-        """Open ``path`` now (callers that might drop unsaved work go through the gate)."""
+    def open_checkpoint(self, path: str, remember: bool = True) -> bool:
+        """Open ``path`` now (callers that might drop unsaved work go through the gate);
+        ``remember`` adds it to Open recent."""
         window = self.window
         try:
             self.session.open(path)
@@ -77,7 +78,8 @@ class FileCommands:
         s = self.session
         assert s.model_config is not None and s.data_config is not None and s.train_config is not None
         window.panel.show_configs(s.model_config, s.data_config, s.train_config)
-        self.add_recent(path)
+        if remember:
+            self.add_recent(path)
         window.progress.show_opened(Path(path).name, s.model_config.preset or "custom", s.history.last_epoch)
         window.statusBar().showMessage(f"Opened {one_line(path)}")
         return True
