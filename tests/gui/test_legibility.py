@@ -251,12 +251,19 @@ def test_images_are_drawn_at_a_legible_size_at_the_default_window_size(qtbot, wi
 # -- 6. hover colour -----------------------------------------------------------------------
 
 
+MIN_COLOUR_DISTANCE = 80  # RGB distance below which two colours read as the same at a glance
+
+
 def test_the_marker_hover_colour_is_no_class_colour(qtbot, window):
-    hover = window.plane.marker.hoverPen.color().name()
-    plain = window.plane.marker.pen.color().name()
-    colours = {c.lower() for c in CLASS_COLOURS} | {class_colour(i, 20).name() for i in range(20)}
-    assert hover.lower() not in colours and plain.lower() not in colours
-    assert hover != plain, "hovering should show"
+    def rgb(colour) -> np.ndarray:
+        return np.array(colour.getRgb()[:3], dtype=float)
+
+    hover = rgb(window.plane.marker.hoverPen.color())
+    plain = rgb(window.plane.marker.pen.color())
+    classes = [rgb(class_colour(i, len(CLASS_COLOURS))) for i in range(len(CLASS_COLOURS))]
+    for k, colour in enumerate(classes):
+        assert np.linalg.norm(hover - colour) > MIN_COLOUR_DISTANCE, f"hovering looks like class {k}"
+    assert np.linalg.norm(hover - plain) > MIN_COLOUR_DISTANCE, "hovering should show"
 
 
 # -- 7. grid size --------------------------------------------------------------------------
@@ -311,21 +318,13 @@ def test_the_code_caption_follows_new_axes(qtbot, window, trained_checkpoint):
     assert f"({x:+.2f}, {y:+.2f})" in caption.text() and caption.text() != pca_text
 
 
-def test_a_new_model_is_framed_afresh_and_old_results_are_dropped(qtbot, window, trained_checkpoint):
+def test_a_new_model_is_framed_afresh(qtbot, window, trained_checkpoint):
     open_model(qtbot, window, trained_checkpoint("vae", latent_dim=8))
     plane = window.plane
     plane.box.scaleBy((0.05, 0.05), center=(50.0, 50.0))  # the user zooms far from the codes
     qtbot.wait(50)
-    for name in ("samples_view", "interpolation_view", "denoise_view"):
-        raise_dock(qtbot, window, name)
-    qtbot.waitUntil(lambda: window.samples_view.images is not None and window.interpolation_view.strip is not None
-                    and window.denoise_view.rows is not None, timeout=30_000)
     old_stats = window.latent.stats
-
     assert window.files.open_checkpoint(str(trained_checkpoint("ae")))
-    # Straight after the switch, nothing computed from the old model is still shown.
-    assert window.samples_view.images is None and window.interpolation_view.strip is None
-    assert window.denoise_view.rows is None and window.anomaly_view.scored is None
     qtbot.waitUntil(lambda: window.latent.stats is not None and window.latent.stats is not old_stats
                     and window.latent.ready, timeout=30_000)
     qtbot.wait(50)
@@ -335,3 +334,20 @@ def test_a_new_model_is_framed_afresh_and_old_results_are_dropped(qtbot, window,
     points = window.latent.axes.project(window.latent.stats.codes)
     inside = ((points[:, 0] >= x0) & (points[:, 0] <= x1) & (points[:, 1] >= y0) & (points[:, 1] <= y1)).mean()
     assert inside > 0.9, f"only {inside:.0%} of the new codes are in view"
+
+
+def test_results_of_the_previous_model_are_dropped(qtbot, window, trained_checkpoint):
+    open_model(qtbot, window, trained_checkpoint("vae", latent_dim=8))
+    for name in ("samples_view", "interpolation_view", "denoise_view"):
+        raise_dock(qtbot, window, name)
+    qtbot.waitUntil(lambda: window.samples_view.images is not None and window.interpolation_view.strip is not None
+                    and window.denoise_view.rows is not None, timeout=30_000)
+    assert window.recon_view.grid is not None
+    old_grid = window.recon_view.grid
+
+    assert window.files.open_checkpoint(str(trained_checkpoint("ae")))
+    # Straight after the switch, nothing computed from the old model is still shown.
+    assert window.samples_view.images is None and window.samples_view.pane.array is None
+    assert window.interpolation_view.strip is None and window.interpolation_view.pane.array is None
+    assert window.denoise_view.rows is None and window.anomaly_view.scored is None
+    assert window.recon_view.grid is not old_grid

@@ -45,7 +45,7 @@ TOP = 8
 BINS = 60
 CHART_MIN_HEIGHT = 130  # below this the histogram's bars and the ROC curve are unreadable
 NORMAL_EDIT_WIDTH = 80
-WORST_MIN_HEIGHT = 80  # three rows of 28-pixel images at a legible size, before any are scored
+WORST_ROWS = 3  # each image, its reconstruction and its error map
 
 
 class CompactChart(pg.PlotWidget):
@@ -139,7 +139,7 @@ class AnomalyView(QWidget):
         self.readout = QLabel("", objectName="anomalyReadout")
         self.readout.setWordWrap(True)
         self.worst = CompactPane("anomalyWorst")
-        self.worst.setMinimumHeight(WORST_MIN_HEIGHT)
+        self.worst.set_rows(WORST_ROWS)
         self.histogram.setMinimumHeight(CHART_MIN_HEIGHT)
         self.roc.setMinimumHeight(CHART_MIN_HEIGHT)
         self.worst_label = QLabel("Most anomalous test images: image, reconstruction, per-pixel error",
@@ -316,7 +316,7 @@ class AnomalyView(QWidget):
         rows = np.concatenate([images, recon, heat(errors)])
         self.worst_rows = rows
         grid = image_grid(torch.from_numpy(rows), nrow=len(self.top)).numpy()
-        self.worst.set_array(np.ascontiguousarray(grid.transpose(1, 2, 0)), image_rows=rows.shape[2])
+        self.worst.set_array(np.ascontiguousarray(grid.transpose(1, 2, 0)))
 
     def export_png(self, path: str) -> None:
         if self.top is None:

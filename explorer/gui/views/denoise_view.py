@@ -29,6 +29,7 @@ from explorer.runtime.threads import ModelCopy
 SHOWN = 8
 AVERAGED = 500
 LEVEL_STEPS = 100
+ROWS = 3  # clean, noisy, denoised
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class DenoiseView(QWidget):
         self.level.setToolTip("Gaussian: noise strength; salt and pepper, masking: fraction of pixels hit")
         self.level_label = QLabel("", objectName="denoiseLevelLabel")
         self.pane = ImagePane("denoiseGrid")
+        self.pane.set_rows(ROWS)
         self.readout = QLabel("", objectName="denoiseReadout")
         self.readout.setWordWrap(True)
         self.per_image = QLabel("", objectName="denoisePerImage")
@@ -142,7 +144,7 @@ class DenoiseView(QWidget):
         shown = min(SHOWN, n)
         self.rows = result.rows
         grid = image_grid(torch.from_numpy(self.rows), nrow=shown).numpy()
-        self.pane.set_array(chw_to_display(grid), image_rows=self.rows.shape[2])
+        self.pane.set_array(chw_to_display(grid))
         gain = self.mean_denoised - self.mean_noisy
         self.readout.setText(f"Rows: clean, noisy, denoised. Mean PSNR over {n} test images: noisy "
                              f"{self.mean_noisy:.1f} dB, denoised {self.mean_denoised:.1f} dB "

@@ -46,6 +46,7 @@ class InterpolationView(QWidget):
         self.mode.addItem("Spherical (slerp)", "spherical")
         self.mode.setToolTip("Spherical paths keep a typical distance from the centre of the code space")
         self.pane = ImagePane("interpolationStrip")
+        self.pane.set_rows(1)
         self.caption = QLabel("", objectName="interpCaption")
         self.caption.setWordWrap(True)
         ends = QHBoxLayout()
@@ -125,7 +126,7 @@ class InterpolationView(QWidget):
         originals = to_float(data.test_images[ends]).numpy()
         self.strip = np.concatenate([originals[:1], path, originals[1:]])
         grid = image_grid(torch.from_numpy(self.strip), nrow=len(self.strip)).numpy()
-        self.pane.set_array(chw_to_display(grid), image_rows=self.strip.shape[2])
+        self.pane.set_array(chw_to_display(grid))
         drawn = ""
         if model.is_conditional and state.label is not None:
             names = state.class_names

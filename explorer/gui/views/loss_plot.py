@@ -192,7 +192,7 @@ class LossPlot(QWidget):
         self.clear()
         history: History = self.session.history
         for row in history.steps:
-            self._add_step(row[0], row[1], dict(zip(history.part_names, row[2:])))
+            self._add_step(row[0], row[1], dict(zip(history.part_names, row[2:], strict=False)))
         steps_per_epoch = None
         for record in history.epochs:
             step = record.get("global_step")
@@ -203,7 +203,7 @@ class LossPlot(QWidget):
         self._redraw(force=True)
 
     def clear(self) -> None:
-        for key, curve in self.curves.items():
+        for curve in self.curves.values():
             self.plot.getPlotItem().removeItem(curve)
             self.legend.removeItem(curve)
         self.series.clear()
@@ -251,4 +251,6 @@ class LossPlot(QWidget):
     def export_png(self, path: str) -> None:
         from explorer.gui.widgets.plot_export import export_plot_png
 
+        if not any(len(buffer) for buffer in self.series.values()):
+            raise ValueError("there are no loss curves to export yet: train a model or open one")
         export_plot_png(self.plot.getPlotItem(), path, max(800, self.plot.width()))

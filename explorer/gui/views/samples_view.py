@@ -41,6 +41,8 @@ class SamplesView(QWidget):
         layout.addWidget(self.pane, 1)
         layout.addWidget(self.source)
         self.redraws = Coalescer(self.redraw, self.isVisible, parent=self)
+        self.pane.set_rows(self.side.value())
+        self.side.valueChanged.connect(self.pane.set_rows)
         self.resample.clicked.connect(lambda: self.seed.setValue(self.seed.value() + 1))
         self._model: object = None  # the model object the samples belong to
         state.decoder_changed.connect(self._on_decoder)
@@ -77,7 +79,7 @@ class SamplesView(QWidget):
         self.images = state.decode(self.codes)
         self.source.setText(source + ".")
         grid = image_grid(torch.from_numpy(self.images), nrow=self.side.value()).numpy()
-        self.pane.set_array(chw_to_display(grid), image_rows=self.images.shape[2])
+        self.pane.set_array(chw_to_display(grid))
 
     def export_png(self, path: str) -> None:
         if self.images is None:

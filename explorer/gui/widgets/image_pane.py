@@ -3,8 +3,9 @@
 Every decoded view (current code, samples, interpolation, denoising, anomalies) shows its
 images through this, drawn with fixed levels so brightness means the same in every view.
 The picture fills the pane edge to edge (pyqtgraph's layout margins would take a tenth of
-a small pane) and is framed afresh on every resize; a pane told how tall one image is
-asks its layout for room to draw each image at least LEGIBLE_TILE_PX high.
+a small pane) and is framed afresh on every resize; a pane told how many rows of images
+it shows asks its layout, from the start, for room to draw each image at least
+LEGIBLE_TILE_PX high (asking only once a picture arrives would make the docks jump).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 LEGIBLE_TILE_PX = 24  # a 28-pixel digit is still readable drawn this high on screen
 MAX_MIN_HEIGHT_PX = 220  # a pane never asks for more than this: the window must fit 1280x800
+GRID_PADDING = 2 / 28  # image_grid's 2-pixel gaps, as a share of a 28-pixel image
 
 
 def legible_height(picture_rows: int, image_rows: int, tile_px: int = LEGIBLE_TILE_PX) -> int:
@@ -46,16 +48,16 @@ class ImagePane(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view)
 
-    def set_array(self, array: np.ndarray, image_rows: int | None = None) -> None:
-        """Show an (H, W) or (H, W, C) array in [0, 1]. It is kept, not copied: pass a fresh one.
+    def set_rows(self, rows: int) -> None:
+        """The pane shows ``rows`` rows of images: ask for the height that draws each one
+        legibly (up to MAX_MIN_HEIGHT_PX, so the window still fits its default size)."""
+        self.setMinimumHeight(min(int(np.ceil(rows * LEGIBLE_TILE_PX * (1 + GRID_PADDING))), MAX_MIN_HEIGHT_PX))
 
-        ``image_rows``: how tall one of the images tiled in it is, in array rows; the pane
-        then asks for the height that draws each one legibly (up to MAX_MIN_HEIGHT_PX)."""
+    def set_array(self, array: np.ndarray) -> None:
+        """Show an (H, W) or (H, W, C) array in [0, 1]. It is kept, not copied: pass a fresh one."""
         resized = self.array is None or self.array.shape != array.shape
         self.array = array
         self.image.setImage(array, autoLevels=False, levels=(0, 1))
-        if image_rows is not None:
-            self.setMinimumHeight(min(legible_height(array.shape[0], image_rows), MAX_MIN_HEIGHT_PX))
         if resized:
             self.box.autoRange(padding=0)
 
