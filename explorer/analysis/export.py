@@ -6,8 +6,8 @@ The CLI and the GUI write codes through here so a file from either reads the sam
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

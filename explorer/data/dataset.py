@@ -47,7 +47,7 @@ class ImageData:
     def has_labels(self) -> bool:
         return self.train_labels is not None and self.test_labels is not None
 
-    def limited(self, n: int | None) -> "ImageData":
+    def limited(self, n: int | None) -> ImageData:
         """The first ``n`` images of each split (for quick runs and tests)."""
         if n is None:
             return self
@@ -58,7 +58,7 @@ class ImageData:
         return ImageData(self.name, self.train_images[:n].clone(), cut(self.train_labels),
                          self.test_images[:n].clone(), cut(self.test_labels), self.class_names)
 
-    def only_classes(self, classes: tuple[int, ...] | None) -> "ImageData":
+    def only_classes(self, classes: tuple[int, ...] | None) -> ImageData:
         """Keep only the given classes (e.g. 'normal' digits for anomaly detection)."""
         if classes is None:
             return self

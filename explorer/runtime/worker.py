@@ -20,12 +20,11 @@ from typing import Any
 
 import torch
 
-from explorer.runtime.threads import lower_this_thread_priority, warm_view_imports
-
 from explorer.config import DataConfig, ModelConfig, TrainConfig
 from explorer.data import ImageData
 from explorer.errors import UserError
 from explorer.oom import is_out_of_memory, out_of_memory_message
+from explorer.runtime.threads import lower_this_thread_priority, warm_view_imports
 from explorer.training.control import TrainingControl
 from explorer.training.events import EpochEnd, RunResult, RunStarted
 

@@ -21,8 +21,8 @@ import torch
 from explorer.config import TrainConfig
 from explorer.data.dataset import ImageData, to_float
 from explorer.models.autoencoder import Autoencoder
-from explorer.training.control import SetBeta, SetLearningRate, TrainingControl
 from explorer.training.compiled import CompiledForward
+from explorer.training.control import SetBeta, SetLearningRate, TrainingControl
 from explorer.training.device import resolve_device, use_bf16, use_compile
 from explorer.training.evaluate import evaluate_tensors
 from explorer.training.events import (

@@ -4,7 +4,6 @@ strings and CPU tensors that nobody mutates afterwards."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 import torch
 
@@ -77,7 +76,7 @@ class Notice:
     message: str
 
 
-Event = Union[RunStarted, StepLoss, EpochEnd, Snapshot, Paused, Resumed, SettingChanged, Notice]
+Event = RunStarted | StepLoss | EpochEnd | Snapshot | Paused | Resumed | SettingChanged | Notice
 
 
 @dataclass(frozen=True)

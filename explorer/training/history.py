@@ -55,7 +55,7 @@ class History:
                 "stride": self._stride}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "History":
+    def from_dict(cls, data: dict[str, Any]) -> History:
         if not isinstance(data, dict):
             raise ValueError("history must be a JSON object")
         names = data.get("part_names", ["recon"])

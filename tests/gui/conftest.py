@@ -7,7 +7,6 @@ from PySide6.QtCore import QSettings, Qt
 
 from explorer.gui.app.main_window import MainWindow
 
-
 # A handler that blocks the event loop this long is a freeze a person sees. Loose enough for
 # a noisy 2-core CI machine, tight enough to catch the seconds-long stalls of a bad design.
 GUI_HANDLER_LIMIT_MS = 250
@@ -65,10 +64,10 @@ def trained_checkpoint(tmp_path_factory):
     import torch
 
     from explorer.config import DataConfig
-    from explorer.training.engine import run_to_end, train
-    from explorer.training.runs import model_config_for, prepare_run, train_config_for
     from explorer.training.checkpoint import save_checkpoint
+    from explorer.training.engine import run_to_end, train
     from explorer.training.history import History
+    from explorer.training.runs import model_config_for, prepare_run, train_config_for
 
     made: dict[tuple, object] = {}
     folder = tmp_path_factory.mktemp("checkpoints")

@@ -15,10 +15,10 @@ import pytest
 import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QPushButton
+from window_helpers import answer_unsaved  # tests/ is on sys.path (its conftest)
 
 from explorer.gui.app.autosave import autosave_folder, autosave_store
 from explorer.gui.app.main_window import MainWindow
-from window_helpers import answer_unsaved  # tests/ is on sys.path (its conftest)
 from explorer.runtime.recovery import SessionLock
 from explorer.training.checkpoint import load_checkpoint
 

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PySide6.QtWidgets import QFileDialog, QMessageBox
-
 from hostile_files import WORDS, with_config, write_hostile  # tests/ is on sys.path (its conftest)
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 RUN_TIMEOUT_MS = 90_000
 

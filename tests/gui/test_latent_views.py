@@ -13,8 +13,8 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from explorer.analysis.grids import tile
 from explorer.analysis.manifold import decode_codes, lattice
 from explorer.data import to_float
-from explorer.gui.widgets.image_pane import chw_to_display
 from explorer.gui.app.main_window import MainWindow
+from explorer.gui.widgets.image_pane import chw_to_display
 
 RUN_TIMEOUT_MS = 90_000
 
@@ -395,5 +395,6 @@ def test_exporting_the_plane_to_an_unwritable_place_says_so(qtbot, window, train
     assert not window.exports.export_to(str(tmp_path / "plane.png"), "latent plane", window.plane.export_png)
     assert "no latent plane" in window.message_box.text()
     open_model(qtbot, window, trained_checkpoint("vae", latent_dim=2))
-    assert not window.exports.export_to(str(tmp_path / "missing" / "plane.png"), "latent plane", window.plane.export_png)
+    missing = str(tmp_path / "missing" / "plane.png")
+    assert not window.exports.export_to(missing, "latent plane", window.plane.export_png)
     assert "could not write" in window.message_box.text()

@@ -43,15 +43,15 @@ def test_live_views_survive_thousands_of_repaints(qtbot, window):
     every time, and check nothing leaks or breaks."""
     import torch
 
-    from explorer.data import load_dataset
     from explorer.config import DataConfig
+    from explorer.data import load_dataset
     from explorer.models import build_model, config_for_data, get_preset
 
     session = window.session
     session.data = load_dataset(DataConfig(limit=64))
     session.view_model = build_model(config_for_data(get_preset("vae").model, (1, 28, 28), 10)).eval()
     session.data_changed.emit()
-    for i in range(20):
+    for _ in range(20):
         session.model_changed.emit()
         window.repaint()
     before = _bool_refs()

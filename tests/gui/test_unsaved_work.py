@@ -10,10 +10,10 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QFileDialog, QMessageBox
+from window_helpers import answer_unsaved  # tests/ is on sys.path (its conftest)
 
 from explorer.gui.app.main_window import MainWindow
 from explorer.training.checkpoint import load_checkpoint
-from window_helpers import answer_unsaved  # tests/ is on sys.path (its conftest)
 
 RUN_TIMEOUT_MS = 120_000
 Button = QMessageBox.StandardButton

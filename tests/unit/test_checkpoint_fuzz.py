@@ -59,7 +59,7 @@ TINY = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def real_bytes(name: str) -> bytes:
     """A real checkpoint (written by save_checkpoint, with a history and class names), as bytes.
     ``name`` is one of TINY, or a preset fitted to MNIST's shape."""
@@ -80,7 +80,7 @@ def real_bytes(name: str) -> bytes:
         return path.read_bytes()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def real_parts(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "x.safetensors"

@@ -13,8 +13,7 @@ import torch
 from PIL import Image
 
 from explorer.config import DataConfig
-from explorer.data import FolderReport, ImageData, load_dataset, to_float
-from explorer.data import downloads, mnist
+from explorer.data import FolderReport, ImageData, downloads, load_dataset, mnist, to_float
 from explorer.data.folder import DEFAULT_IMAGE_SIZE, load_folder
 from explorer.data.mnist import load_mnist, read_idx
 from explorer.errors import DataError

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_runner import run  # tests/unit is on sys.path (pytest rootdir conftest)
 from PIL import Image
 
-from cli_runner import run  # tests/unit is on sys.path (pytest rootdir conftest)
 from explorer.config import DataConfig, TrainConfig
 from explorer.data import FolderReport, ImageData, load_dataset
 from explorer.data import folder as folder_module

@@ -222,7 +222,8 @@ def test_self_test_exits_1_with_one_line_when_training_fails(tmp_path):
 
 
 def test_self_test_exits_1_when_the_run_outlasts_the_timeout(tmp_path):
-    code = "import sys\nfrom explorer.gui.app.self_test import run_self_test\nsys.exit(run_self_test(timeout_s=0.001))\n"
+    code = ("import sys\nfrom explorer.gui.app.self_test import run_self_test\n"
+            "sys.exit(run_self_test(timeout_s=0.001))\n")
     out = _run_python(["-c", code], tmp_path)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "did not finish within" in out.stderr

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QMenu
 
-from explorer.gui.app.dialogs import Button, Icon
 from explorer.display import one_line
+from explorer.gui.app.dialogs import Button, Icon
 from explorer.paths import data_dir
 from explorer.runtime.recovery import AutosaveStore, SessionLock
 

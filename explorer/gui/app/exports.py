@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QFileDialog
 
+from explorer.display import one_line
 from explorer.errors import UserError
 from explorer.gui.app.dialogs import Icon
 from explorer.gui.views.registry import CODES, Export
-from explorer.display import one_line
 
 if TYPE_CHECKING:
     from explorer.gui.app.main_window import MainWindow

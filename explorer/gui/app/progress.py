@@ -12,8 +12,8 @@ import time
 
 from PySide6.QtWidgets import QLabel, QMainWindow, QProgressBar
 
-from explorer.gui.state.session import IDLE, LOADING, PAUSED, STOPPING, TRAINING, RunState, TrainingSession
 from explorer.display import one_line
+from explorer.gui.state.session import IDLE, LOADING, PAUSED, STOPPING, TRAINING, RunState, TrainingSession
 from explorer.training.events import EpochEnd, RunResult, RunStarted, SettingChanged, StepLoss
 
 # A run shorter than this rarely learns anything worth looking at.

@@ -16,9 +16,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 PREFIX = "latent-explorer self-test"
 LIMIT = 256  # images per split

@@ -24,8 +24,8 @@ from explorer.analysis.latents import LatentStats, latent_stats
 from explorer.analysis.manifold import decode_codes
 from explorer.analysis.projection import PlaneAxes, pca_axes, raw_axes
 from explorer.gui.state.session import TrainingSession
-from explorer.runtime.threads import ModelCopy
 from explorer.models import Autoencoder
+from explorer.runtime.threads import ModelCopy
 
 # While training, re-encode the test set at most this often (each pass is ~0.1 s of CPU
 # for the MLP VAE on 10,000 images, taken from the trainer's cores).

@@ -26,14 +26,14 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from explorer.config import DataConfig, ModelConfig, TrainConfig, replace
 from explorer.data import ImageData
 from explorer.data.folder import relative_name
+from explorer.display import one_line
 from explorer.errors import UserError
 from explorer.gui.state.document import Document
 from explorer.gui.state.tasks import Tasks
-from explorer.display import one_line
+from explorer.models import Autoencoder
 from explorer.runtime.recovery import AutosaveStore
 from explorer.runtime.threads import warm_view_imports
 from explorer.runtime.worker import AutosaveFailed, DataReady, Failed, RunRequest, TrainingWorker, WorkerDone
-from explorer.models import Autoencoder
 from explorer.training.control import TrainingControl
 from explorer.training.events import (
     EpochEnd,
@@ -47,7 +47,6 @@ from explorer.training.events import (
     StepLoss,
 )
 from explorer.training.history import History
-
 
 
 class RunState(str, Enum):
