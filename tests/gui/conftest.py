@@ -19,7 +19,9 @@ def _no_slow_gui_handler():
 
     start = len(SLOW_HANDLERS)
     yield
-    slow = [str(h) for h in SLOW_HANDLERS[start:] if h.ms > GUI_HANDLER_LIMIT_MS]
+    # The handler's own time: a pause of the garbage collector over the whole test
+    # process's objects is pytest's heap, not the app's (which freezes its start-up objects).
+    slow = [str(h) for h in SLOW_HANDLERS[start:] if h.own_ms > GUI_HANDLER_LIMIT_MS]
     assert not slow, f"GUI-thread handlers over {GUI_HANDLER_LIMIT_MS} ms: {slow}"
 
 

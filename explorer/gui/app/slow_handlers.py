@@ -10,6 +10,7 @@ the outermost one, which is what blocks the event loop.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -27,9 +28,34 @@ class SlowHandler:
     ms: float
     receiver: str
     event: str
+    gc_ms: float = 0.0  # of which the garbage collector took this much
+
+    @property
+    def own_ms(self) -> float:
+        """The handler's own time: what its code cost, the collector's pauses left out."""
+        return self.ms - self.gc_ms
 
     def __str__(self) -> str:
-        return f"{self.ms:.0f} ms in {self.receiver} handling {self.event}"
+        gc_part = f" ({self.gc_ms:.0f} ms of it garbage collection)" if self.gc_ms >= 1 else ""
+        return f"{self.ms:.0f} ms in {self.receiver} handling {self.event}{gc_part}"
+
+
+class _GcClock:
+    """Total time spent in garbage collections, from the interpreter's gc callbacks."""
+
+    def __init__(self) -> None:
+        self.total_s = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started:
+            self.total_s += time.perf_counter() - self._started
+            self._started = 0.0
+
+
+GC_CLOCK = _GcClock()
 
 
 SLOW_HANDLERS: list[SlowHandler] = []
@@ -63,12 +89,15 @@ class TimedApplication(QApplication):
         super().__init__(argv)
         self.limit_ms = limit_ms if limit_ms is not None else (threshold_ms() or DEFAULT_MS)
         self._depth = 0
+        if GC_CLOCK not in gc.callbacks:
+            gc.callbacks.append(GC_CLOCK)
 
     def notify(self, receiver: QObject, event: QEvent) -> bool:  # noqa: D102 - Qt's virtual
         if self._depth:
             return super().notify(receiver, event)
         self._depth += 1
         kind = event.type()  # read before delivery: the event may be deleted by it
+        gc_before = GC_CLOCK.total_s
         start = time.perf_counter()
         try:
             return super().notify(receiver, event)
@@ -76,7 +105,8 @@ class TimedApplication(QApplication):
             self._depth -= 1
             ms = (time.perf_counter() - start) * 1000
             if ms > self.limit_ms:
-                record = SlowHandler(ms, _describe(receiver), getattr(kind, "name", str(kind)))
+                gc_ms = (GC_CLOCK.total_s - gc_before) * 1000
+                record = SlowHandler(ms, _describe(receiver), getattr(kind, "name", str(kind)), gc_ms)
                 SLOW_HANDLERS.append(record)
                 print(f"latent-explorer: slow GUI handler: {record}", file=sys.stderr)
 
