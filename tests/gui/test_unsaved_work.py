@@ -161,3 +161,23 @@ def test_a_reopened_checkpoint_keeps_every_loss_curve(qtbot, window, click, tmp_
     with qtbot.waitSignal(window.session.data_changed, timeout=RUN_TIMEOUT_MS):
         assert window.files.open_checkpoint(str(path))
     assert window.loss_plot.point_count("train kl") > 0
+
+
+def test_a_run_whose_data_fails_leaves_the_open_model_its_file_and_curves(qtbot, window, click, tmp_path,
+                                                                        trained_checkpoint):
+    path = trained_checkpoint("vae")
+    with qtbot.waitSignal(window.session.data_changed, timeout=RUN_TIMEOUT_MS):
+        assert window.files.open_checkpoint(str(path))
+    opened = load_checkpoint(path)
+    points = window.loss_plot.point_count()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    window.panel.set_dataset(str(empty))
+    with qtbot.waitSignal(window.session.error, timeout=RUN_TIMEOUT_MS):
+        click(window, window.start_action)
+    qtbot.waitUntil(lambda: window.session.state == "idle", timeout=10_000)
+    window.message_box.accept()
+    s = window.session
+    assert window.windowTitle().startswith(path.name) and not window.isWindowModified()
+    assert s.data_config == opened.data_config and s.model_config == opened.model_config
+    assert s.history.last_epoch == opened.history.last_epoch and window.loss_plot.point_count() == points

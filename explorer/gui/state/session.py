@@ -101,6 +101,7 @@ class TrainingSession(QObject):
         self.device = "cpu"
         self._control: TrainingControl | None = None
         self._worker: TrainingWorker | None = None
+        self._pending_run: tuple[DataConfig, TrainConfig, bool] | None = None
         self._closing = False
         self._poll_timer = QTimer(self)
         self._poll_timer.setInterval(POLL_MS)
@@ -166,10 +167,9 @@ class TrainingSession(QObject):
         else:
             request = RunRequest(model_config, data_config, train_config, autosave_path=autosave,
                                  autosave_every=self.autosave_every)
-            self.history = History()
-            self.document.new_run()
-            self.history_reset.emit()
-        self.model_config, self.data_config, self.train_config = model_config, data_config, train_config
+        # The current model, its configs, curves and document stay as they are until the
+        # run's model exists (DataReady): a run whose data fails to load changes nothing.
+        self._pending_run = (data_config, train_config, continuing)
         self.last_result = None
         self._control = TrainingControl()
         self._worker = TrainingWorker(request, self._control)
@@ -335,6 +335,9 @@ class TrainingSession(QObject):
             self.warning.emit(f"Autosave failed: {item.message}")
 
     def _on_data_ready(self, ready: DataReady) -> None:
+        assert self._pending_run is not None
+        self.data_config, self.train_config, continuing = self._pending_run
+        self._pending_run = None
         self.data = ready.data
         self.model_config = ready.model_config
         model = Autoencoder(ready.model_config)
@@ -342,8 +345,10 @@ class TrainingSession(QObject):
         model.eval()
         self.view_model = model
         self.tasks.invalidate()  # a new model: what the views computed for the old one is void
-        if not self.history.steps:  # a new run: the curves name this model's loss terms
-            self.history.part_names = tuple(model.part_names)
+        if not continuing:  # a new, untitled model with curves that name its own loss terms
+            self.history = History(part_names=tuple(model.part_names))
+            self.document.new_run()
+            self.history_reset.emit()
         if ready.skipped:
             folder = self.data_config.dataset if self.data_config is not None else None
             names = "\n".join(f"{one_line(relative_name(n, folder))}: {one_line(why)}"
