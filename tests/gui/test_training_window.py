@@ -228,3 +228,27 @@ def test_layout_and_settings_persist(qtbot, settings):
     assert (model.preset, model.latent_dim) == ("conv-vae", 5)
     assert int(settings.value("view/font_delta")) == 2
     second.text_size.apply(0)
+
+
+def visible_tab_bars(window: MainWindow) -> list[set[str]]:
+    from PySide6.QtWidgets import QTabBar
+
+    return [{bar.tabText(i) for i in range(bar.count())} for bar in window.findChildren(QTabBar)
+            if bar.parent() is window and bar.isVisibleTo(window)]
+
+
+def test_only_the_two_tab_groups_show_tab_bars_fresh_and_after_a_restored_layout(qtbot, settings):
+    for _ in range(2):  # the second window restores the layout the first saved
+        window = MainWindow(settings=settings)
+        qtbot.addWidget(window)
+        window.show()
+        qtbot.waitExposed(window)
+        qtbot.wait(50)  # the layout settles in the first event-loop turns
+        bars = visible_tab_bars(window)
+        assert sorted(map(len, bars)) == [4, 4], f"a stale tab bar is on screen: {bars}"
+        panel = window.panel_dock.geometry()
+        from PySide6.QtWidgets import QTabBar
+        for bar in window.findChildren(QTabBar):
+            if bar.parent() is window and bar.isVisibleTo(window):
+                assert not bar.geometry().intersects(panel), "a tab bar covers the training settings"
+        window.close()

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QMessageBox, QScrollArea, QToolBar, QWidget
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QScrollArea,
+    QTabBar,
+    QToolBar,
+    QWidget,
+)
 
 from explorer.errors import UserError
 from explorer.gui.app.actions import ACTIONS, MENUS, ActionSpec
@@ -29,6 +38,7 @@ from explorer.gui.views.registry import VIEWS, Place, Reads, ViewSpec
 
 APP_NAME = "Latent Explorer"
 DEFAULT_SIZE = (1280, 800)
+TAB_TOUCH_PX = 4  # a live tab bar sits this close to the dock it switches
 DOCK_AREAS = {Place.LEFT: Qt.DockWidgetArea.LeftDockWidgetArea, Place.RIGHT: Qt.DockWidgetArea.RightDockWidgetArea,
               Place.BOTTOM_LEFT: Qt.DockWidgetArea.BottomDockWidgetArea,
               Place.BOTTOM_RIGHT: Qt.DockWidgetArea.BottomDockWidgetArea}
@@ -119,6 +129,20 @@ class MainWindow(QMainWindow):
                 group[0].raise_()
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
+
+    def _hide_stale_tab_bars(self) -> None:
+        """Qt 6.11 leaves old tab bars of a tab group visible (after a third dock joins, and
+        after restoreState; reproduced with plain QDockWidgets): one sat over the training
+        settings. The live bar of a group touches the dock it switches; a leftover does not."""
+        titles = {dock.windowTitle(): dock for dock in self.docks.values()}
+        for bar in self.findChildren(QTabBar):
+            if bar.parent() is not self or not bar.isVisibleTo(self):
+                continue
+            docks = [titles[t] for t in (bar.tabText(i) for i in range(bar.count())) if t in titles]
+            shown = [d.geometry() for d in docks if d.isVisibleTo(self) and not d.isFloating()]
+            if not any(bar.geometry().adjusted(-TAB_TOUCH_PX, -TAB_TOUCH_PX, TAB_TOUCH_PX, TAB_TOUCH_PX)
+                       .intersects(g) for g in shown):
+                bar.hide()
 
     def _make_action(self, spec: ActionSpec) -> QAction:
         action = QAction(spec.text, self)
@@ -223,6 +247,7 @@ class MainWindow(QMainWindow):
         if self._default_size_pending:
             self._default_size_pending = False
             self.resize(*DEFAULT_SIZE)
+        QTimer.singleShot(0, self._hide_stale_tab_bars)  # once the docks have their geometry
         if not self._lock.held and not self._lock_checked:
             self._lock_checked = True
             if self._lock.acquire().crashed:
