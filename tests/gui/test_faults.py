@@ -224,3 +224,26 @@ def test_a_broken_autosave_is_set_aside_and_never_offered_again(qtbot, settings)
         finally:
             window.session.shutdown()
             window.close_without_asking()
+
+
+def test_cpu_out_of_memory_mid_run_returns_the_window_to_idle_and_says_so(click, qtbot, window, monkeypatch):
+    import explorer.training.engine as engine
+
+    real = engine.train
+
+    def runs_out_after_a_step(*args, **kwargs):
+        events = real(*args, **kwargs)
+        yield next(events)  # RunStarted: the window shows "Training..."
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 3145728000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(engine, "train", runs_out_after_a_step)
+    with qtbot.waitSignal(window.session.error, timeout=RUN_TIMEOUT_MS) as error:
+        click(window, window.start_action)
+    assert "memory" in error.args[0].lower() and "Traceback" not in error.args[0]
+    qtbot.waitUntil(lambda: window.session.state == "idle", timeout=10_000)
+    assert window.progress.bar.format() == "Failed"
+    assert "Training..." not in window.statusBar().currentMessage()
+    assert "memory" in window.statusBar().currentMessage().lower()
+    assert window.start_action.isEnabled() and not window.stop_action.isEnabled()
+    window.message_box.accept()

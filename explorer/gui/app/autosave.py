@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QMenu
 
 from explorer.display import one_line
 from explorer.gui.app.dialogs import Button, Icon
+from explorer.gui.state.settings import read_flag, read_int
 from explorer.paths import data_dir
 from explorer.runtime.recovery import AutosaveStore, SessionLock
 
@@ -65,13 +66,9 @@ class AutosaveCommands:
 
     def _saved_every(self) -> int:
         settings = self.window.settings
-        value = settings.value("training/autosave_every")
-        if value is None:  # the setting of earlier versions: on or off
-            return DEFAULT_EVERY if str(settings.value("training/autosave", "true")) == "true" else 0
-        try:
-            every = int(value)
-        except (TypeError, ValueError):
-            return DEFAULT_EVERY
+        if settings.value("training/autosave_every") is None:  # the setting of earlier versions: on or off
+            return DEFAULT_EVERY if read_flag(settings, "training/autosave", True) else 0
+        every = read_int(settings, "training/autosave_every", DEFAULT_EVERY, 0, max(self.actions))
         return every if every in self.actions else DEFAULT_EVERY
 
     def set_every(self, every: int) -> None:

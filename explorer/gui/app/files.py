@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QFileDialog
 from explorer.display import one_line
 from explorer.errors import UserError
 from explorer.gui.app.dialogs import Icon
+from explorer.gui.state.settings import read_text_list
 
 if TYPE_CHECKING:
     from explorer.gui.app.main_window import MainWindow
@@ -114,12 +115,7 @@ class FileCommands:
     # -- recent files -------------------------------------------------------------------
 
     def recent(self) -> list[str]:
-        value = self.settings.value("files/recent", [])
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            return []
-        return [v for v in value if isinstance(v, str) and v][:MAX_RECENT]
+        return read_text_list(self.settings, "files/recent", MAX_RECENT)
 
     def add_recent(self, path: str) -> None:
         path = str(Path(path).resolve())

@@ -10,7 +10,7 @@ painting.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from explorer.errors import UserError
 from explorer.gui.app.actions import ACTIONS, MENUS, ActionSpec
 from explorer.gui.app.autosave import AutosaveCommands, session_lock
-from explorer.gui.app.dialogs import Dialogs
+from explorer.gui.app.dialogs import Dialogs, Icon
 from explorer.gui.app.exports import TEST_CODES, ExportCommands
 from explorer.gui.app.files import FileCommands
 from explorer.gui.app.progress import RunProgress
@@ -34,9 +34,9 @@ from explorer.gui.app.text_size import TextSize
 from explorer.gui.app.training import TrainingCommands
 from explorer.gui.state.latent_state import LatentState
 from explorer.gui.state.session import PAUSED, TrainingSession
+from explorer.gui.state.settings import APP_NAME, open_settings
 from explorer.gui.views.registry import VIEWS, Place, Reads, ViewSpec
 
-APP_NAME = "Latent Explorer"
 DEFAULT_SIZE = (1280, 800)
 TAB_TOUCH_PX = 4  # a live tab bar sits this close to the dock it switches
 DOCK_AREAS = {Place.LEFT: Qt.DockWidgetArea.LeftDockWidgetArea, Place.RIGHT: Qt.DockWidgetArea.RightDockWidgetArea,
@@ -44,14 +44,15 @@ DOCK_AREAS = {Place.LEFT: Qt.DockWidgetArea.LeftDockWidgetArea, Place.RIGHT: Qt.
               Place.BOTTOM_RIGHT: Qt.DockWidgetArea.BottomDockWidgetArea}
 
 
-def default_settings() -> QSettings:
-    return QSettings(APP_NAME, APP_NAME)
 
 
 class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings | None = None, session: TrainingSession | None = None) -> None:
         super().__init__()
-        self.settings = settings if settings is not None else default_settings()
+        self._settings_warning: str | None = None
+        if settings is None:
+            settings, self._settings_warning = open_settings()
+        self.settings = settings
         self.session = session if session is not None else TrainingSession(self)
         self.latent = LatentState(self.session, self)
         self.dialogs = Dialogs(self)
@@ -78,7 +79,7 @@ class MainWindow(QMainWindow):
 
         for spec in VIEWS:
             if spec.keeps_settings:
-                self.views[spec.name].restore_settings(self.settings)
+                self._restore_view_settings(spec)
         self.resizeDocks([self.docks["panel"], self.docks["code_view"]], [340, 360], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["loss_plot"]], [270], Qt.Orientation.Vertical)
         self.resizeDocks([self.docks["loss_plot"], self.docks["recon_view"]], [1, 1], Qt.Orientation.Horizontal)
@@ -230,15 +231,21 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{name}[*] - {APP_NAME}" if name else APP_NAME)
         self.setWindowModified(self.session.document.has_unsaved_work)
 
+    def _restore_view_settings(self, spec: ViewSpec) -> None:
+        """A saved value a view cannot use must not stop the window: the view keeps its
+        defaults and the user is told once."""
+        try:
+            self.views[spec.name].restore_settings(self.settings)
+        except Exception as exc:  # noqa: BLE001 - any junk in the file, any reader's fault
+            note = f"Saved settings of {spec.title} could not be used ({type(exc).__name__}); defaults are kept."
+            self._settings_warning = f"{self._settings_warning} {note}" if self._settings_warning else note
+
     def _restore_layout(self) -> None:
         geometry, state = self.settings.value("window/geometry"), self.settings.value("window/state")
-        try:
-            if geometry is not None:
-                self.restoreGeometry(geometry)
-            if state is not None:
-                self.restoreState(state)
-        except (TypeError, ValueError):
-            pass  # a damaged layout in the settings: keep the default one
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        if isinstance(state, QByteArray):
+            self.restoreState(state)  # Qt refuses a damaged state itself and keeps the layout
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().showEvent(event)
@@ -248,6 +255,9 @@ class MainWindow(QMainWindow):
             self._default_size_pending = False
             self.resize(*DEFAULT_SIZE)
         QTimer.singleShot(0, self._hide_stale_tab_bars)  # once the docks have their geometry
+        if self._settings_warning:
+            message, self._settings_warning = self._settings_warning, None
+            QTimer.singleShot(0, lambda: self.dialogs.message(Icon.Warning, "Settings reset", message))
         if not self._lock.held and not self._lock_checked:
             self._lock_checked = True
             if self._lock.acquire().crashed:

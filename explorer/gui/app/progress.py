@@ -32,6 +32,7 @@ class RunProgress:
         self.window = window
         self.session = session
         self._run_info: RunStarted | None = None
+        self._error: str | None = None  # the run's error, shown once the session is idle
         self._started_at = 0.0
         self.bar = QProgressBar(objectName="progress")
         self.bar.setMinimumWidth(240)
@@ -52,7 +53,7 @@ class RunProgress:
         session.epoch.connect(self._on_epoch)
         session.run_finished.connect(self._on_run_finished)
         session.setting_changed.connect(self._on_setting_changed)
-        session.error.connect(lambda _: self._on_failed())
+        session.error.connect(self._on_error)
         session.tasks.busy_changed.connect(self._on_busy)
 
     def message(self, text: str) -> None:
@@ -88,15 +89,21 @@ class RunProgress:
             self.message("Training...")
         elif state == LOADING:
             self.bar.setFormat("Loading data...")
-        elif state == IDLE and self._run_info is None and self.bar.format() == "Loading data...":
-            self._on_failed()
+        elif state == IDLE and (self._error is not None or self.bar.format() == "Loading data..."):
+            self._show_failure()
 
-    def _on_failed(self) -> None:
-        """A run that ended before or while training: say so, not 'Loading...'."""
-        if self.session.state in (LOADING, TRAINING, PAUSED, STOPPING):
-            return
+    def _on_error(self, message: str) -> None:
+        self._error = message
+        if self.session.state not in (LOADING, TRAINING, PAUSED, STOPPING):
+            self._show_failure()
+
+    def _show_failure(self) -> None:
+        """A run that ended before or while training: say so, not 'Loading...' or 'Training...'."""
+        error, self._error = self._error, None
         self.bar.setFormat("Failed")
         self.label.setText("The run could not start or stopped with an error. Press Start (F5) to try again.")
+        first = one_line(error.split("\n\n")[0]) if error else "the run failed"
+        self.message(f"Stopped: {first}")
 
     def _on_run_started(self, event: RunStarted) -> None:
         self._run_info = event

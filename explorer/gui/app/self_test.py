@@ -5,8 +5,9 @@ the bundled MNIST through the window's own Start action and TrainingSession, che
 result, closes the window and answers with an exit status: 0 and one line on stdout when
 everything worked, 1 and one line on stderr saying why not.
 
-It runs with private, temporary settings, data and cache folders, so it neither reads nor
-changes the user's settings, autosaved model or cache.
+It runs with private, temporary data and cache folders and a private copy of the user's
+settings (a broken settings file is named in the result), so it starts the window as the
+user's start would, yet never changes the user's settings, autosaved model or cache.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import QSettings
 
 PREFIX = "latent-explorer self-test"
 LIMIT = 256  # images per split
@@ -51,6 +56,28 @@ def _private_dirs() -> Iterator[Path]:
                     os.environ[key] = value
 
 
+def _copy_of_user_settings(target: Path) -> tuple[QSettings, str | None]:
+    """A private copy of the user's settings, so the self-test starts the window with what
+    the user's start would read, and never changes the real file. A file the app would set
+    aside is named in the note instead of copied."""
+    import shutil
+
+    from explorer.gui.state.settings import open_settings, settings_path, unusable_reason
+
+    source = settings_path()
+    note = None
+    problem = unusable_reason(source)
+    if problem is not None:
+        note = f"the settings file {source} {problem}; the app will set it aside and use the defaults"
+    elif source.exists():
+        try:
+            shutil.copyfile(source, target)
+        except OSError as exc:
+            note = f"the settings file {source} could not be copied ({exc.strerror or exc})"
+    settings, warning = open_settings(target)
+    return settings, note or (warning and warning.replace(str(target), str(source)))
+
+
 def _one_line(text: str) -> str:
     """The first paragraph of a message, on one line."""
     return " ".join(str(text).split("\n\n")[0].split()) or "(no message)"
@@ -58,13 +85,13 @@ def _one_line(text: str) -> str:
 
 def _train_once(root: Path, timeout_s: float) -> str:
     """Build the window, train, check; the success line, or raise SelfTestFailure."""
-    from PySide6.QtCore import QEventLoop, QSettings, QTimer
+    from PySide6.QtCore import QEventLoop, QTimer
 
     from explorer.gui.app.application import make_application
     from explorer.gui.app.main_window import MainWindow
 
     make_application(sys.argv[:1])
-    settings = QSettings(str(root / "settings.ini"), QSettings.Format.IniFormat)
+    settings, settings_note = _copy_of_user_settings(root / "settings.ini")
     window = MainWindow(settings=settings)
     try:
         window.show()
@@ -126,7 +153,8 @@ def _train_once(root: Path, timeout_s: float) -> str:
             raise SelfTestFailure(f"the app warned: {_one_line(str(outcome['warning']))}")
         preset = session.model_config.preset if session.model_config is not None else "?"
         return (f"{PREFIX}: ok: trained {preset} for {EPOCHS} epoch on {LIMIT} MNIST images on {session.device} "
-                f"in {seconds:.1f} s; train loss {train_loss:.2f}, test loss {test_loss:.2f}")
+                f"in {seconds:.1f} s; train loss {train_loss:.2f}, test loss {test_loss:.2f}"
+                + (f"; note: {settings_note}" if settings_note else ""))
     finally:
         window.close_without_asking()  # stops and joins the worker, like a person closing the window
         joined = window.session.shutdown()

@@ -6,6 +6,8 @@ from PySide6.QtCore import QSettings
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QApplication
 
+from explorer.gui.state.settings import read_int
+
 KEY = "view/font_delta"
 SMALLEST, LARGEST = -4, 12
 MIN_POINTS = 6.0
@@ -13,11 +15,7 @@ MIN_POINTS = 6.0
 
 def saved_delta(settings: QSettings) -> int:
     """The saved step, or 0 when the setting is missing or not a whole number in range."""
-    try:
-        delta = int(str(settings.value(KEY, 0)))
-    except (TypeError, ValueError):
-        return 0
-    return max(SMALLEST, min(LARGEST, delta))
+    return read_int(settings, KEY, 0, SMALLEST, LARGEST)
 
 
 class TextSize:

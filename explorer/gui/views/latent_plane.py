@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from explorer.analysis.manifold import manifold_codes, manifold_image
 from explorer.gui.state.latent_state import LatentState
+from explorer.gui.state.settings import read_flag, read_int
 from explorer.gui.widgets.plot_legibility import add_outside_legend
 from explorer.gui.widgets.redraw import Coalescer
 
@@ -431,15 +432,10 @@ class LatentPlane(QWidget):
         settings.setValue("plane/grid", self.grid_size.value())
 
     def restore_settings(self, settings) -> None:
-        def flag(key: str, default: bool) -> bool:
-            return str(settings.value(key, default)).lower() == "true"
-
-        self.show_codes.setChecked(flag("plane/codes", True))
-        self.show_manifold.setChecked(flag("plane/manifold", False))
-        try:
-            self.grid_size.setValue(int(settings.value("plane/grid", DEFAULT_GRID)))
-        except (TypeError, ValueError):
-            pass
+        self.show_codes.setChecked(read_flag(settings, "plane/codes", True))
+        self.show_manifold.setChecked(read_flag(settings, "plane/manifold", False))
+        self.grid_size.setValue(read_int(settings, "plane/grid", DEFAULT_GRID, self.grid_size.minimum(),
+                                         self.grid_size.maximum()))
 
     # -- files ------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.config import MAX_MIN_STEPS, NOISE_LABELS, DataConfig, ModelConfig, TrainConfig, replace
+from explorer.gui.state.settings import read_text
 from explorer.presets import PRESETS, get_preset
 
 DATASETS = [("MNIST (bundled)", "mnist"), ("Fashion-MNIST (downloads once)", "fashion-mnist"),
@@ -265,13 +266,13 @@ class TrainingPanel(QWidget):
         from explorer.errors import ConfigError
 
         try:
-            model = ModelConfig.from_json(str(settings.value("panel/model", "")))
-            data = DataConfig.from_json(str(settings.value("panel/data", "")))
-            train = TrainConfig.from_json(str(settings.value("panel/train", "")))
-        except ConfigError:
-            return  # first launch or settings from another version: keep the defaults
+            model = ModelConfig.from_json(read_text(settings, "panel/model"))
+            data = DataConfig.from_json(read_text(settings, "panel/data"))
+            train = TrainConfig.from_json(read_text(settings, "panel/train"))
+        except (ConfigError, RecursionError):
+            return  # first launch, settings from another version, or junk: keep the defaults
         if model.preset not in PRESETS:
             return
         self.show_configs(model, data, train)
-        if '"min_steps"' in str(settings.value("panel/train", "")):  # settings older than the field keep the default
+        if '"min_steps"' in read_text(settings, "panel/train"):  # settings older than the field keep the default
             self.min_steps.setValue(train.min_steps)  # including Off, which the user chose here
