@@ -90,3 +90,19 @@ def test_the_latent_state_fits_axes_off_thread_and_starts_each_model_afresh(qtbo
     busiest = tuple(sorted(int(d) for d in latent.stats.order[:2]))
     assert latent.raw_dims == busiest, "raw axes go to the new model's two busiest dimensions"
     latent.shutdown()
+
+
+def test_class_names_from_files_are_shown_on_one_line_escaped(qtbot, session):
+    import torch
+
+    from explorer.data.dataset import ImageData
+
+    latent = LatentState(session)
+    images = torch.zeros((4, 1, 8, 8), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 0, 1])
+    session.data = ImageData(name="x", train_images=images, train_labels=labels, test_images=images,
+                             test_labels=labels, class_names=("ok", "\x1b[31mred\nline" + "x" * 100))
+    names = latent.class_names
+    assert names[0] == "ok"
+    assert "\x1b" not in names[1] and "\n" not in names[1] and len(names[1]) <= 40
+    latent.shutdown()

@@ -75,7 +75,9 @@ class ExportCommands:
             return
         copy, config = ModelCopy.of(model), model.config
         n, seed = window.samples_view.side.value() ** 2, window.samples_view.seed.value()
-        names = window.latent.class_names
+        data = window.session.data
+        # The data's own names (folders are named as the user's were), not the escaped ones shown.
+        names = data.class_names if data is not None and data.class_names else window.latent.class_names
 
         def work(_) -> int:
             decoder = copy.build()

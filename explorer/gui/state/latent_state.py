@@ -23,6 +23,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from explorer.analysis.latents import LatentStats, latent_stats
 from explorer.analysis.manifold import decode_codes
 from explorer.analysis.projection import PlaneAxes, pca_axes, raw_axes
+from explorer.display import one_line
 from explorer.gui.state.session import TrainingSession
 from explorer.models import Autoencoder
 from explorer.runtime.threads import ModelCopy
@@ -32,6 +33,7 @@ from explorer.runtime.threads import ModelCopy
 ENCODE_INTERVAL_S = 1.0
 MAX_CODES = 10_000
 ENCODE_TASK = "encode"
+CLASS_NAME_CHARS = 40  # a legend entry or a menu item, not a paragraph
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,11 @@ class LatentState(QObject):
 
     @property
     def class_names(self) -> tuple[str, ...]:
+        """Names to show: from the data (a folder's sub-folders, a checkpoint's metadata),
+        each on one line with control characters escaped."""
         data = self.session.data
         if data is not None and data.class_names:
-            return data.class_names
+            return tuple(one_line(name, limit=CLASS_NAME_CHARS) for name in data.class_names)
         model = self.model
         return tuple(str(i) for i in range(model.config.num_classes)) if model is not None else ()
 

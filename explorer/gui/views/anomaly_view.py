@@ -35,6 +35,7 @@ from explorer.analysis.grids import image_grid, save_png
 from explorer.analysis.metrics import Detection, detection_at, roc_auc, roc_curve
 from explorer.config import DataConfig, ModelConfig, parse_classes, replace
 from explorer.data import ImageData, to_float
+from explorer.display import one_line
 from explorer.errors import ConfigError
 from explorer.gui.state.session import TrainingSession
 from explorer.gui.widgets.image_pane import ImagePane
@@ -267,7 +268,7 @@ class AnomalyView(QWidget):
     def _draw(self) -> None:
         assert self.scored is not None and self.is_anomaly is not None
         scores, anomalous = self.scored.scores, self.is_anomaly
-        names = self.scored.data.class_names
+        names = tuple(one_line(name, limit=40) for name in self.scored.data.class_names)
         edges = np.histogram_bin_edges(scores[np.isfinite(scores)], bins=BINS)
         self.normal_curve.setData(edges, np.histogram(scores[~anomalous], edges)[0])
         self.other_curve.setData(edges, np.histogram(scores[anomalous], edges)[0])

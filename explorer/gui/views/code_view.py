@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.analysis.latents import LatentStats
+from explorer.display import one_line
 from explorer.gui.state.latent_state import LatentState
 from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
 
@@ -207,7 +208,7 @@ class CodeView(QWidget):
         self.picked.show()
         name = ""
         if data.test_labels is not None and data.class_names:
-            name = f" ({data.class_names[int(data.test_labels[index])]})"
+            name = f" ({one_line(data.class_names[int(data.test_labels[index])], limit=40)})"
         self.picked.setToolTip(f"Test image #{index}{name}: original (left) and reconstruction (right)")
         self.caption.setText(f"Test image #{index}{name} loaded: original and reconstruction below.")
 
