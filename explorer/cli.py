@@ -1,15 +1,23 @@
 """The command line: a contract outside scripts rely on (docs/architecture.md, "The command line").
 
 User mistakes end as one sentence on stderr and exit status 2; no tracebacks for them.
+Every output path is proven writable before any work starts, and every file is written
+atomically (explorer.atomic). SIGINT, SIGTERM and SIGHUP all interrupt like Ctrl+C; an
+interrupted or diverged ``train`` never replaces an existing file at ``--out`` (it saves
+beside it), and a second signal during a save waits until the save is complete.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import re
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +28,76 @@ EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
 
-def _positive_int(text: str) -> int:
-    try:
+def _one_line(text: object, limit: int = 600) -> str:
+    """Text fit for one line on a terminal: control characters and line breaks escaped as
+    ``repr`` writes them (so escapes from a file or an argument cannot paint the screen),
+    and at most ``limit`` characters."""
+    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def _echo(text: str) -> str:
+    """An argument as a message quotes it: escaped and short."""
+    return _one_line(repr(text), 40)
+
+
+_WHOLE = re.compile(r"\s*[+-]?\d+\s*")
+
+
+def _whole_number(text: str, lo: int, hi: int, unit: str = "") -> int:
+    if not _WHOLE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{_echo(text)} is not a whole number")
+    digits = text.strip().lstrip("+-")
+    if len(digits.lstrip("0")) > 30:  # int() of thousands of digits is refused by Python itself
+        value = -(10**31) if text.strip().startswith("-") else 10**31
+    else:
         value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    if value < lo:
+        raise argparse.ArgumentTypeError(f"{_one_line(text.strip(), 40)} must be at least {lo:,}")
+    if value > hi:
+        raise argparse.ArgumentTypeError(f"{_one_line(text.strip(), 40)} is too large: at most {hi:,}{unit}")
     return value
 
 
-def _nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
-    return value
+def _int_in(lo: int, hi: int, unit: str = "") -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        return _whole_number(text, lo, hi, unit)
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _float_in(lo: float, hi: float, what: str, inclusive: bool = False) -> Callable[[str], float]:
+    """A finite number from ``lo`` to below ``hi`` (or up to it, ``inclusive``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{_echo(text)} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{_echo(text)} is not a finite number")
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"{_one_line(text.strip(), 40)} must be a finite number >= {lo:g}")
+        if value > hi or (value == hi and not inclusive):
+            raise argparse.ArgumentTypeError(f"{_one_line(text.strip(), 40)} is too large: {what} must be "
+                                             f"{'at most' if inclusive else 'below'} {hi:g}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+# What the configs accept (explorer/config.py), checked as the arguments are read so that a
+# refusal names the option and the limit (a batch of 10**9 is too large, not "not positive").
+SEEDS = _int_in(0, 2**31 - 1)
+EPOCHS = _int_in(1, 100_000, " epochs")
+BATCH = _int_in(1, 1_000_000, " images per batch")
+LATENT = _int_in(1, 65_536, " dimensions")
+IMAGE_SIZE = _int_in(4, 512, " pixels")
+IMAGES = _int_in(1, 2**31 - 1, " images")
+N_OUT = _int_in(1, 1_000_000, " images per call")
+MAX_HIDDEN = 65_536
+MAX_LAYERS = 1000
 
 
 def _class_list(text: str) -> tuple[int, ...]:
@@ -51,18 +111,21 @@ def _class_list(text: str) -> tuple[int, ...]:
 
 
 def _int_list(text: str) -> tuple[int, ...]:
+    parts = [v for v in text.split(",") if v.strip() != ""]
+    if len(parts) > MAX_LAYERS:
+        raise argparse.ArgumentTypeError(f"{len(parts):,} layers are too many: at most {MAX_LAYERS}")
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip() != "")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of sizes") from None
+        return tuple(_whole_number(v, 1, MAX_HIDDEN, " units per layer") for v in parts)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"layer size {exc} (give sizes like 512,256)") from None
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that exits with our user-error status."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
+        # One line, as every other refusal: the usage is a --help away.
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,18 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="vae", metavar="PRESET", help=f"one of {', '.join(PRESETS)} (default vae)")
     p.add_argument("--dataset", default="mnist",
                    help="mnist (bundled), fashion-mnist, kmnist, cifar10 (downloaded once), or a folder of images")
-    p.add_argument("--epochs", type=_positive_int, help="default: the preset's")
-    p.add_argument("--latent-dim", type=_positive_int, help="default: the preset's")
+    p.add_argument("--epochs", type=EPOCHS, help="default: the preset's")
+    p.add_argument("--latent-dim", type=LATENT, help="default: the preset's")
     p.add_argument("--hidden", type=_int_list, metavar="N,N", help="hidden layer sizes, e.g. 512,256")
-    p.add_argument("--batch-size", type=_positive_int, help="default: the preset's")
-    p.add_argument("--lr", type=_nonneg_float, help="learning rate (default: the preset's)")
-    p.add_argument("--beta", type=_nonneg_float, help="weight of the KL term (VAE family)")
+    p.add_argument("--batch-size", type=BATCH, help="default: the preset's")
+    p.add_argument("--lr", type=_float_in(0.0, 10.0, "the learning rate"), help="learning rate (default: the preset's)")
+    p.add_argument("--beta", type=_float_in(0.0, 1e6, "beta"), help="weight of the KL term (VAE family)")
     p.add_argument("--recon-loss", choices=RECON_LOSSES, help="reconstruction loss")
     p.add_argument("--noise", choices=NOISE_TYPES, help="input corruption while training (denoising)")
-    p.add_argument("--noise-level", type=_nonneg_float, help="noise strength, or fraction of pixels")
-    p.add_argument("--sparsity", type=_nonneg_float, help="L1 activity penalty weight")
+    p.add_argument("--noise-level", type=_float_in(0.0, 10.0, "the noise level", inclusive=True),
+                   help="noise strength, or fraction of pixels")
+    p.add_argument("--sparsity", type=_float_in(0.0, 1e6, "the sparsity weight"), help="L1 activity penalty weight")
     p.add_argument("--classes", type=_class_list, metavar="K,K", help="train on these classes only")
-    p.add_argument("--image-size", type=_positive_int, help="for image folders: resize to this (default 32)")
+    p.add_argument("--image-size", type=IMAGE_SIZE, help="for image folders: resize to this (default 32)")
     p.add_argument("--channels", type=int, choices=(1, 3), help="for image folders: 1 or 3 (default automatic)")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
@@ -107,8 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", default="auto", choices=COMPILE_MODES,
                    help="run the training step through torch.compile; auto compiles on CUDA only (on the "
                         "CPU the first compile takes seconds and pays back on long runs)")
-    p.add_argument("--limit", type=_positive_int, help="use only the first N images of each split")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=IMAGES, help="use only the first N images of each split")
+    p.add_argument("--seed", type=SEEDS, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object per epoch")
     p.add_argument("--out", required=True, metavar="CHECKPOINT", help="where to save (.safetensors)")
 
@@ -119,9 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="sample new images (VAE family)")
     p.add_argument("checkpoint")
-    p.add_argument("--n", type=_positive_int, default=64)
-    p.add_argument("--label", type=int, help="class to generate (conditional models)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=N_OUT, default=64)
+    p.add_argument("--label", type=_int_in(-(2**63), 2**63 - 1), help="class to generate (conditional models)")
+    p.add_argument("--seed", type=SEEDS, default=0)
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", metavar="FILE.png|FILE.npy")
     target.add_argument("--folder", metavar="DIR",
@@ -137,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reconstruct", help="test images and their reconstructions")
     p.add_argument("checkpoint")
-    p.add_argument("--n", type=_positive_int, default=16)
+    p.add_argument("--n", type=N_OUT, default=16)
     p.add_argument("--out", required=True, metavar="FILE.png|FILE.npy")
 
     p = sub.add_parser("encode", help="latent codes (means) of a split")
@@ -145,6 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("train", "test"), default="test")
     p.add_argument("--out", required=True, metavar="FILE.npy|FILE.csv")
     return parser
+
+
+# What to change when a command runs out of memory: (the batch-like knob, the data-like knob).
+_OOM_ADVICE = {
+    "train": ("a smaller --batch-size", "fewer images (--limit) or a smaller model (--hidden, --latent-dim)"),
+    "generate": ("a smaller --n", "several calls with a smaller --n each"),
+    "reconstruct": ("a smaller --n", "several calls with a smaller --n each"),
+    "evaluate": ("--device cpu", "a machine with more memory"),
+    "encode": ("--split test (the smaller split)", "a machine with more memory"),
+    "anomaly": ("a machine with more memory", "fewer normal classes"),
+}
+
+
+def _error(message: object) -> None:
+    print(f"latent-explorer: error: {_one_line(message)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,43 +238,101 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_self_test()
     command = args.command or "gui"
-    try:
-        if command == "gui":
-            from explorer.app import run_gui
+    if command == "gui":
+        from explorer.app import run_gui
 
-            return run_gui(getattr(args, "checkpoint", None))
-        handler = {"train": cmd_train, "evaluate": cmd_evaluate, "generate": cmd_generate,
-                   "reconstruct": cmd_reconstruct, "encode": cmd_encode, "anomaly": cmd_anomaly}[command]
-        return handler(args)
-    except UserError as exc:
-        print(f"latent-explorer: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("latent-explorer: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        from explorer.oom import is_out_of_memory, out_of_memory_message
+        return run_gui(getattr(args, "checkpoint", None))
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "generate": cmd_generate,
+               "reconstruct": cmd_reconstruct, "encode": cmd_encode, "anomaly": cmd_anomaly}[command]
+    with _Signals() as signals:
+        try:
+            return handler(args, signals)
+        except UserError as exc:
+            _error(exc)
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt:
+            print(f"latent-explorer: interrupted{signals.named()}; nothing was written", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception as exc:
+            from explorer.oom import is_out_of_memory, out_of_memory_message
 
-        if not is_out_of_memory(exc):
-            raise
-        print(f"latent-explorer: error: {out_of_memory_message(exc, 'a smaller --batch-size', '--limit')}",
-              file=sys.stderr)
-        return EXIT_USER_ERROR
+            if not is_out_of_memory(exc):
+                raise
+            _error(out_of_memory_message(exc, *_OOM_ADVICE[command]))
+            return EXIT_USER_ERROR
+
+
+# -- signals ------------------------------------------------------------------------------
+
+
+class _Signals:
+    """SIGINT, SIGTERM and SIGHUP all interrupt a command the way Ctrl+C does: the first
+    one raises KeyboardInterrupt where the work is. From then on, and inside :meth:`held`
+    (a save), further signals are only counted, so a save is never cut short: it ends with
+    the old file or the complete new one, and the message can say which. A signal the
+    process ignored when it started (``nohup`` ignores SIGHUP) stays ignored. Handlers are
+    installed in the main thread only and restored on exit."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self._holding = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                previous = signal.getsignal(sig)
+                if previous == signal.SIG_IGN:
+                    continue
+                self._previous[sig] = previous
+                signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received.append(signal.Signals(signum).name)
+        if self._holding:
+            return
+        self._holding = True  # the unwinding and the save that follow are not to be cut short
+        raise KeyboardInterrupt(self.received[-1])
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Count signals instead of raising them for the duration of the block."""
+        before = self._holding
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = before
+
+    def named(self) -> str:
+        """' (SIGTERM)' when a signal other than Ctrl+C's interrupted, else ''."""
+        first = self.received[0] if self.received else "SIGINT"
+        return "" if first == "SIGINT" else f" ({first})"
 
 
 # -- helpers ------------------------------------------------------------------------------
 
 
 def _output_path(text: str, allowed: tuple[str, ...]) -> Path:
+    """The output file, proven writable now, before any work (explorer.atomic.check_writable)."""
+    from explorer.atomic import check_writable
     from explorer.errors import UserError
 
     path = Path(text)
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder; give a file name ending in {' or '.join(allowed)}")
     suffix = path.suffix.lower()
     if suffix not in allowed:
-        raise UserError(f"{path.name}: the output must end in {' or '.join(allowed)}")
-    if not path.parent.exists():
-        raise UserError(f"cannot write {path}: the folder {path.parent} does not exist")
-    return path
+        raise UserError(f"{path.name or path}: the output must end in {' or '.join(allowed)}")
+    return check_writable(path)
 
 
 def _save_npy(path: Path, array: Any) -> None:
@@ -252,14 +389,23 @@ def _epoch_line(ev, total: int) -> str:
 SHORT_RUN_STEPS = 500
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _finite_weights(model) -> bool:  # model: Autoencoder
+    import torch
+
+    return all(bool(torch.isfinite(v).all()) for v in model.state_dict().values() if v.is_floating_point())
+
+
+def cmd_train(args: argparse.Namespace, signals: _Signals | None = None) -> int:
+    """Train and save. Only a completed run replaces a file at ``--out`` (atomically); an
+    interrupted or diverged run saves there only if nothing is there, else beside it
+    (NAME.interrupted.safetensors, NAME.diverged.safetensors), and says where. A run
+    interrupted before it logged a training step saves nothing."""
     from tqdm import tqdm
 
     from explorer.config import DataConfig
-    from explorer.training.checkpoint import save_checkpoint
     from explorer.training.device import resolve_device
     from explorer.training.engine import drive, train
-    from explorer.training.events import EpochEnd, Event, Notice, RunStarted, StepLoss
+    from explorer.training.events import EpochEnd, Event, Notice, RunStarted, Snapshot, StepLoss
     from explorer.training.history import History
     from explorer.training.runs import model_config_for, prepare_run, train_config_for
 
@@ -275,7 +421,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                              image_size=args.image_size, channels=args.channels)
     run = prepare_run(model_config, data_config, train_config)
     for name, why in run.folder_report.skipped[:10]:
-        print(f"latent-explorer: skipped {name}: {why}", file=sys.stderr)
+        print(f"latent-explorer: skipped {_one_line(name, 200)}: {_one_line(why, 200)}", file=sys.stderr)
     if len(run.folder_report.skipped) > 10:
         print(f"latent-explorer: skipped {len(run.folder_report.skipped) - 10} more files", file=sys.stderr)
 
@@ -283,10 +429,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     history = History(part_names=model.part_names)
     show_bar = sys.stderr.isatty() and not args.json
     bar = None
+    steps = 0  # the last logged global step: 0 until training has taken (and logged) a step
+    snapshot: Snapshot | None = None  # the weights at the last epoch end
 
     def on_event(ev: Event) -> None:
-        nonlocal bar
+        nonlocal bar, steps, snapshot
         history.record(ev)
+        if isinstance(ev, StepLoss):
+            steps = ev.global_step
+        elif isinstance(ev, Snapshot):
+            snapshot = ev
         if isinstance(ev, RunStarted):
             if not args.json:
                 print(f"training {args.model} on {run.data.name} ({ev.train_size} train / {ev.test_size} test "
@@ -311,25 +463,30 @@ def cmd_train(args: argparse.Namespace) -> int:
                 line = _epoch_line(ev, train_config.epochs)
                 (bar.write(line) if bar is not None and show_bar else print(line, flush=True))
 
+    signals = signals or _Signals()
     result = None
     interrupted = False
     try:
         result = drive(train(model, run.data, train_config), on_event)
     except KeyboardInterrupt:
         interrupted = True
-    finally:
+    with signals.held():  # from here on a signal waits: the save below is never cut short
         if bar is not None:
             bar.close()
-
-    save_checkpoint(out, model, run.data_config, train_config, history, run.data.class_names)
-    if interrupted:
-        print(f"latent-explorer: interrupted after {history.last_epoch} epoch(s); saved the model so far to {out}",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    assert result is not None
-    if result.status == "diverged":
-        print(f"latent-explorer: error: {result.message} Saved them to {out}.", file=sys.stderr)
-        return EXIT_DIVERGED
+        if interrupted:
+            return _save_interrupted(out, model, run, train_config, history, steps, snapshot, signals)
+        assert result is not None
+        seen = len(signals.received)
+        if result.status == "diverged":
+            where = _save(out, model, run, train_config, history, beside="diverged")
+            print(f"latent-explorer: error: {_one_line(result.message)} Saved them to {where}"
+                  f"{_untouched(out, where)}.", file=sys.stderr)
+            return EXIT_DIVERGED
+        _save(out, model, run, train_config, history)
+        if len(signals.received) > seen:
+            print(f"latent-explorer: interrupted{signals.named()} while saving; the save was finished first, "
+                  f"so {out} is the complete new model ({history.last_epoch} epochs)", file=sys.stderr)
+            return EXIT_INTERRUPTED
     if result.global_step < SHORT_RUN_STEPS:
         print(f"latent-explorer: this run took only {result.global_step:,} training steps, probably too few for "
               f"the model to learn much; train more --epochs or on more images", file=sys.stderr)
@@ -338,7 +495,49 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def _save(out: Path, model, run, train_config, history, beside: str | None = None) -> Path:
+    from explorer.training.checkpoint import save_checkpoint
+
+    return save_checkpoint(out, model, run.data_config, train_config, history, run.data.class_names, beside=beside)
+
+
+def _untouched(out: Path, where: Path) -> str:
+    return "" if where == out else f" ({out} is untouched)"
+
+
+def _save_interrupted(out: Path, model, run, train_config, history, steps: int, snapshot,
+                      signals: _Signals) -> int:
+    """Save an interrupted run beside ``--out`` (or at it when nothing is there) and say
+    where: its weights as they are when finite, else those of the last finished epoch."""
+    from explorer.errors import UserError
+
+    what = f"interrupted{signals.named()}"
+    kept = f"; {out} is untouched" if out.exists() else ""
+    if steps == 0:
+        print(f"latent-explorer: {what} before training had logged a step; nothing was saved{kept}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not _finite_weights(model):
+        if snapshot is None:
+            print(f"latent-explorer: {what} with weights that are not finite and no finished epoch; "
+                  f"nothing was saved{kept}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        model.load_state_dict(snapshot.state_dict)
+    seen = len(signals.received)
+    try:
+        where = _save(out, model, run, train_config, history, beside="interrupted")
+    except UserError as exc:
+        _error(f"{what} after {history.last_epoch} epoch(s), and the model could not be saved: {exc}")
+        return EXIT_INTERRUPTED
+    again = " (a second interrupt came during the save, which was finished first)" \
+        if len(signals.received) > seen else ""
+    print(f"latent-explorer: {what} after {history.last_epoch} of {train_config.epochs} epoch(s) "
+          f"({steps:,} steps); saved the model so far to {where}{_untouched(out, where)}{again}",
+          file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def cmd_evaluate(args: argparse.Namespace, signals: _Signals | None = None) -> int:
     from explorer.training.evaluate import evaluate_tensors
 
     ckpt, model, _ = _load(args.checkpoint, args.device)
@@ -358,13 +557,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+def cmd_generate(args: argparse.Namespace, signals: _Signals | None = None) -> int:
     import torch
 
     from explorer.analysis.grids import image_grid, save_png
     from explorer.errors import UserError
 
     out = _output_path(args.out, (".png", ".npy")) if args.out else None
+    if out is None:
+        from explorer.atomic import check_writable_folder
+
+        check_writable_folder(args.folder)
     ckpt, model, dev = _load(args.checkpoint)
     cfg = ckpt.model_config
     if args.label is not None and not cfg.conditional:
@@ -402,7 +605,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_anomaly(args: argparse.Namespace) -> int:
+def cmd_anomaly(args: argparse.Namespace, signals: _Signals | None = None) -> int:
     from explorer.analysis.anomaly import anomaly_report
     from explorer.config import replace
     from explorer.data import load_dataset
@@ -441,7 +644,7 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_reconstruct(args: argparse.Namespace) -> int:
+def cmd_reconstruct(args: argparse.Namespace, signals: _Signals | None = None) -> int:
     import torch
 
     from explorer.analysis.grids import pairs_grid, save_png
@@ -462,7 +665,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_encode(args: argparse.Namespace) -> int:
+def cmd_encode(args: argparse.Namespace, signals: _Signals | None = None) -> int:
     from explorer.analysis.export import save_codes
     from explorer.analysis.latents import encode_images
 

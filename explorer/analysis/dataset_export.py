@@ -7,14 +7,15 @@ as it is.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from explorer.analysis.export import save_npy
-from explorer.errors import UserError
+from explorer.analysis.export import save_array, save_npy
+from explorer.atomic import atomic_folder, check_writable_folder
 
 
 def _safe_name(name: str, fallback: str) -> str:
@@ -25,29 +26,31 @@ def _safe_name(name: str, fallback: str) -> str:
 def write_image_folder(folder: str | Path, images: np.ndarray, labels: np.ndarray | None = None,
                        class_names: tuple[str, ...] = ()) -> list[Path]:
     """Write (N, C, H, W) images in [0, 1]; ``labels`` put each in its class's sub-folder.
-    Refuses a folder that already has files, so nothing is overwritten."""
+
+    Refuses a folder that already has files, so nothing is overwritten. The folder is built
+    beside its place and renamed there when complete (explorer.atomic.atomic_folder): a full
+    disk or an interrupt leaves no half-written folder."""
     folder = Path(folder)
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise UserError(f"{folder} already exists and is not empty; choose a new or empty folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        written: list[Path] = []
+    check_writable_folder(folder)
+    written: list[str] = []
+    pixels = (np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8)
+    with atomic_folder(folder) as tmp:
         counters: dict[str, int] = {}
-        pixels = (np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8)
         for i, image in enumerate(pixels):
-            sub = folder
+            sub = ""
             if labels is not None:
                 k = int(labels[i])
-                sub = folder / _safe_name(class_names[k] if k < len(class_names) else str(k), str(k))
-                sub.mkdir(exist_ok=True)
-            counters[str(sub)] = counters.get(str(sub), 0) + 1
-            path = sub / f"{counters[str(sub)]:04d}.png"
+                sub = _safe_name(class_names[k] if k < len(class_names) else str(k), str(k))
+                (tmp / sub).mkdir(exist_ok=True)
+            counters[sub] = counters.get(sub, 0) + 1
+            name = f"{sub}/{counters[sub]:04d}.png" if sub else f"{counters[sub]:04d}.png"
             array = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
-            Image.fromarray(array).save(path, format="PNG")
-            written.append(path)
-    except OSError as exc:
-        raise UserError(f"could not write into {folder}: {exc.strerror or exc}") from None
-    save_npy(folder / "images.npy", images)
-    if labels is not None:
-        np.save(folder / "labels.npy", np.asarray(labels, dtype=np.int64), allow_pickle=False)
-    return written
+            with open(tmp / name, "wb") as fh:
+                Image.fromarray(array).save(fh, format="PNG")
+                fh.flush()
+                os.fsync(fh.fileno())
+            written.append(name)
+        save_npy(tmp / "images.npy", images)
+        if labels is not None:
+            save_array(tmp / "labels.npy", np.asarray(labels, dtype=np.int64))
+    return [folder / name for name in written]

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from explorer.errors import UserError
+from explorer.atomic import atomic_write
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> torch.Tensor:
@@ -43,11 +43,9 @@ def to_uint8_hwc(grid: torch.Tensor) -> np.ndarray:
 
 
 def save_png(grid: torch.Tensor, path: str | Path) -> None:
-    arr = to_uint8_hwc(grid)
-    try:
-        Image.fromarray(arr).save(path, format="PNG")
-    except OSError as exc:
-        raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
+    """The grid as a PNG, written atomically (a failed write leaves an earlier file as it was)."""
+    image = Image.fromarray(to_uint8_hwc(grid))
+    atomic_write(path, lambda fh: image.save(fh, format="PNG"))
 
 
 def tile(images: np.ndarray, rows: int, cols: int) -> np.ndarray:

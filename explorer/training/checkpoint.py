@@ -59,8 +59,16 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfig, train_config: TrainConfig,
-                    history: History | None = None, class_names: tuple[str, ...] = ()) -> Path:
+                    history: History | None = None, class_names: tuple[str, ...] = (),
+                    beside: str | None = None) -> Path:
+    """Write a checkpoint atomically (explorer.atomic) and return where it went.
+
+    With ``beside`` (a tag such as "interrupted"), an existing file at ``path`` is never
+    replaced: the checkpoint goes to ``NAME.TAG.safetensors`` beside it (``-2``, ``-3``...
+    where taken). A failed write raises CheckpointError and leaves any earlier file as it was.
+    """
     path = Path(path)
+    from explorer.atomic import atomic_write, write_beside
     from explorer.config import replace
 
     model_config = replace(model.config, beta=float(model.beta))  # keep a beta changed mid-run
@@ -77,8 +85,16 @@ def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfi
         "class_names": json.dumps(list(class_names)),
     }
     payload = st_save(tensors, metadata=metadata)
-    write_atomic(path, payload)
-    return path
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise CheckpointError(f"cannot save {path}: the folder {folder} does not exist")
+
+    def write(fh) -> None:
+        fh.write(payload)
+
+    if beside:
+        return write_beside(path, write, beside, error=CheckpointError)
+    return atomic_write(path, write, error=CheckpointError)
 
 
 def _umask() -> int:
