@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+# The app imports torchvision's grid code once, in the background, with its first data
+# (runtime/threads.py:warm_view_imports). A test that closes its window during that
+# one-time import would time the join as a stall of the close; import it up front instead.
+import torchvision.utils  # noqa: F401
 from PySide6.QtCore import QSettings, Qt
 
 from explorer.gui.app.main_window import MainWindow
