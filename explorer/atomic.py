@@ -307,6 +307,8 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
         fsync_folder(parent)
     except OSError as exc:
         raise WriteError(f"could not write into {folder}: {reason(exc)}; nothing was written there") from None
+    except WriteError as exc:  # from a file written inside: name the folder, not the temporary one
+        raise WriteError(str(exc).replace(str(tmp), str(target))) from None
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
