@@ -7,12 +7,25 @@ Before a model is built for real, its shapes are checked against a copy built on
 wrong with a file, loading raises one :class:`CheckpointError` with a one-line message. Writes go to a
 temporary file in the same folder and are renamed into place, so a crash or a full disk
 never leaves half a checkpoint where a good one was.
+
+Opening a file is bounded at every step: only a regular file is read (a FIFO, a device such
+as a link to ``/dev/zero``, a socket or a folder is refused after an ``fstat`` of the
+descriptor, opened without blocking); the safetensors header's length is checked against
+:data:`MAX_HEADER_BYTES` before it is read, and the tensor data's against what the config's
+model can hold; JSON is parsed only when nested at most :data:`MAX_JSON_DEPTH` deep; the
+loss history is thinned to a bounded number of points; class counts and image shapes are
+bounded; what the model will need is priced by :mod:`explorer.memory_budget` before the
+weights are read; and a model counts as loaded only when its weights are finite, within
+:data:`MAX_WEIGHT`, and a forward pass of one small batch gives finite values everywhere.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
@@ -28,9 +42,10 @@ from safetensors.torch import save as st_save
 from explorer import __version__
 from explorer.config import DataConfig, ModelConfig, TrainConfig
 from explorer.errors import CheckpointError, ConfigError
+from explorer.memory_budget import MemoryBudgetError, check_open
 from explorer.models.autoencoder import Autoencoder
 from explorer.presets import PRESETS
-from explorer.training.history import History
+from explorer.training.history import MAX_STEP_POINTS, History
 
 FORMAT = "latent-explorer/checkpoint"
 FORMAT_VERSION = "1"
@@ -142,6 +157,19 @@ def write_atomic(path: Path, payload: bytes) -> None:
 # No model this app trains comes near them; a hostile config must not freeze or exhaust us.
 MAX_LAYERS = 1000  # hidden plus conv layers: 100000 of them, even on "meta", took about a minute to build
 MAX_MESSAGE = 600  # characters; an error message is one line a person reads
+# The safetensors header (JSON: tensor offsets plus all metadata). A real one is tens of KB;
+# 100,000 epochs of history make about 25 MB. A 200 MB header once took 1.7 GB to parse.
+MAX_HEADER_BYTES = 32 * 1024**2
+MAX_JSON_DEPTH = 32  # a real header nests 4 deep; Python's parser recurses once per level
+MAX_HISTORY_STEPS = MAX_STEP_POINTS  # more rows are thinned on load (every k-th, and the last)
+MAX_HISTORY_EPOCHS = 10_000  # likewise for per-epoch records
+MAX_CLASSES = 10_000  # classes a checkpoint may know (a one-hot input per class, in every batch)
+MAX_CLASS_NAME = 1000  # characters in one class name
+MAX_CHANNELS = 4
+MAX_SIDE = 1024  # pixels; folders load at most 512, the built-in datasets at 32
+# Trained weights stay within a few tens; beyond this a file is damaged or hostile (3e38
+# loaded once, then gave NaN losses, infinite codes and an SVD that did not converge).
+MAX_WEIGHT = 1e4
 
 
 def _quote(value: object, limit: int = 120) -> str:
@@ -163,46 +191,145 @@ def _one_line_errors() -> Iterator[None]:
         raise
 
 
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def json_depth(text: str) -> int:
+    """How deep ``text``'s arrays and objects nest, found without parsing it (strings are
+    cut out first, then the brackets counted with numpy): fast on megabytes of JSON."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets.encode("ascii"), dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int64)
+    return int(np.cumsum(steps).max())
+
+
+def _bounded_json(text: str, what: str, path: Path) -> Any:
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise CheckpointError(f"{path.name} has a damaged {what} (nested more than {MAX_JSON_DEPTH} deep)")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
+        raise CheckpointError(f"{path.name} has a damaged {what} (not JSON)") from None
+
+
 def _meta_json(metadata: dict[str, str], key: str, path: Path) -> Any:
     if key not in metadata:
         raise CheckpointError(f"{path.name} is missing its {key.replace('_', ' ')}")
+    return _bounded_json(metadata[key], key.replace("_", " "), path)
+
+
+def _size(n: float) -> str:
+    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.1f} MiB"
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _open_regular(path: Path) -> tuple[int, int]:
+    """A descriptor of ``path`` and its size, only when it is a regular file.
+
+    Opened with O_NONBLOCK, so a FIFO without a writer cannot hang us, then checked with
+    ``fstat`` on the descriptor itself (no race with a file swapped in between): a link to
+    ``/dev/zero`` or a FIFO is refused before a byte is read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     try:
-        return json.loads(metadata[key])
-    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
-        raise CheckpointError(f"{path.name} has a damaged {key.replace('_', ' ')} (not JSON)") from None
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise CheckpointError(f"{path} is a broken link") from None
+        raise CheckpointError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file") from None
+    except OSError as exc:
+        if path.is_dir():  # Windows refuses to open a folder with a permission error
+            raise CheckpointError(f"{path} is a folder, not a checkpoint file") from None
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckpointError(f"{path} is {_file_kind(info.st_mode)}, not a checkpoint file")
+        if info.st_size > MAX_BYTES:
+            raise CheckpointError(f"{path.name} is {_size(info.st_size)}, "
+                                  "far larger than any Latent Explorer checkpoint")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, int(info.st_size)
+
+
+def _read_up_to(fd: int, n: int, path: Path) -> bytes:
+    """Exactly ``n`` bytes from ``fd`` (fewer only at the end of the file), never more."""
+    chunks, left = [], n
+    try:
+        while left > 0:
+            chunk = os.read(fd, min(left, 64 * 1024**2))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except BlockingIOError:
+        raise CheckpointError(f"cannot read {path}: it gives no data without waiting") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return b"".join(chunks)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     with _one_line_errors():
+        fd, size = _open_regular(path)
         try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise CheckpointError(f"{path} does not exist") from None
-        except OSError as exc:
-            raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if path.is_dir():
-            raise CheckpointError(f"{path} is a folder, not a checkpoint file")
-        if size > MAX_BYTES:
-            raise CheckpointError(f"{path.name} is {size / 1024**3:.1f} GiB, "
-                                  "far larger than any Latent Explorer checkpoint")
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
-        return parse_checkpoint(raw, path)
+            head = _read_up_to(fd, 8, path)
+            n = _header_length(head, size, path)
+            header = _read_up_to(fd, n, path)
+            if len(header) < n:
+                raise CheckpointError(f"{path.name} is not a Latent Explorer checkpoint (truncated)")
+            front = _parse_front(header, path)
+            _check_budget(front, size - 8 - n, size, path)
+            rest = _read_up_to(fd, size - 8 - n, path)  # what fstat said; a file that grows is cut there
+        finally:
+            os.close(fd)
+        return _finish(front, head + header + rest, path)
 
 
-def _read_metadata(raw: bytes, path: Path) -> dict[str, str]:
-    """Parse only the safetensors header (JSON), so junk is refused before tensors are read."""
-    if len(raw) < 8:
+def _header_length(head: bytes, size: int, path: Path) -> int:
+    """The safetensors header's length from the file's first 8 bytes, checked against the
+    cap and the file's size before a byte of the header is read."""
+    if len(head) < 8:
         raise CheckpointError(f"{path.name} is not a Latent Explorer checkpoint (too short)")
-    n = int.from_bytes(raw[:8], "little")
-    if n <= 1 or 8 + n > len(raw):
+    n = int.from_bytes(head[:8], "little")
+    if n > MAX_HEADER_BYTES and 8 + n <= size:
+        raise CheckpointError(f"{path.name} has a header of {_size(n)}; a Latent Explorer checkpoint's is at "
+                              f"most {_size(MAX_HEADER_BYTES)}")
+    if n <= 1 or 8 + n > size:
         raise CheckpointError(f"{path.name} is not a Latent Explorer checkpoint (not a safetensors file, or truncated)")
+    return n
+
+
+def _header_metadata(header_bytes: bytes, path: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """The metadata and the tensor entries of a safetensors header."""
     try:
-        header = json.loads(raw[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        text = header_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path.name} is not a Latent Explorer checkpoint (unreadable header)") from None
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise CheckpointError(f"{path.name} is not a Latent Explorer checkpoint (unreadable header)")
+    try:
+        header = json.loads(text)
+    except (ValueError, RecursionError):
         raise CheckpointError(f"{path.name} is not a Latent Explorer checkpoint (unreadable header)") from None
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
@@ -212,16 +339,34 @@ def _read_metadata(raw: bytes, path: Path) -> dict[str, str]:
                               f"this version of Latent Explorer reads format {FORMAT_VERSION}")
     if not all(isinstance(v, str) for v in metadata.values()):
         raise CheckpointError(f"{path.name} has damaged metadata")
-    return metadata
+    entries = {k: v for k, v in header.items() if k != "__metadata__"}
+    return metadata, entries
 
 
 def parse_checkpoint(raw: bytes, path: Path = Path("checkpoint")) -> Checkpoint:
     with _one_line_errors():
-        return _parse(raw, path)
+        n = _header_length(raw[:8], len(raw), path)
+        front = _parse_front(raw[8:8 + n], path)
+        _check_budget(front, len(raw) - 8 - n, len(raw), path)
+        return _finish(front, raw, path)
 
 
-def _parse(raw: bytes, path: Path) -> Checkpoint:
-    metadata = _read_metadata(raw, path)
+@dataclass
+class _Front:
+    """What the header says, checked, before any weight is read."""
+
+    model_config: ModelConfig
+    data_config: DataConfig
+    train_config: TrainConfig
+    history: History
+    class_names: tuple[str, ...]
+    expected: dict[str, tuple[torch.Size, torch.dtype]]
+    metadata: dict[str, str]
+    entries: dict[str, Any]
+
+
+def _parse_front(header_bytes: bytes, path: Path) -> _Front:
+    metadata, entries = _header_metadata(header_bytes, path)
     try:
         model_config = ModelConfig.from_dict(_meta_json(metadata, "model_config", path))
         data_config = DataConfig.from_dict(_meta_json(metadata, "data_config", path))
@@ -232,15 +377,78 @@ def _parse(raw: bytes, path: Path) -> Checkpoint:
         raise CheckpointError(f"{path.name} has an invalid config (values nested too deeply)") from None
     if model_config.preset and model_config.preset not in PRESETS:
         raise CheckpointError(f"{path.name} names an unknown model preset {_quote(repr(model_config.preset))}")
+    _check_shape_and_classes(model_config, path)
     try:
-        history = History.from_dict(_meta_json(metadata, "history", path))
+        history = History.from_dict(_thinned_history(_meta_json(metadata, "history", path)))
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         raise CheckpointError(f"{path.name} has a damaged loss history: {_quote(exc, 200)}") from None
     names = _meta_json(metadata, "class_names", path)
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise CheckpointError(f"{path.name} has damaged class names")
-
+    if len(names) > MAX_CLASSES:
+        raise CheckpointError(f"{path.name} names {len(names):,} classes; Latent Explorer models know at most "
+                              f"{MAX_CLASSES:,}")
+    if any(len(n) > MAX_CLASS_NAME for n in names):
+        raise CheckpointError(f"{path.name} has a class name over {MAX_CLASS_NAME} characters long")
     expected = _expected_weights(model_config, path)  # before the weights are read
+    return _Front(model_config, data_config, train_config, history, tuple(names), expected, metadata, entries)
+
+
+def _check_shape_and_classes(config: ModelConfig, path: Path) -> None:
+    c, h, w = config.image_shape
+    if c > MAX_CHANNELS or h > MAX_SIDE or w > MAX_SIDE:
+        raise CheckpointError(f"{path.name} describes images of {c}x{h}x{w}; Latent Explorer models take at most "
+                              f"{MAX_CHANNELS} channels of {MAX_SIDE}x{MAX_SIDE} pixels")
+    if config.num_classes > MAX_CLASSES:
+        raise CheckpointError(f"{path.name} describes a model of {config.num_classes:,} classes; Latent Explorer "
+                              f"models know at most {MAX_CLASSES:,}")
+
+
+def _thin(rows: list[Any], limit: int) -> list[Any]:
+    """At most ``limit`` of ``rows``: every k-th, and always the last."""
+    k = math.ceil(len(rows) / limit)
+    kept = rows[::k]
+    if kept[-1] is not rows[-1]:
+        kept[-1] = rows[-1]
+    return kept
+
+
+def _thinned_history(data: Any) -> Any:
+    """A history dict with at most MAX_HISTORY_STEPS step rows and MAX_HISTORY_EPOCHS epoch
+    records, thinned before they are validated one by one (a million rows took seconds)."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    steps, epochs = data.get("steps"), data.get("epochs")
+    if isinstance(steps, list) and len(steps) > MAX_HISTORY_STEPS:
+        k = math.ceil(len(steps) / MAX_HISTORY_STEPS)
+        data["steps"] = _thin(steps, MAX_HISTORY_STEPS)
+        stride = data.get("stride", 1)
+        if isinstance(stride, int) and not isinstance(stride, bool) and 1 <= stride < 2**40:
+            data["stride"] = stride * k
+    if isinstance(epochs, list) and len(epochs) > MAX_HISTORY_EPOCHS:
+        data["epochs"] = _thin(epochs, MAX_HISTORY_EPOCHS)
+    return data
+
+
+# Bytes per number a file may store its weights in (float64 is the widest that loads).
+_WIDEST = 8
+
+
+def _check_budget(front: _Front, data_bytes: int, file_bytes: int, path: Path) -> None:
+    """Refuse, before reading them, tensor data larger than the config's model could be
+    stored in, and a model this machine's free memory cannot hold."""
+    numbers = sum(shape.numel() for shape, _ in front.expected.values())
+    if data_bytes > numbers * _WIDEST + 64 * 1024:
+        raise CheckpointError(f"{path.name} holds {_size(data_bytes)} of tensor data; the model its config "
+                              f"describes has only {_size(numbers * 4)} of weights")
+    try:
+        check_open(front.model_config, file_bytes)
+    except MemoryBudgetError as exc:
+        raise CheckpointError(f"{path.name}: {exc}") from None
+
+
+def _finish(front: _Front, raw: bytes, path: Path) -> Checkpoint:
     try:
         tensors = st_load(raw)
     except MemoryError:
@@ -249,10 +457,60 @@ def _parse(raw: bytes, path: Path) -> Checkpoint:
         # (SafetensorError, and a KeyError for dtypes such as F4 that its torch side cannot map)
         raise CheckpointError(f"{path.name} is damaged or truncated ({_quote(exc, 200)})") from None
     state = {k[len(PREFIX):]: v for k, v in tensors.items() if k.startswith(PREFIX)}
-    state = _checked_weights(state, expected, path)
-    return Checkpoint(model_config=model_config, data_config=data_config, train_config=train_config,
-                      state_dict=state, history=history, class_names=tuple(names),
-                      created=metadata.get("created", ""), app_version=metadata.get("app_version", ""))
+    state = _checked_weights(state, front.expected, path)
+    _check_forward(front.model_config, state, path)
+    metadata = front.metadata
+    return Checkpoint(model_config=front.model_config, data_config=front.data_config,
+                      train_config=front.train_config, state_dict=state, history=front.history,
+                      class_names=front.class_names, created=metadata.get("created", ""),
+                      app_version=metadata.get("app_version", ""))
+
+
+def _check_forward(config: ModelConfig, state: dict[str, torch.Tensor], path: Path) -> None:
+    """A forward pass of two images through a model sharing ``state`` (no copy): every
+    layer's output, the code, its sample and the loss terms must be finite, or the first
+    layer whose output is not is named."""
+    try:
+        with torch.device("meta"):
+            model = Autoencoder(config)
+        model.load_state_dict(state, assign=True)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the shapes were checked; anything left is a damaged file
+        raise CheckpointError(f"{path.name} does not match its config ({_quote(exc, 200)})") from None
+    model.eval()
+    bad: list[str] = []
+
+    def watch(name: str):
+        def hook(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
+            if not bad and isinstance(output, torch.Tensor) and not bool(torch.isfinite(output).all()):
+                bad.append(name)
+        return hook
+
+    handles = [m.register_forward_hook(watch(name)) for name, m in model.named_modules()
+               if name and not list(m.children())]
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(2, *config.image_shape, generator=generator)
+    y = torch.tensor([0, config.num_classes - 1]) if config.conditional else None
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+            torch.manual_seed(0)
+            parts, logits, z = model.loss_parts(x, y)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{path.name}: its model does not run on a test batch ({_quote(exc, 200)})") from None
+    finally:
+        for handle in handles:
+            handle.remove()
+    if bad:
+        raise CheckpointError(f"{path.name}: the weights of layer {bad[0]} are out of range "
+                              "(its outputs on a test batch are not finite)")
+    values = {"code": z, "reconstruction": logits, **{f"{k} loss": v for k, v in parts.items()}}
+    for what, value in values.items():
+        if not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path.name}: the weights are out of range (the {what} of a test batch "
+                                  "is not finite)")
 
 
 def _expected_weights(config: ModelConfig, path: Path) -> dict[str, tuple[torch.Size, torch.dtype]]:
@@ -298,5 +556,9 @@ def _checked_weights(state: dict[str, torch.Tensor], expected: dict[str, tuple[t
         tensor = tensor.to(dtype)
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"{path.name} holds weights that are NaN or infinite ({key})")
+        if tensor.numel() and float(tensor.abs().max()) > MAX_WEIGHT:
+            layer = key.rsplit(".", 1)[0]
+            raise CheckpointError(f"{path.name}: the weights of layer {layer} are out of range (up to "
+                                  f"{float(tensor.abs().max()):.3g}; trained weights stay within ±{MAX_WEIGHT:g})")
         checked[key] = tensor
     return checked
