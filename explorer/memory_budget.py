@@ -12,7 +12,7 @@ err on the large side only by small factors.
 Free memory is ``MemAvailable`` from ``/proc/meminfo`` (capped by a cgroup limit when there
 is one), else ``sysconf`` pages; for a CUDA device, ``torch.cuda.mem_get_info``. Where it
 cannot be found nothing is refused. ``LATENT_EXPLORER_FREE_MEMORY`` (bytes, or with a K, M,
-G or T suffix) overrides it, for tests and for sharing a machine.
+G or T suffix, decimal; KiB, MiB, GiB binary) overrides it, for tests and for sharing a machine.
 
 Qt-free and torch-free at import: the CLI may call it before loading torch.
 """
@@ -32,7 +32,7 @@ FLOAT = 4  # bytes in a float32
 ENV_FREE = "LATENT_EXPLORER_FREE_MEMORY"
 # The batch a window view or an evaluate pass pushes through a model at once: opening a
 # model must leave room for at least this (one-hot class inputs, activations, outputs).
-VIEW_BATCH = 256
+VIEW_BATCH = 64
 # What a budget leaves to everything else (the interpreter, torch's own pools, the window).
 HEADROOM = 0.9
 
@@ -45,11 +45,12 @@ class MemoryBudgetError(UserError):
 
 
 def _parse_size(text: str) -> int | None:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
+    """'20G' is 20e9 bytes, '20GiB' 20 * 1024**3, '5000000' bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*", text.lower())
     if not match:
         return None
-    scale = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}[match[2]]
-    return int(float(match[1]) * scale)
+    power = " kmgt".index(match[2] or " ")
+    return int(float(match[1]) * (1024 if match[3] else 1000) ** power)
 
 
 def _meminfo_available() -> int | None:
@@ -355,7 +356,8 @@ def check_training(cfg: ModelConfig, data_shape: Sequence[int], batch_size: int,
         free = device_available(device) if available is None else available
         fixed = training_bytes(cfg, data_shape, 1, on_device)
         if free is not None and fixed > free * HEADROOM:
-            hint = "choose a smaller model (--hidden, --conv, --latent) or fewer images (--limit, --image-size)"
+            hint = "choose a smaller model (--hidden, --conv, --latent)" + (
+                " or fewer images (--limit, --image-size)" if on_device else "")
         else:
             fits = _largest(lambda b: training_bytes(cfg, data_shape, b, on_device), free)
             hint = "choose a smaller --batch-size" + (f" (at most about {fits:,})" if fits else "")

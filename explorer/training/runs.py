@@ -13,6 +13,8 @@ import torch
 
 from explorer.config import DataConfig, ModelConfig, TrainConfig, replace
 from explorer.data import FolderReport, ImageData, load_dataset
+from explorer.errors import ConfigError
+from explorer.memory_budget import check_model, check_training
 from explorer.models import Autoencoder, build_model, config_for_data, get_preset
 
 
@@ -44,5 +46,19 @@ def prepare_run(model_config: ModelConfig, data_config: DataConfig, train_config
     if data is None:
         data = load_dataset(data_config, report)
     config = config_for_data(model_config, data.image_shape, data.num_classes)
+    check_budget(config, data, train_config)
     torch.manual_seed(train_config.seed)  # weights initialise reproducibly
     return PreparedRun(build_model(config), data, data_config, train_config, report)
+
+
+def check_budget(config: ModelConfig, data: ImageData, train_config: TrainConfig) -> None:
+    """Refuse (MemoryBudgetError, one line) a model or a run that would not fit in the free
+    memory of the host, or of the device it will train on, before anything is built."""
+    from explorer.training.device import resolve_device
+
+    check_model(config)
+    try:
+        device = resolve_device(train_config.device)
+    except ConfigError:
+        device = torch.device("cpu")  # the engine says what is wrong with the device
+    check_training(config, tuple(data.train_images.shape), train_config.batch_size, device=device)
