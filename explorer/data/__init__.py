@@ -23,8 +23,9 @@ def load_dataset(config: DataConfig, report: FolderReport | None = None) -> Imag
     else:
         from explorer.data.folder import load_folder
 
+        # The class filter and the limit apply before decoding: only the images used are read.
         data = load_folder(name, config.image_size, config.channels, config.test_fraction,
-                           config.split_seed, report)
+                           config.split_seed, report, limit=config.limit, classes=config.classes)
     return data.only_classes(config.classes).limited(config.limit)
 
 

@@ -7,12 +7,22 @@ evaluates on the same images it was tested on while training.
 
 Loading is all or nothing: either a complete :class:`ImageData` comes back (and the
 caller's report is filled in) or an exception does, and nothing is written to disk.
+
+Listing never raises on an entry it cannot look at (a ``/proc``-like tree answers
+``PermissionError`` to a plain ``stat``): the entry is skipped and reported. Files are
+opened without blocking and read only when ``fstat`` says they are regular and not empty.
+With a ``limit`` only the images that will be used are decoded, per split. JPEG photos of
+any size Pillow opens are decoded at 1/2 to 1/8 scale (``draft``) when the target is
+small, so only formats that must be decoded whole meet the pixel limit.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +37,10 @@ from explorer.errors import DataError
 DEFAULT_IMAGE_SIZE = 32
 _GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 _ALPHA_MODES = {"P", "PA", "LA", "La", "RGBA", "RGBa"}
-# A guard against decompression bombs: beyond this a single file could exhaust memory.
-# It is below Pillow's own limit, so Pillow's warning only fires for files we refuse anyway.
+# A guard against decompression bombs: beyond this a single file could exhaust memory. It
+# applies to the pixels actually decoded: a JPEG is first drafted down towards the target
+# size (a 54 or 108 MP photo decodes at 1/8 scale), so it is what formats decoded whole meet.
+# Pillow's own warning (89 MP, before any draft) is silenced; its error (179 MP) still refuses.
 _MAX_PIXELS = 50_000_000
 
 
@@ -38,6 +50,9 @@ class FolderReport:
 
     loaded: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # Warnings about what was loaded (one line each), e.g. class folders whose names differ
+    # only by case or Unicode form: they load as two classes but would merge on another system.
+    notes: list[str] = field(default_factory=list)
 
 
 # Arrays that sit beside generated images (``generate --folder`` writes images.npy), and the
@@ -49,6 +64,34 @@ _SYSTEM_FILES = {"thumbs.db", "ehthumbs.db", "desktop.ini"}
 
 class _TooLarge(ValueError):
     pass
+
+
+class _NotAnImageFile(ValueError):
+    """A file skipped before Pillow sees it; the message is the whole reason."""
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _open_regular(path: Path):  # -> BinaryIO
+    """``path`` opened for reading only if it is a regular file with something in it: opened
+    without blocking (a FIFO cannot hang us), then checked with ``fstat`` on the descriptor.
+    ``/proc``-style files claim size 0 and are skipped as empty, so none is read forever."""
+    fh = open(path, "rb", opener=lambda name, flags: os.open(name, _OPEN_FLAGS))  # noqa: SIM115
+    try:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise _NotAnImageFile("not a regular file")
+        if info.st_size == 0:
+            raise _NotAnImageFile("an empty file")
+    except BaseException:
+        fh.close()
+        raise
+    return fh
+
+
+def _why_not(exc: OSError) -> str:
+    return f"cannot read it ({exc.strerror or type(exc).__name__})"
 
 
 @dataclass
@@ -73,10 +116,19 @@ def _sort_entry(root: Path, name: str, listing: _Listing) -> None:
     path = root / name
     if name.startswith(".") or _is_quiet(name):
         listing.ignored += 1
-    elif path.is_file():
+        return
+    try:
+        info = os.stat(path)  # follows a link
+    except OSError as exc:
+        try:
+            link = stat.S_ISLNK(os.lstat(path).st_mode)
+        except OSError:
+            link = False
+        broken = link and (isinstance(exc, (FileNotFoundError, NotADirectoryError)) or exc.errno == errno.ELOOP)
+        listing.skipped.append((str(path), "a broken or looping link" if broken else _why_not(exc)))
+        return
+    if stat.S_ISREG(info.st_mode):
         listing.files.append(path)
-    elif path.is_symlink():
-        listing.skipped.append((str(path), "a broken or looping link"))
     else:
         listing.skipped.append((str(path), "not a regular file"))
 
@@ -99,7 +151,13 @@ def _walk(folder: Path) -> _Listing:
         for d in sorted(dirs):
             if d.startswith("."):
                 listing.ignored += 1
-            elif (here / d).is_symlink():
+                continue
+            try:
+                link = stat.S_ISLNK(os.lstat(here / d).st_mode)
+            except OSError as exc:
+                listing.skipped.append((str(here / d), f"cannot read this folder ({exc.strerror or exc})"))
+                continue
+            if link:
                 listing.skipped.append((str(here / d), "a link to a folder (not followed)"))
             else:
                 keep.append(d)
@@ -135,6 +193,9 @@ def _convert(img: Image.Image, channels: int, size: int) -> np.ndarray:
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
         img = Image.alpha_composite(background, img.convert("RGBA"))
     img = img.convert("L" if channels == 1 else "RGB")
+    factor = min(img.width, img.height) // (2 * size)
+    if factor >= 2:  # far larger than the target: average boxes down first (fast), keep 2x for the resize
+        img = img.reduce(factor)
     img = img.resize((size, size), Image.Resampling.BILINEAR)
     arr = np.asarray(img, dtype=np.uint8)
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
@@ -145,10 +206,12 @@ def _read(path: Path, channels: int | None, size: int) -> np.ndarray:
     sits in memory at full size. With ``channels`` None, C is 1 for greyscale files and 3 for
     the rest; the caller widens the grey ones if any colour file turns up.
     """
-    with Image.open(path) as img:
-        if img.width * img.height > _MAX_PIXELS:
-            raise _TooLarge(f"{img.width}x{img.height} pixels; the limit is {_MAX_PIXELS // 1_000_000} megapixels")
+    with _open_regular(path) as fh, Image.open(fh) as img:
+        width, height = img.size
         img.draft(None, (size, size))  # JPEG only: decode at 1/2-1/8 scale when that still covers size
+        if img.width * img.height > _MAX_PIXELS:
+            raise _TooLarge(f"{width}x{height} pixels; the limit is {_MAX_PIXELS // 1_000_000} megapixels "
+                            "for images that cannot be decoded small (JPEG photos can)")
         ImageOps.exif_transpose(img, in_place=True)  # camera photos stored sideways
         if channels is None:
             channels = 1 if img.mode in _GREY_MODES else 3
@@ -163,9 +226,9 @@ _SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "G
 
 def _unidentified(path: Path) -> str:
     try:
-        with open(path, "rb") as fh:
+        with _open_regular(path) as fh:
             head = fh.read(8)
-    except OSError:
+    except (OSError, _NotAnImageFile):
         head = b"?"
     if not head:
         return "an empty file"
@@ -175,6 +238,8 @@ def _unidentified(path: Path) -> str:
 
 def _reason(path: Path, exc: Exception) -> str:
     """Why a file was skipped, in a few words (Pillow's messages repeat the full path)."""
+    if isinstance(exc, _NotAnImageFile):
+        return str(exc)
     if isinstance(exc, _TooLarge):
         return f"too large ({exc})"
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
@@ -183,7 +248,7 @@ def _reason(path: Path, exc: Exception) -> str:
     if isinstance(exc, UnidentifiedImageError):
         return _unidentified(path)
     if isinstance(exc, OSError) and exc.strerror:
-        return f"cannot read it ({exc.strerror})"
+        return _why_not(exc)
     return f"damaged or unsupported ({str(exc) or type(exc).__name__})"
 
 
@@ -230,67 +295,199 @@ def _nothing_found(folder: Path, skipped: list[tuple[str, str]], ignored: int) -
     return "the folder is empty"
 
 
+def _quoted(name: str) -> str:
+    """A file name fit for a one-line message: control characters escaped."""
+    return repr(name) if not name.isprintable() else f"'{name}'"
+
+
+def _name_clashes(names: list[str]) -> list[str]:
+    """One note per group of class names that differ only by case or Unicode normalisation:
+    distinct folders here, one folder on Windows and macOS (and after ``generate --folder``)."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(unicodedata.normalize("NFC", name).casefold(), []).append(name)
+    notes = []
+    for same in groups.values():
+        if len(same) > 1:
+            listed = " and ".join(_quoted(n) for n in same)
+            notes.append(f"the class folders {listed} differ only by case or Unicode form: they are "
+                         f"{len(same)} classes here, but would be one folder on Windows or macOS; rename them apart")
+    return notes
+
+
+def _top_entries(folder: Path, top: _Listing) -> list[Path]:
+    """The class-folder candidates directly in ``folder``; everything else is filed in ``top``.
+    An entry that cannot even be looked at (``stat`` refused) is reported, never raised."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        raise DataError(f"cannot read the folder {folder}: {exc.strerror or exc}") from None
+    try:
+        here = folder.resolve()
+    except (OSError, RuntimeError):
+        here = folder.absolute()
+    subdirs = []
+    for entry in entries:
+        try:
+            is_dir = stat.S_ISDIR(os.stat(entry).st_mode) and not entry.name.startswith(".")
+        except OSError:
+            _sort_entry(folder, entry.name, top)  # hidden, a broken link, or "cannot read it (...)"
+            continue
+        if is_dir:
+            # A linked class folder is followed (datasets are often assembled from links),
+            # unless it leads back to this folder or above: that would nest the folder in itself.
+            try:
+                loops = entry.is_symlink() and here.is_relative_to(entry.resolve())
+            except (OSError, RuntimeError) as exc:
+                top.skipped.append((str(entry), f"cannot read this folder ({getattr(exc, 'strerror', None) or exc})"))
+                continue
+            if loops:
+                top.skipped.append((str(entry), "a link back into this folder (not followed)"))
+            else:
+                subdirs.append(entry)
+        else:
+            _sort_entry(folder, entry.name, top)
+    return subdirs
+
+
+def _try_read(file: Path, channels: int | None, size: int, skipped: list[tuple[str, str]]) -> np.ndarray | None:
+    try:
+        return _read(file, channels, size)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - as in _load_files: one bad file costs only itself
+        skipped.append((str(file), _reason(file, exc)))
+        return None
+
+
+def _load_limited(folder: Path, subdirs: list[Path], top: _Listing, form: tuple[int | None, int],
+                  split: tuple[float, int], limit: int, classes: tuple[int, ...] | None,
+                  skipped: list[tuple[str, str]], ignored: int
+                  ) -> tuple[list[np.ndarray], list[int], list[str], list[Path], int, int]:
+    """Decode only what a ``limit`` (and a class filter) will use: each class folder's first
+    readable file (which makes it a class), then, along each split's seeded order, images
+    until ``limit`` per split have been read. Returns the arrays and labels (test split first,
+    then train, each in split order), the class names, the image-less folders, the count of
+    ignored files and the number of test images."""
+    channels, size = form
+    test_fraction, split_seed = split
+    cache: dict[Path, np.ndarray | None] = {}
+    candidates: list[tuple[Path, int]] = []
+    class_names: list[str] = []
+    imageless: list[Path] = []
+    for sub in subdirs:
+        listing = _walk(sub)
+        skipped += listing.skipped
+        ignored += listing.ignored
+        readable = False
+        for file in listing.files:
+            cache[file] = _try_read(file, channels, size, skipped)
+            if cache[file] is not None:
+                readable = True
+                break
+        if not readable:
+            imageless.append(sub)
+            continue
+        candidates += [(file, len(class_names)) for file in listing.files]
+        class_names.append(sub.name)
+    if not class_names:
+        candidates = [(file, -1) for file in top.files]
+    name = folder.name or str(folder)
+    if classes is not None:
+        if not class_names:
+            raise DataError(f"{name} has no classes to filter by")
+        bad = [c for c in classes if c >= len(class_names)]
+        if bad:
+            raise DataError(f"{name} has classes 0 to {len(class_names) - 1}; there is no class {bad[0]}")
+    wanted = set(classes) if classes is not None else None
+    n = len(candidates)
+    n_test = min(max(1, round(n * test_fraction)), n - 1) if n >= 2 else 0
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed)).tolist()
+
+    def take(indices: list[int]) -> list[tuple[np.ndarray, int]]:
+        out: list[tuple[np.ndarray, int]] = []
+        for i in indices:
+            if len(out) >= limit:
+                break
+            file, label = candidates[i]
+            if wanted is not None and label not in wanted:
+                continue
+            array = cache[file] if file in cache else _try_read(file, channels, size, skipped)
+            cache[file] = array
+            if array is not None:
+                out.append((array, label))
+        return out
+
+    test = take(order[:n_test])
+    train = take(order[n_test:])
+    return ([a for a, _ in test + train], [label for _, label in test + train], class_names, imageless,
+            ignored, len(test))
+
+
 def load_folder(path: str | Path, image_size: int | None = None, channels: int | None = None,
                 test_fraction: float = 0.1, split_seed: int = 0,
-                report: FolderReport | None = None) -> ImageData:
+                report: FolderReport | None = None, limit: int | None = None,
+                classes: tuple[int, ...] | None = None) -> ImageData:
     """Load ``path`` as a dataset; unreadable files are listed in ``report`` (filled only on success).
 
     Sub-folders holding at least one readable image are the classes; sub-folders without one
     are reported and left out, so a stray empty or junk folder neither adds a phantom class
     nor turns a flat folder into a labelled one. A single class folder gives a one-class
     labelled dataset (unconditional models train on it; conditional ones refuse it clearly).
+
+    ``classes`` and ``limit`` select as ``ImageData.only_classes(...).limited(...)`` would,
+    but before decoding: only the first ``limit`` images of each split (of those classes)
+    are decoded, each class folder's first readable file aside. Without a limit every file is
+    decoded and the split is drawn over the readable ones; with one it is drawn over the
+    candidate files (the same split when every file reads), and an unreadable file drawn is
+    replaced by the next in the split's order.
     """
     folder = Path(path).expanduser()
-    if not folder.is_dir():
+    try:
+        is_folder = folder.is_dir()
+    except OSError:
+        is_folder = False
+    if not is_folder:
         raise DataError(f"{folder} is not a folder of images (and not a known dataset name)")
     size = image_size or DEFAULT_IMAGE_SIZE
-    try:
-        entries = sorted(folder.iterdir())
-    except OSError as exc:
-        raise DataError(f"cannot read the folder {folder}: {exc.strerror or exc}") from None
-
     top = _Listing()
-    subdirs = []
-    for entry in entries:
-        if entry.is_dir() and not entry.name.startswith("."):
-            # A linked class folder is followed (datasets are often assembled from links),
-            # unless it leads back to this folder or above: that would nest the folder in itself.
-            if entry.is_symlink() and folder.resolve().is_relative_to(entry.resolve()):
-                top.skipped.append((str(entry), "a link back into this folder (not followed)"))
-            else:
-                subdirs.append(entry)
-        else:
-            _sort_entry(folder, entry.name, top)
+    subdirs = _top_entries(folder, top)
     skipped = list(top.skipped)
     ignored = top.ignored
 
-    arrays: list[np.ndarray] = []
     labels: list[int] = []
     class_names: list[str] = []
     imageless: list[Path] = []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"PIL\.")  # e.g. "corrupt EXIF data": not worth a line
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        for sub in subdirs:
-            listing = _walk(sub)
-            skipped += listing.skipped
-            ignored += listing.ignored
-            found = _load_files(listing.files, channels, size, skipped)
-            if found:
-                labels += [len(class_names)] * len(found)
-                class_names.append(sub.name)
-                arrays += found
-            else:
-                imageless.append(sub)
-        labelled = bool(class_names)
+        # Our own limit, on the pixels decoded after a draft, replaces Pillow's warning.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        if limit is None:
+            arrays: list[np.ndarray] = []
+            for sub in subdirs:
+                listing = _walk(sub)
+                skipped += listing.skipped
+                ignored += listing.ignored
+                found = _load_files(listing.files, channels, size, skipped)
+                if found:
+                    labels += [len(class_names)] * len(found)
+                    class_names.append(sub.name)
+                    arrays += found
+                else:
+                    imageless.append(sub)
+            labelled = bool(class_names)
+            if not labelled:
+                # No sub-folder holds an image: the folder's own files are the (unlabelled) dataset.
+                arrays = _load_files(top.files, channels, size, skipped)
+        else:
+            arrays, labels, class_names, imageless, ignored, n_test = _load_limited(
+                folder, subdirs, top, (channels, size), (test_fraction, split_seed), limit, classes, skipped, ignored)
+            labelled = bool(class_names)
         if labelled:
             named = {name for name, _ in skipped}  # an unreadable class folder is already listed
             skipped += [(str(sub), "no readable images, so not used as a class") for sub in imageless
                         if str(sub) not in named]
             skipped += [(str(p), "not inside a class folder") for p in top.files]
-        else:
-            # No sub-folder holds an image: the folder's own files are the (unlabelled) dataset.
-            arrays = _load_files(top.files, channels, size, skipped)
 
     if not arrays:
         raise DataError(f"no readable images in {folder}: {_nothing_found(folder, skipped, ignored)}")
@@ -304,11 +501,18 @@ def load_folder(path: str | Path, image_size: int | None = None, channels: int |
     array = np.stack(arrays)
 
     n = len(array)
-    n_test = min(max(1, round(n * test_fraction)), n - 1)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
-    test_idx, train_idx = order[:n_test], order[n_test:]
     x = torch.from_numpy(array)
     y = torch.tensor(labels, dtype=torch.int64) if labelled else None
+    if limit is None:
+        n_test = min(max(1, round(n * test_fraction)), n - 1)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+        test_idx, train_idx = order[:n_test], order[n_test:]
+    else:  # _load_limited returned the test images first, then the train images, each in split order
+        test_idx, train_idx = torch.arange(n_test), torch.arange(n_test, n)
+        if n_test == 0 or n_test == n:
+            split = "test" if n_test == 0 else "training"
+            raise DataError(f"none of the images drawn for the {split} split of {folder} could be read; "
+                            f"{_named(folder, skipped)}")
     data = ImageData(
         name=folder.name or str(folder),
         train_images=x[train_idx].clone(), train_labels=None if y is None else y[train_idx].clone(),
@@ -318,4 +522,5 @@ def load_folder(path: str | Path, image_size: int | None = None, channels: int |
     if report is not None:
         report.loaded = n
         report.skipped.extend(skipped)
+        report.notes.extend(_name_clashes(class_names))
     return data
