@@ -8,7 +8,7 @@ import sys
 def main() -> int:
     from explorer.cli import main as cli_main
 
-    return cli_main(sys.argv[1:])
+    return cli_main(sys.argv[1:], process=True)
 
 
 if __name__ == "__main__":

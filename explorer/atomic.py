@@ -52,10 +52,17 @@ def reason(exc: OSError) -> str:
     return str(exc.strerror or exc).strip() or type(exc).__name__
 
 
+def _is_symlink(path: Path) -> bool:
+    try:
+        return path.is_symlink()
+    except (OSError, ValueError):
+        return False
+
+
 def _target(path: str | Path) -> Path:
     """Writing through a symlink replaces the file it points to and keeps the link."""
     path = Path(path)
-    return Path(os.path.realpath(path)) if path.is_symlink() else path
+    return Path(os.path.realpath(path)) if _is_symlink(path) else path
 
 
 def _folder(path: Path) -> Path:
@@ -213,6 +220,8 @@ def _describe_stat_failure(what: Path, exc: OSError) -> str:
 def _first_existing(path: Path) -> tuple[Path, os.stat_result]:
     """The nearest of ``path`` and its ancestors that exists, with its stat (WriteError if
     one cannot be looked at)."""
+    if "\x00" in str(path):
+        raise WriteError(f"cannot write {str(path)!r}: a file name cannot hold a NUL character")
     for candidate in (path, *path.parents):
         try:
             return candidate, os.stat(candidate)
@@ -265,7 +274,7 @@ def check_writable_folder(folder: str | Path) -> Path:
     folder, no part of its path is a file, and its parent (created if missing) can take
     new entries (the folder is built beside it and renamed into place)."""
     given = Path(folder)
-    target = Path(os.path.realpath(given)) if given.is_symlink() else given
+    target = _target(given)
     existing, st = _first_existing(target)
     if not stat.S_ISDIR(st.st_mode):
         what = "it" if existing == target else str(existing)
@@ -292,7 +301,7 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
     """A temporary folder beside ``folder`` that becomes ``folder`` (missing or empty) in
     one rename when the block ends normally; on any exception it is removed and
     ``folder`` is as it was. OSError becomes one-line :class:`WriteError`."""
-    target = Path(os.path.realpath(folder)) if Path(folder).is_symlink() else Path(folder)
+    target = _target(folder)
     parent = _folder(target)
     try:
         parent.mkdir(parents=True, exist_ok=True)

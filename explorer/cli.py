@@ -226,7 +226,18 @@ def _error(message: object) -> None:
     print(f"latent-explorer: error: {_one_line(message)}", file=sys.stderr)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, process: bool = False) -> int:
+    """Run one command. ``process`` (the entry points): this process ends when the command
+    does, so the signal handlers stay in place, holding any late signal, instead of being
+    put back for a caller; a Ctrl+C as the program exits then ends it quietly."""
+    try:
+        return _main(argv, process)
+    except KeyboardInterrupt:  # before the handlers are in place, or after they are put back
+        print("latent-explorer: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None, process: bool = False) -> int:
     from explorer.errors import UserError
 
     parser = build_parser()
@@ -244,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_gui(getattr(args, "checkpoint", None))
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "generate": cmd_generate,
                "reconstruct": cmd_reconstruct, "encode": cmd_encode, "anomaly": cmd_anomaly}[command]
-    with _Signals() as signals:
+    with _Signals(restore=not process) as signals:
         try:
             return handler(args, signals)
         except UserError as exc:
@@ -271,13 +282,15 @@ class _Signals:
     (a save), further signals are only counted, so a save is never cut short: it ends with
     the old file or the complete new one, and the message can say which. A signal the
     process ignored when it started (``nohup`` ignores SIGHUP) stays ignored. Handlers are
-    installed in the main thread only and restored on exit."""
+    installed in the main thread only and restored on exit (or, ``restore=False``, left
+    holding signals: the process is about to end)."""
 
     SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
-    def __init__(self) -> None:
+    def __init__(self, restore: bool = True) -> None:
         self.received: list[str] = []
         self._holding = False
+        self._restore = restore
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _Signals:
@@ -291,6 +304,9 @@ class _Signals:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if not self._restore:
+            self._holding = True
+            return
         for sig, previous in self._previous.items():
             signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
         self._previous.clear()
@@ -342,9 +358,12 @@ def _save_npy(path: Path, array: Any) -> None:
 
 
 def _load(path: str, device: str = "cpu"):  # -> (Checkpoint, Autoencoder, torch.device)
+    from explorer.errors import CheckpointError
     from explorer.training.checkpoint import load_checkpoint
     from explorer.training.device import resolve_device
 
+    if "\x00" in path:
+        raise CheckpointError(f"{path!r} is not a file name (it holds a NUL character)")
     ckpt = load_checkpoint(path)
     dev = resolve_device(device)
     model = ckpt.build_model().to(dev)
@@ -403,6 +422,7 @@ def cmd_train(args: argparse.Namespace, signals: _Signals | None = None) -> int:
     from tqdm import tqdm
 
     from explorer.config import DataConfig
+    from explorer.errors import UserError
     from explorer.training.device import resolve_device
     from explorer.training.engine import drive, train
     from explorer.training.events import EpochEnd, Event, Notice, RunStarted, Snapshot, StepLoss
@@ -417,6 +437,8 @@ def cmd_train(args: argparse.Namespace, signals: _Signals | None = None) -> int:
                                     seed=args.seed, device=args.device, precision=args.precision,
                                     compile=args.compile)
     resolve_device(args.device)  # fail before loading data if the device is missing
+    if "\x00" in args.dataset:
+        raise UserError(f"--dataset {args.dataset!r} is not a name or a folder (it holds a NUL character)")
     data_config = DataConfig(dataset=args.dataset, limit=args.limit, classes=args.classes,
                              image_size=args.image_size, channels=args.channels)
     run = prepare_run(model_config, data_config, train_config)
@@ -563,7 +585,7 @@ def cmd_generate(args: argparse.Namespace, signals: _Signals | None = None) -> i
     from explorer.analysis.grids import image_grid, save_png
     from explorer.errors import UserError
 
-    out = _output_path(args.out, (".png", ".npy")) if args.out else None
+    out = _output_path(args.out, (".png", ".npy")) if args.out is not None else None
     if out is None:
         from explorer.atomic import check_writable_folder
 

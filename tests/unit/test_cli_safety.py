@@ -412,3 +412,10 @@ def test_a_huge_seed_for_generate_is_refused_in_one_line(good: Path, tmp_path: P
     assert rc == 2
     one_line(err, rc, "--seed", "too large", "2,147,483,647")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.usefixtures("no_work")
+def test_an_empty_out_for_generate_is_refused_not_mistaken_for_folder(tmp_path: Path) -> None:
+    rc, _, err = run("generate", "ck.safetensors", "--out=")  # found by tests/unit/test_cli_fuzz.py
+    assert rc == 2
+    one_line(err, rc, "cannot write", "folder")
