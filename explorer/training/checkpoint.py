@@ -438,6 +438,9 @@ _WIDEST = 8
 def _check_budget(front: _Front, data_bytes: int, file_bytes: int, path: Path) -> None:
     """Refuse, before reading them, tensor data larger than the config's model could be
     stored in, and a model this machine's free memory cannot hold."""
+    if len(front.entries) > len(front.expected) + 16:
+        raise CheckpointError(f"{path.name} holds {len(front.entries):,} tensors; the model its config describes "
+                              f"has {len(front.expected)}")
     numbers = sum(shape.numel() for shape, _ in front.expected.values())
     if data_bytes > numbers * _WIDEST + 64 * 1024:
         raise CheckpointError(f"{path.name} holds {_size(data_bytes)} of tensor data; the model its config "

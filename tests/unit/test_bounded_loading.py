@@ -178,6 +178,14 @@ def test_tensor_data_larger_than_the_config_allows_is_refused_before_it_is_read(
     refused(path, "tensor data")
 
 
+def test_a_header_listing_a_flood_of_tensors_is_refused_before_they_are_made(good: Path, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    path = rewritten(good, tmp_path / "flood.safetensors",
+                     tensors=lambda t: {**t, **{f"x{i}": torch.zeros(0) for i in range(5000)}})
+    monkeypatch.setattr(ckpt_mod, "st_load", lambda raw: pytest.fail("made the tensors"))
+    refused(path, "5,010 tensors")
+
+
 def test_json_depth_is_measured_fast_and_deep_nesting_is_refused(good: Path, tmp_path: Path) -> None:
     assert json_depth('{"a": [1, {"b": "[[[[{{"}]}') == 3  # brackets inside strings do not count
     assert json_depth('"\\"[[["') == 0
