@@ -214,8 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
 # What to change when a command runs out of memory: (the batch-like knob, the data-like knob).
 _OOM_ADVICE = {
     "train": ("a smaller --batch-size", "fewer images (--limit) or a smaller model (--hidden, --latent-dim)"),
-    "generate": ("a smaller --n", "several calls with a smaller --n each"),
-    "reconstruct": ("a smaller --n", "several calls with a smaller --n each"),
+    "generate": ("a smaller --n", "several smaller calls with different --seed values"),
+    "reconstruct": ("a smaller --n", "a machine with more memory"),
     "evaluate": ("--device cpu", "a machine with more memory"),
     "encode": ("--split test (the smaller split)", "a machine with more memory"),
     "anomaly": ("a machine with more memory", "fewer normal classes"),

@@ -419,3 +419,28 @@ def test_an_empty_out_for_generate_is_refused_not_mistaken_for_folder(tmp_path: 
     rc, _, err = run("generate", "ck.safetensors", "--out=")  # found by tests/unit/test_cli_fuzz.py
     assert rc == 2
     one_line(err, rc, "cannot write", "folder")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_signal_while_an_output_is_written_leaves_the_earlier_file(good: Path, tmp_path: Path, monkeypatch,
+                                                                     sig) -> None:
+    import numpy as np
+
+    out = tmp_path / "s.npy"
+    rc, _, err = run("generate", good, "--out", out, "--n", 4)
+    assert rc == 0, err
+    before = out.read_bytes()
+    real = np.save
+
+    def save(fh, array, **kwargs):
+        fh.write(b"\x93NUMPY half")
+        os.kill(os.getpid(), sig)  # raised here, halfway through the file
+        return real(fh, array, **kwargs)
+
+    monkeypatch.setattr(np, "save", save)
+    rc, _, err = run("generate", good, "--out", out, "--n", 4, "--seed", 1)
+    assert rc == 130
+    line = one_line(err, rc, "interrupted", "nothing was written")
+    assert (sig.name in line) == (sig != signal.SIGINT)
+    assert out.read_bytes() == before
+    assert os.listdir(tmp_path) == ["s.npy"]
