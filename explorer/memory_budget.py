@@ -290,6 +290,19 @@ def _shape(cfg: ModelConfig) -> str:
     return "x".join(str(d) for d in cfg.image_shape)
 
 
+# What to change, in the words of each front end: the CLI's flags, the window's fields.
+WORDS = {
+    "cli": {"model": "choose smaller --hidden sizes, a smaller --latent-dim or a smaller --model",
+            "smaller model": "choose a smaller model (--hidden, --latent-dim, --model)",
+            "fewer images": " or fewer images (--limit, --image-size)",
+            "batch": "choose a smaller --batch-size", "n": "ask for fewer with --n"},
+    "window": {"model": "choose smaller hidden sizes, a smaller latent size or a smaller model",
+               "smaller model": "choose a smaller model (hidden sizes, latent size, preset)",
+               "fewer images": " or fewer images (Limit, Image size)",
+               "batch": "choose a smaller batch size", "n": "ask for fewer images"},
+}
+
+
 def _check(needed: int, what: str, hint: str, available: int | None, device: object = None) -> None:
     free = device_available(device) if available is None else available
     if free is None or needed <= free * HEADROOM:
@@ -300,9 +313,11 @@ def _check(needed: int, what: str, hint: str, available: int | None, device: obj
 
 
 def check_model(cfg: ModelConfig, *, available: int | None = None, device: object = None,
-                hint: str = "choose smaller --hidden sizes, fewer --conv channels or a smaller --latent") -> int:
+                hint: str | None = None, ui: str = "cli") -> int:
     """Refuse building a model whose weights and one view-sized batch do not fit; returns
-    the estimate in bytes."""
+    the estimate in bytes. ``ui`` ("cli" or "window") picks the words of the advice;
+    ``hint`` replaces it."""
+    hint = WORDS[ui]["model"] if hint is None else hint
     needed = model_bytes(cfg) + inference_bytes(cfg, VIEW_BATCH)
     _check(needed, f"a {cfg.preset or 'custom'} model of {weight_count(cfg):,} weights for {_shape(cfg)} images",
            hint, available, device)
@@ -320,7 +335,7 @@ def check_open(cfg: ModelConfig, file_bytes: int = 0, *, available: int | None =
 
 
 def check_generate(cfg: ModelConfig, n: int, *, per_class: bool = False, available: int | None = None,
-                   device: object = None, hint: str | None = None) -> int:
+                   device: object = None, hint: str | None = None, ui: str = "cli") -> int:
     """Refuse drawing ``n`` images (``n`` per class with ``per_class``, as ``generate
     --folder`` does for a conditional model) when they do not fit; returns the estimate."""
     total = n * cfg.num_classes if per_class and cfg.conditional else n
@@ -329,7 +344,7 @@ def check_generate(cfg: ModelConfig, n: int, *, per_class: bool = False, availab
     if total != n:
         what += f" ({n:,} for each of {cfg.num_classes:,} classes)"
     if hint is None:
-        hint = "ask for fewer with --n"
+        hint = WORDS[ui]["n"]
         fits = _largest(lambda k: generate_bytes(cfg, k * (cfg.num_classes if total != n else 1)),
                         device_available(device) if available is None else available)
         if fits is not None and fits >= 1:
@@ -340,7 +355,7 @@ def check_generate(cfg: ModelConfig, n: int, *, per_class: bool = False, availab
 
 def check_training(cfg: ModelConfig, data_shape: Sequence[int], batch_size: int, *,
                    available: int | None = None, device: object = None, data_on_device: bool | None = None,
-                   hint: str | None = None) -> int:
+                   hint: str | None = None, ui: str = "cli") -> int:
     """Refuse a training run whose model, optimiser state, batch activations (and, on an
     accelerator, the images copied there) do not fit; returns the estimate.
 
@@ -356,11 +371,10 @@ def check_training(cfg: ModelConfig, data_shape: Sequence[int], batch_size: int,
         free = device_available(device) if available is None else available
         fixed = training_bytes(cfg, data_shape, 1, on_device)
         if free is not None and fixed > free * HEADROOM:
-            hint = "choose a smaller model (--hidden, --conv, --latent)" + (
-                " or fewer images (--limit, --image-size)" if on_device else "")
+            hint = WORDS[ui]["smaller model"] + (WORDS[ui]["fewer images"] if on_device else "")
         else:
             fits = _largest(lambda b: training_bytes(cfg, data_shape, b, on_device), free)
-            hint = "choose a smaller --batch-size" + (f" (at most about {fits:,})" if fits else "")
+            hint = WORDS[ui]["batch"] + (f" (at most about {fits:,})" if fits else "")
     _check(needed, f"training a {cfg.preset or 'custom'} model on {_shape(cfg)} images in batches of {batch:,}",
            hint, available, device)
     return needed

@@ -41,24 +41,26 @@ def train_config_for(preset: str, **overrides: Any) -> TrainConfig:
 
 
 def prepare_run(model_config: ModelConfig, data_config: DataConfig, train_config: TrainConfig,
-                data: ImageData | None = None) -> PreparedRun:
+                data: ImageData | None = None, ui: str = "cli") -> PreparedRun:
+    """The model, data and configs of a run, refused (MemoryBudgetError) when the model or
+    the run would not fit in free memory; ``ui`` ("cli" or "window") words that advice."""
     report = FolderReport()
     if data is None:
         data = load_dataset(data_config, report)
     config = config_for_data(model_config, data.image_shape, data.num_classes)
-    check_budget(config, data, train_config)
+    check_budget(config, data, train_config, ui)
     torch.manual_seed(train_config.seed)  # weights initialise reproducibly
     return PreparedRun(build_model(config), data, data_config, train_config, report)
 
 
-def check_budget(config: ModelConfig, data: ImageData, train_config: TrainConfig) -> None:
+def check_budget(config: ModelConfig, data: ImageData, train_config: TrainConfig, ui: str = "cli") -> None:
     """Refuse (MemoryBudgetError, one line) a model or a run that would not fit in the free
     memory of the host, or of the device it will train on, before anything is built."""
     from explorer.training.device import resolve_device
 
-    check_model(config)
+    check_model(config, ui=ui)
     try:
         device = resolve_device(train_config.device)
     except ConfigError:
         device = torch.device("cpu")  # the engine says what is wrong with the device
-    check_training(config, tuple(data.train_images.shape), train_config.batch_size, device=device)
+    check_training(config, tuple(data.train_images.shape), train_config.batch_size, device=device, ui=ui)

@@ -81,6 +81,21 @@ def test_a_huge_model_is_refused_before_it_is_built() -> None:
     assert check_model(preset("vae"), available=20 * GB) < 10**8
 
 
+def test_the_window_gets_its_own_words() -> None:
+    with pytest.raises(MemoryBudgetError) as info:
+        check_training(preset("conv-vae"), (60000, *MNIST), 60000, available=4 * GB, ui="window")
+    message = one_line(info, "choose a smaller batch size (at most about")
+    assert "--" not in message
+    with pytest.raises(MemoryBudgetError) as info:
+        check_generate(preset("vae"), 10**8, available=4 * GB, ui="window")
+    assert "--" not in one_line(info, "ask for fewer images")
+    with pytest.raises(MemoryBudgetError) as info:
+        check_model(replace(preset("vae"), hidden_dims=(65536, 65536)), available=4 * GB, ui="window")
+    assert "--" not in one_line(info, "hidden sizes")
+    with pytest.raises(MemoryBudgetError, match="^x needs"):
+        mb._check(10, "x", "do y", 1)
+
+
 def test_a_huge_batch_is_refused_with_a_batch_that_fits() -> None:
     config = preset("conv-vae")
     with pytest.raises(MemoryBudgetError) as info:
@@ -167,6 +182,9 @@ def test_prepare_run_refuses_a_batch_too_big(monkeypatch: pytest.MonkeyPatch) ->
         runs.prepare_run(PRESETS["conv-vae"].model, DataConfig(), TrainConfig(device="cpu", batch_size=60000),
                          data=_data(2000))
     one_line(info, "batches of 2,000", "--batch-size")
+    with pytest.raises(MemoryBudgetError, match="choose a smaller batch size"):
+        runs.prepare_run(PRESETS["conv-vae"].model, DataConfig(), TrainConfig(device="cpu", batch_size=60000),
+                         data=_data(2000), ui="window")
 
 
 def test_prepare_run_builds_what_fits(monkeypatch: pytest.MonkeyPatch) -> None:
