@@ -6,8 +6,11 @@ import sys
 
 
 def main() -> int:
-    from explorer.cli import main as cli_main
-
+    try:
+        from explorer.cli import main as cli_main
+    except KeyboardInterrupt:  # Ctrl+C while Python is still starting: nothing was done yet
+        print("latent-explorer: interrupted", file=sys.stderr)
+        return 130
     return cli_main(sys.argv[1:], process=True)
 
 

@@ -10,6 +10,7 @@ lies in a private folder. Known limits are refused with the limit, not with nons
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 from pathlib import Path
 from unittest import mock
@@ -85,6 +86,12 @@ def argvs(draw, command: str) -> list[str]:
     if draw(st.integers(0, 9)) == 0:
         argv.append(draw(awkward))  # a stray positional
     return argv
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cleanup():
+    yield
+    shutil.rmtree(FOLDER, ignore_errors=True)
 
 
 def _stop(*_a, **_kw):
