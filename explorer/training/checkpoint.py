@@ -390,6 +390,12 @@ def _parse_front(header_bytes: bytes, path: Path) -> _Front:
                               f"{MAX_CLASSES:,}")
     if any(len(n) > MAX_CLASS_NAME for n in names):
         raise CheckpointError(f"{path.name} has a class name over {MAX_CLASS_NAME} characters long")
+    if model_config.conditional and names and len(names) != model_config.num_classes:
+        raise CheckpointError(f"{path.name} names {len(names):,} classes for a model of "
+                              f"{model_config.num_classes:,} classes")
+    if data_config.classes is not None and len(data_config.classes) > MAX_CLASSES:
+        raise CheckpointError(f"{path.name} selects {len(data_config.classes):,} classes; Latent Explorer "
+                              f"datasets have at most {MAX_CLASSES:,}")
     expected = _expected_weights(model_config, path)  # before the weights are read
     return _Front(model_config, data_config, train_config, history, tuple(names), expected, metadata, entries)
 

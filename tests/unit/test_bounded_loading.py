@@ -240,6 +240,19 @@ def test_class_counts_are_bounded(good: Path, tmp_path: Path) -> None:
     path = tmp_path / "cvae.safetensors"
     path.write_bytes(st_save({}, metadata=metadata))  # no weights: refused from the config alone
     refused(path, "100,000 classes")
+    selects = DataConfig(classes=tuple(range(20_000))).to_json()
+    refused(rewritten(good, tmp_path / "selects.safetensors", data_config=selects), "20,000 classes")
+
+
+def test_a_conditional_model_needs_a_name_per_class(tmp_path: Path) -> None:
+    cvae = ModelConfig(preset="cvae", family="mlp", variational=True, conditional=True, num_classes=3,
+                       latent_dim=2, hidden_dims=(4,), image_shape=(1, 4, 4))
+    path = save_checkpoint(tmp_path / "c.safetensors", tiny_model(cvae), DataConfig(), TrainConfig(),
+                           class_names=("a", "b"))
+    refused(path, "names 2 classes for a model of 3 classes")
+    path = save_checkpoint(tmp_path / "c.safetensors", tiny_model(cvae), DataConfig(), TrainConfig(),
+                           class_names=("a", "b", "c"))
+    assert load_checkpoint(path).class_names == ("a", "b", "c")
 
 
 def test_a_tiny_conv_checkpoint_claiming_4096_pixel_images_is_refused(tmp_path: Path) -> None:
