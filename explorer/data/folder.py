@@ -77,7 +77,7 @@ def _open_regular(path: Path):  # -> BinaryIO
     """``path`` opened for reading only if it is a regular file with something in it: opened
     without blocking (a FIFO cannot hang us), then checked with ``fstat`` on the descriptor.
     ``/proc``-style files claim size 0 and are skipped as empty, so none is read forever."""
-    fh = open(path, "rb", opener=lambda name, flags: os.open(name, _OPEN_FLAGS))  # noqa: SIM115
+    fh = open(path, "rb", opener=lambda name, flags: os.open(name, _OPEN_FLAGS))
     try:
         info = os.fstat(fh.fileno())
         if not stat.S_ISREG(info.st_mode):
