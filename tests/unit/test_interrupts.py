@@ -126,7 +126,12 @@ def test_train_killed_at_random_moments_never_loses_or_worsens_out(tmp_path: Pat
                 f"stderr: {run.stderr!r}")
         outcomes.append(what)
 
-        assert rc in (0, 130, -sig, -signal.SIGINT), what
+        if sig == signal.SIGKILL:
+            assert rc in (0, 130, -signal.SIGKILL), what
+        elif mode == "any moment" and not run.lines:  # perhaps before Python or the CLI had its handlers
+            assert rc in (0, 130, -sig), what
+        else:  # the CLI's handlers: interrupted (130), or finished before the signal (0)
+            assert rc in (0, 130), what
         if sig != signal.SIGKILL:
             assert "Traceback" not in run.stderr, what
         after = out.read_bytes()
