@@ -246,7 +246,7 @@ def check_writable(path: str | Path) -> Path:
     """Prove that a file can be written (atomically) at ``path`` before any work starts.
 
     Refuses, with one line each: a folder at ``path``, a device, pipe or socket there, a
-    missing folder, a regular file where a folder of the path should be, and a folder
+    read-only file there, a missing folder, a regular file where a folder of the path should be, and a folder
     this process cannot create files in (read-only, no permission, full).
     """
     given = Path(path)
@@ -259,6 +259,8 @@ def check_writable(path: str | Path) -> Path:
             raise WriteError(f"cannot write {given}: it is a folder; give a file name")
         if not stat.S_ISREG(st.st_mode):
             raise WriteError(f"cannot write {given}: it is not a regular file (a device, pipe or socket)")
+        if not os.access(target, os.W_OK):  # a rename could replace it, but read-only means "keep"
+            raise WriteError(f"cannot write {given}: the file is read-only")
         _probe(_folder(target), given)
         return given
     if not stat.S_ISDIR(st.st_mode):

@@ -408,6 +408,23 @@ def _epoch_line(ev, total: int) -> str:
 SHORT_RUN_STEPS = 500
 
 
+def _check_room(out: Path, model) -> None:  # model: Autoencoder
+    """Refuse to start a run whose checkpoint the disk at ``out`` has no room for (the old
+    file stays until the new one is complete, so both must fit)."""
+    import shutil
+
+    from explorer.errors import UserError
+
+    need = sum(v.numel() * v.element_size() for v in model.state_dict().values()) + (1 << 20)  # + header
+    try:
+        free = shutil.disk_usage(out.parent if str(out.parent) else ".").free
+    except OSError:
+        return
+    if free < need:
+        raise UserError(f"cannot write {out}: the checkpoint needs about {need / 1024**2:,.1f} MB and only "
+                        f"{free / 1024**2:,.1f} MB are free there; free some space or choose another --out")
+
+
 def _finite_weights(model) -> bool:  # model: Autoencoder
     import torch
 
@@ -442,6 +459,7 @@ def cmd_train(args: argparse.Namespace, signals: _Signals | None = None) -> int:
     data_config = DataConfig(dataset=args.dataset, limit=args.limit, classes=args.classes,
                              image_size=args.image_size, channels=args.channels)
     run = prepare_run(model_config, data_config, train_config)
+    _check_room(out, run.model)  # a full disk found now, not after the whole run
     for name, why in run.folder_report.skipped[:10]:
         print(f"latent-explorer: skipped {_one_line(name, 200)}: {_one_line(why, 200)}", file=sys.stderr)
     if len(run.folder_report.skipped) > 10:

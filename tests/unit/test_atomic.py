@@ -336,3 +336,20 @@ def test_a_failure_inside_an_image_folder_names_the_folder_not_the_temporary_one
         write_image_folder(tmp_path / "gen", np.zeros((2, 1, 8, 8), dtype=np.float32))
     message = one_line(info.value)
     assert str(tmp_path / "gen") in message and atomic.TEMP_SUFFIX not in message, message
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write any file")
+def test_a_read_only_file_is_not_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "keep.npy"
+    path.write_bytes(b"x")
+    path.chmod(0o444)
+    with pytest.raises(WriteError, match="read-only"):
+        check_writable(path)
+
+
+def test_a_read_only_file_is_refused_as_seen_by_os_access(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "keep.npy"
+    path.write_bytes(b"x")
+    monkeypatch.setattr(os, "access", lambda p, mode: False)  # what a non-root user sees for chmod 444
+    with pytest.raises(WriteError, match="read-only"):
+        check_writable(path)

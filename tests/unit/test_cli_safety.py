@@ -444,3 +444,22 @@ def test_a_signal_while_an_output_is_written_leaves_the_earlier_file(good: Path,
     assert (sig.name in line) == (sig != signal.SIGINT)
     assert out.read_bytes() == before
     assert os.listdir(tmp_path) == ["s.npy"]
+
+
+def test_a_disk_without_room_for_the_checkpoint_is_refused_before_training(existing: Path, monkeypatch) -> None:
+    import shutil
+    from collections import namedtuple
+
+    from explorer.training import engine
+
+    def no_training(*_a, **_kw):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(engine, "drive", no_training)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage(10**9, 10**9 - 4096, 4096))
+    before = existing.read_bytes()
+    rc, _, err = run(*train_args(existing))
+    assert rc == 2
+    one_line(err, rc, "cannot write", "MB are free", "another --out")
+    assert existing.read_bytes() == before
