@@ -23,6 +23,22 @@ def _safe_name(name: str, fallback: str) -> str:
     return cleaned or fallback
 
 
+def _class_folders(labels: np.ndarray, class_names: tuple[str, ...]) -> dict[int, str]:
+    """A folder name per class: its name made safe, and distinct from every other class's
+    (ignoring case, as some file systems do), so two classes never merge into one folder."""
+    used = {"images.npy", "labels.npy"}
+    folders: dict[int, str] = {}
+    for k in sorted({int(v) for v in np.asarray(labels).tolist()}):
+        base = _safe_name(class_names[k] if 0 <= k < len(class_names) else str(k), str(k))
+        name, n = base, 1
+        while name.lower() in used:
+            name = f"{base}-{k}" if n == 1 else f"{base}-{k}-{n}"
+            n += 1
+        used.add(name.lower())
+        folders[k] = name
+    return folders
+
+
 def write_image_folder(folder: str | Path, images: np.ndarray, labels: np.ndarray | None = None,
                        class_names: tuple[str, ...] = ()) -> list[Path]:
     """Write (N, C, H, W) images in [0, 1]; ``labels`` put each in its class's sub-folder.
@@ -34,13 +50,13 @@ def write_image_folder(folder: str | Path, images: np.ndarray, labels: np.ndarra
     check_writable_folder(folder)
     written: list[str] = []
     pixels = (np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8)
+    subs = _class_folders(labels, class_names) if labels is not None else {}
     with atomic_folder(folder) as tmp:
         counters: dict[str, int] = {}
         for i, image in enumerate(pixels):
             sub = ""
             if labels is not None:
-                k = int(labels[i])
-                sub = _safe_name(class_names[k] if k < len(class_names) else str(k), str(k))
+                sub = subs[int(labels[i])]
                 (tmp / sub).mkdir(exist_ok=True)
             counters[sub] = counters.get(sub, 0) + 1
             name = f"{sub}/{counters[sub]:04d}.png" if sub else f"{counters[sub]:04d}.png"

@@ -353,3 +353,10 @@ def test_a_read_only_file_is_refused_as_seen_by_os_access(tmp_path: Path, monkey
     monkeypatch.setattr(os, "access", lambda p, mode: False)  # what a non-root user sees for chmod 444
     with pytest.raises(WriteError, match="read-only"):
         check_writable(path)
+
+
+def test_classes_with_the_same_name_get_their_own_folders(tmp_path: Path) -> None:
+    images = np.zeros((4, 1, 8, 8), dtype=np.float32)
+    labels = np.array([0, 1, 2, 3])
+    written = write_image_folder(tmp_path / "gen", images, labels, ("cat", "cat", "Cat", "a/b"))
+    assert {p.parent.name for p in written} == {"cat", "cat-1", "Cat-2", "a_b"}
