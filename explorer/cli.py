@@ -673,10 +673,10 @@ def cmd_anomaly(args: argparse.Namespace, signals: _Signals | None = None) -> in
     if args.json:
         print(json.dumps(result))
         return 0
-    label = ", ".join(names[k] if k < len(names) else str(k) for k in report.normal_classes)
+    label = ", ".join(_one_line(names[k], 80) if k < len(names) else str(k) for k in report.normal_classes)
     print(f"normal: {label}; score: {result['score']}; ROC AUC {report.auc:.4f}")
     for k, auc in report.auc_per_class.items():
-        print(f"  {names[k] if k < len(names) else k}: AUC {auc:.4f}")
+        print(f"  {_one_line(names[k], 80) if k < len(names) else k}: AUC {auc:.4f}")
     if args.per_image:
         print("index,label,score")
         for row in result["scores"]:

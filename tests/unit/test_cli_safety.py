@@ -463,3 +463,19 @@ def test_a_disk_without_room_for_the_checkpoint_is_refused_before_training(exist
     assert rc == 2
     one_line(err, rc, "cannot write", "MB are free", "another --out")
     assert existing.read_bytes() == before
+
+
+def test_class_names_from_a_file_reach_the_terminal_escaped(good: Path, tmp_path: Path) -> None:
+    from explorer.training.checkpoint import save_checkpoint
+
+    ckpt = load_checkpoint(good)
+    names = tuple(f"\x1b[31mred{k}\nline\x07" for k in range(10))
+    hostile = save_checkpoint(tmp_path / "hostile.safetensors", ckpt.build_model(), ckpt.data_config,
+                              ckpt.train_config, ckpt.history, names)
+    rc, out, err = run("anomaly", hostile, "--normal", "0")
+    assert rc == 0, err
+    assert "\x1b" not in out and "\x07" not in out
+    assert len(out.strip().splitlines()) == 1 + 9  # the summary and one line per other class, none broken
+    rc, _, err = run("generate", hostile, "--label", 99, "--out", tmp_path / "s.npy")
+    assert rc == 2
+    assert "\x1b" not in err
