@@ -43,8 +43,9 @@ _UMASK = _read_umask()
 
 
 def temp_prefix(path: str | Path) -> str:
-    """How the temporary files beside ``path`` start (tests look for leftovers with it)."""
-    return f".{Path(path).name}."
+    """How the temporary files beside ``path`` start (tests look for leftovers with it); the
+    name is shortened so that a target name near the file system's limit still fits."""
+    return f".{Path(path).name[:100]}."
 
 
 def reason(exc: OSError) -> str:

@@ -360,3 +360,10 @@ def test_classes_with_the_same_name_get_their_own_folders(tmp_path: Path) -> Non
     labels = np.array([0, 1, 2, 3])
     written = write_image_folder(tmp_path / "gen", images, labels, ("cat", "cat", "Cat", "a/b"))
     assert {p.parent.name for p in written} == {"cat", "cat-1", "Cat-2", "a_b"}
+
+
+def test_a_name_near_the_length_limit_can_still_be_written(tmp_path: Path) -> None:
+    path = tmp_path / ("n" * 240 + ".npy")
+    check_writable(path)
+    save_npy(path, np.ones(3))
+    assert np.load(path).tolist() == [1, 1, 1]
