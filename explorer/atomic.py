@@ -190,8 +190,9 @@ def write_text(path: str | Path, write: Callable[[IO[str]], Any], *, newline: st
 def free_name(path: str | Path, tag: str) -> Path:
     """``NAME.TAG.EXT`` beside ``path``, or ``NAME.TAG-2.EXT``, ``-3``... where that is taken."""
     path = Path(path)
+    stem = path.stem[:200]  # the tag must not push the name past the file system's limit (255)
     for k in range(1, 10_000):
-        candidate = path.with_name(f"{path.stem}.{tag}{'' if k == 1 else f'-{k}'}{path.suffix}")
+        candidate = path.with_name(f"{stem}.{tag}{'' if k == 1 else f'-{k}'}{path.suffix}")
         if not os.path.lexists(candidate):
             return candidate
     raise WriteError(f"could not find a free name beside {path} (9,999 {tag} files are there)")

@@ -367,3 +367,11 @@ def test_a_name_near_the_length_limit_can_still_be_written(tmp_path: Path) -> No
     check_writable(path)
     save_npy(path, np.ones(3))
     assert np.load(path).tolist() == [1, 1, 1]
+
+
+def test_a_name_beside_a_long_name_still_fits(tmp_path: Path) -> None:
+    path = tmp_path / ("m" * 240 + ".safetensors")
+    path.write_bytes(b"keep")
+    where = write_beside(path, lambda fh: fh.write(b"new"), "interrupted")
+    assert where != path and where.name.endswith(".interrupted.safetensors") and where.read_bytes() == b"new"
+    assert path.read_bytes() == b"keep"
