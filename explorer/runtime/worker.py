@@ -53,6 +53,7 @@ class DataReady:
     model_config: ModelConfig
     initial_state: dict[str, torch.Tensor]
     skipped: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...] = ()  # things about the folder worth knowing (e.g. near-duplicate class names)
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,12 @@ class TrainingWorker:
         lower_this_thread_priority()  # before torch starts its thread team, which inherits it
         torch.set_num_threads(req.threads or os.cpu_count() or 1)  # per thread: the GUI keeps its own
         try:
-            run = prepare_run(req.model_config, req.data_config, req.train_config)
+            run = prepare_run(req.model_config, req.data_config, req.train_config, ui="window")
             if req.initial_state is not None:
                 run.model.load_state_dict(req.initial_state)
             warm_view_imports()
-            put(DataReady(run.data, run.model.config, cpu_state_dict(run.model), tuple(run.folder_report.skipped)))
+            put(DataReady(run.data, run.model.config, cpu_state_dict(run.model), tuple(run.folder_report.skipped),
+                          tuple(run.folder_report.notes)))
             history = History.from_dict(req.history) if req.history else History(part_names=run.model.part_names)
             if self.control.stop_requested:
                 put(RunResult(status="stopped", epochs_completed=req.start_epoch, global_step=req.start_step,

@@ -247,3 +247,16 @@ def test_cpu_out_of_memory_mid_run_returns_the_window_to_idle_and_says_so(click,
     assert "memory" in window.statusBar().currentMessage().lower()
     assert window.start_action.isEnabled() and not window.stop_action.isEnabled()
     window.message_box.accept()
+
+
+def test_a_run_that_would_not_fit_in_memory_is_refused_before_it_starts(click, qtbot, window, monkeypatch):
+    monkeypatch.setenv("LATENT_EXPLORER_FREE_MEMORY", "20M")
+    window.panel.batch_size.setValue(4096)
+    with qtbot.waitSignal(window.session.error, timeout=RUN_TIMEOUT_MS) as error:
+        click(window, window.start_action)
+    message = error.args[0]
+    assert "free" in message and "batch size" in message and "\n" not in message
+    assert "--" not in message, "the window's advice names its own fields, not CLI flags"
+    qtbot.waitUntil(lambda: window.session.state == "idle", timeout=10_000)
+    assert window.session.view_model is None and window.progress.bar.format() == "Failed"
+    window.message_box.accept()

@@ -80,6 +80,9 @@ class ExportCommands:
         names = data.class_names if data is not None and data.class_names else window.latent.class_names
 
         def work(_) -> int:
+            from explorer.memory_budget import check_generate
+
+            check_generate(config, n, per_class=True, ui="window")
             decoder = copy.build()
             labels = np.repeat(np.arange(config.num_classes), n) if config.conditional else None
             codes = sample_codes(config, stats, n * (config.num_classes if config.conditional else 1), seed)

@@ -355,6 +355,8 @@ class TrainingSession(QObject):
                               for n, why in ready.skipped[:10])
             more = f"\n... and {len(ready.skipped) - 10} more" if len(ready.skipped) > 10 else ""
             self.warning.emit(f"Skipped {len(ready.skipped)} entries that could not be used:\n{names}{more}")
+        for note in ready.notes:
+            self.warning.emit(one_line(note, limit=400))
         self.data_changed.emit()
         self.model_changed.emit()
 
