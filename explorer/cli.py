@@ -318,6 +318,10 @@ class _Signals:
         self._holding = True  # the unwinding and the save that follow are not to be cut short
         raise KeyboardInterrupt(self.received[-1])
 
+    def hold(self) -> None:
+        """Count signals instead of raising them from now on."""
+        self._holding = True
+
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         """Count signals instead of raising them for the duration of the block."""
@@ -508,22 +512,23 @@ def cmd_train(args: argparse.Namespace, signals: _Signals | None = None) -> int:
     interrupted = False
     try:
         result = drive(train(model, run.data, train_config), on_event)
+        signals.hold()  # from here on a signal waits: the save below is never cut short
     except KeyboardInterrupt:
-        interrupted = True
-    with signals.held():  # from here on a signal waits: the save below is never cut short
+        interrupted = result is None  # a signal just after the run ended: it is saved as completed
+    signals.hold()
+    with signals.held():
         if bar is not None:
             bar.close()
         if interrupted:
             return _save_interrupted(out, model, run, train_config, history, steps, snapshot, signals)
         assert result is not None
-        seen = len(signals.received)
         if result.status == "diverged":
             where = _save(out, model, run, train_config, history, beside="diverged")
             print(f"latent-explorer: error: {_one_line(result.message)} Saved them to {where}"
                   f"{_untouched(out, where)}.", file=sys.stderr)
             return EXIT_DIVERGED
         _save(out, model, run, train_config, history)
-        if len(signals.received) > seen:
+        if signals.received:  # only after training: a signal during it would have interrupted it
             print(f"latent-explorer: interrupted{signals.named()} while saving; the save was finished first, "
                   f"so {out} is the complete new model ({history.last_epoch} epochs)", file=sys.stderr)
             return EXIT_INTERRUPTED
