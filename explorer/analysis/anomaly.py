@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from explorer import cancellation
 from explorer.analysis.metrics import roc_auc
 from explorer.data.dataset import ImageData, to_float
 from explorer.models.autoencoder import Autoencoder
@@ -26,6 +27,7 @@ def anomaly_scores(model: Autoencoder, images: torch.Tensor, labels: torch.Tenso
     device = model.mean_head.weight.device
     scores = []
     for start in range(0, images.shape[0], batch_size):
+        cancellation.check()
         x = to_float(images[start:start + batch_size].to(device))
         y = labels[start:start + batch_size].to(device) if model.is_conditional and labels is not None else None
         dist = model.encode(x, y)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from explorer import cancellation
 from explorer.config import ModelConfig
 from explorer.data.dataset import to_float
 from explorer.models.autoencoder import Autoencoder
@@ -59,6 +60,7 @@ def encode_images(model: Autoencoder, images: torch.Tensor, labels: torch.Tensor
     means: list[torch.Tensor] = []
     logvars: list[torch.Tensor] = []
     for start in range(0, images.shape[0], batch_size):
+        cancellation.check()
         x = to_float(images[start:start + batch_size].to(device))
         y = labels[start:start + batch_size] if model.is_conditional and labels is not None else None
         dist = model.encode(x, y)

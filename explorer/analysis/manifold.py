@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from explorer import cancellation
 from explorer.analysis.grids import tile
 from explorer.analysis.projection import PlaneAxes
 from explorer.models.autoencoder import Autoencoder
@@ -37,8 +38,10 @@ def decode_codes(model: Autoencoder, codes: np.ndarray, label: int | np.ndarray 
     if model.is_conditional:
         labels = np.zeros(z.shape[0], dtype=np.int64) if label is None else np.asarray(label, dtype=np.int64)
         y = torch.from_numpy(np.broadcast_to(labels, (z.shape[0],)).copy()).to(device)
-    out = [model.decode(z[i:i + batch_size], None if y is None else y[i:i + batch_size]).float().cpu()
-           for i in range(0, z.shape[0], batch_size)]
+    out = []
+    for i in range(0, z.shape[0], batch_size):
+        cancellation.check()
+        out.append(model.decode(z[i:i + batch_size], None if y is None else y[i:i + batch_size]).float().cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, *model.config.image_shape), dtype=np.float32)
 
 

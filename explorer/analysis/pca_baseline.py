@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from explorer import cancellation
 from explorer.data.dataset import to_float
 from explorer.models.autoencoder import Autoencoder
 
@@ -51,6 +52,7 @@ def model_error(model: Autoencoder, images: torch.Tensor, labels: torch.Tensor |
     """Mean summed squared error per image of the model's deterministic reconstruction."""
     total, n = 0.0, images.shape[0]
     for start in range(0, n, batch_size):
+        cancellation.check()
         x = to_float(images[start:start + batch_size])
         y = labels[start:start + batch_size] if model.is_conditional and labels is not None else None
         total += float(((model.reconstruct(x, y) - x) ** 2).sum())

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from explorer.cancellation import Cancelled, cancellable
 from explorer.errors import UserError, describe_failure
 
 
@@ -200,7 +201,12 @@ class TaskRunner:
     def _run(self, request: _Request) -> None:
         handle = request.handle
         try:
-            self._outbox.put(TaskOutcome(handle, True, request.fn(handle)))
+            with cancellable(handle._cancel):
+                value = request.fn(handle)
+            self._outbox.put(TaskOutcome(handle, True, value))
+        except Cancelled:  # nobody wants the result: deliver an empty outcome, which is dropped
+            handle.cancel()
+            self._outbox.put(TaskOutcome(handle, False, message="cancelled"))
         except UserError as exc:
             self._outbox.put(TaskOutcome(handle, False, message=str(exc)))
         except BaseException as exc:  # noqa: BLE001 - reported to the user instead of lost with the thread

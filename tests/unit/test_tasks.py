@@ -109,3 +109,24 @@ def test_shutdown_joins_running_work_and_refuses_new_work():
     assert runner.shutdown(timeout_s=5)
     assert runner.submit("late", lambda _: 1) is None
     assert not [t for t in threading.enumerate() if t.name.startswith("latent-explorer-long")]
+
+
+def test_work_in_batches_stops_at_the_next_batch_when_cancelled():
+    import numpy as np
+    import torch
+
+    from explorer.analysis.latents import encode_images
+    from explorer.cancellation import check
+    from explorer.config import ModelConfig
+    from explorer.models import Autoencoder
+
+    check()  # outside a task it does nothing
+    runner = TaskRunner()
+    model = Autoencoder(ModelConfig(preset="vae", latent_dim=2)).eval()
+    images = torch.zeros((200_000, 1, 28, 28), dtype=torch.uint8)  # seconds of work in 200 batches
+    started = time.monotonic()
+    runner.submit("encode", lambda h: encode_images(model, images), on_done=lambda v: None)
+    time.sleep(0.2)
+    assert runner.shutdown(timeout_s=10)
+    assert time.monotonic() - started < 2.0, "shutdown waited for the whole encode instead of one batch"
+    assert np.isfinite(0.0)
