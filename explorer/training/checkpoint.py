@@ -26,7 +26,6 @@ import math
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -112,49 +111,6 @@ def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfi
     return atomic_write(path, write, error=CheckpointError)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: Path, payload: bytes) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise CheckpointError(f"cannot save {path}: the folder {folder} does not exist")
-    tmp_name = None
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes it private; a checkpoint is an ordinary file
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-        tmp_name = None
-        try:
-            dir_fd = os.open(folder, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(dir_fd)
-        except OSError:
-            pass
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:
-        raise CheckpointError(f"could not save {path}: {exc.strerror or exc}; any earlier file there is untouched") \
-            from None
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
-
-
-# Limits on what a file may describe, checked before anything is built or read for real.
-# No model this app trains comes near them; a hostile config must not freeze or exhaust us.
 MAX_LAYERS = 1000  # hidden plus conv layers: 100000 of them, even on "meta", took about a minute to build
 MAX_MESSAGE = 600  # characters; an error message is one line a person reads
 # The safetensors header (JSON: tensor offsets plus all metadata). A real one is tens of KB;
