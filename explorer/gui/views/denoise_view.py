@@ -14,15 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QSlider, QWidget
 
 from explorer.analysis.grids import image_grid, save_png
 from explorer.analysis.metrics import mean_psnr, psnr
 from explorer.config import CORRUPTIONS, NOISE_LABELS
 from explorer.data import to_float
 from explorer.gui.state.session import TrainingSession
-from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
-from explorer.gui.widgets.redraw import Coalescer
+from explorer.gui.widgets.image_pane import chw_to_display
+from explorer.gui.widgets.picture_view import PictureView
 from explorer.models.noise import corrupt
 from explorer.runtime.threads import ModelCopy
 
@@ -53,9 +53,9 @@ def _denoise_off_thread(copy: ModelCopy, images: torch.Tensor, labels: torch.Ten
                     torch.cat([clean[:shown], noisy[:shown], denoised[:shown]]).numpy())
 
 
-class DenoiseView(QWidget):
+class DenoiseView(PictureView):
     def __init__(self, session: TrainingSession, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__("denoiseGrid", "denoiseReadout", parent)
         self.session = session
         self.noise = QComboBox(objectName="denoiseNoise")
         for key in CORRUPTIONS:
@@ -65,30 +65,19 @@ class DenoiseView(QWidget):
         self.level.setValue(30)
         self.level.setToolTip("Gaussian: noise strength; salt and pepper, masking: fraction of pixels hit")
         self.level_label = QLabel("", objectName="denoiseLevelLabel")
-        self.pane = ImagePane("denoiseGrid")
         self.pane.set_rows(ROWS)
-        self.readout = QLabel("", objectName="denoiseReadout")
-        self.readout.setWordWrap(True)
+        self.readout = self.caption  # the mean PSNRs
         self.per_image = QLabel("", objectName="denoisePerImage")
         self.per_image.setWordWrap(True)
-        bar = QHBoxLayout()
-        bar.addWidget(self.noise)
-        bar.addWidget(self.level, 1)
-        bar.addWidget(self.level_label)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addLayout(bar)
-        layout.addWidget(self.pane, 1)
-        layout.addWidget(self.readout)
-        layout.addWidget(self.per_image)
+        bar = self.add_bar(self.noise, self.level, self.level_label, stretch=False)
+        bar.setStretchFactor(self.level, 1)  # the slider takes the room
+        self.column.addWidget(self.per_image)
         self.psnr_noisy: np.ndarray | None = None
         self.psnr_denoised: np.ndarray | None = None
         self.mean_noisy = self.mean_denoised = float("nan")
         self.rows: np.ndarray | None = None  # (3 * SHOWN, C, H, W): clean, noisy, denoised
         self.shown_setting: tuple[str, float] | None = None
-        self._model: object = None  # the model object the figures above belong to
         session.model_changed.connect(self._on_model_changed)
-        self.redraws = Coalescer(self.redraw, self.isVisible, parent=self)
         for signal in (self.noise.currentIndexChanged, self.level.valueChanged, session.model_changed,
                        session.data_changed):
             signal.connect(lambda *_: self.redraws.request())
@@ -101,10 +90,6 @@ class DenoiseView(QWidget):
 
     def _show_level(self) -> None:
         self.level_label.setText(f"{self.noise_level:.2f}")
-
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        super().showEvent(event)
-        self.redraws.flush()
 
     def redraw(self) -> None:
         data, model = self.session.data, self.session.view_model
@@ -121,14 +106,13 @@ class DenoiseView(QWidget):
                                   on_failed=self._on_failed)
 
     def _on_model_changed(self) -> None:
+        self._track_model(self.session.view_model)
+
+    def clear_results(self) -> None:
         """Another model (not new weights of this one): its figures are not this one's."""
-        if self.session.view_model is self._model:
-            return
-        self._model = self.session.view_model
+        super().clear_results()
         self.psnr_noisy = self.psnr_denoised = self.rows = self.shown_setting = None
         self.mean_noisy = self.mean_denoised = float("nan")
-        self.pane.clear()
-        self.readout.setText("")
         self.per_image.setText("")
 
     def _on_failed(self, message: str) -> None:

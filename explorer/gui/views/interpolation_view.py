@@ -8,15 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PySide6.QtWidgets import (
-    QComboBox,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QComboBox, QPushButton, QSpinBox, QWidget
 
 from explorer.analysis.export import save_codes
 from explorer.analysis.grids import image_grid, save_png
@@ -24,13 +16,13 @@ from explorer.analysis.interpolation import interpolate
 from explorer.analysis.latents import encode_images
 from explorer.data import to_float
 from explorer.gui.state.latent_state import LatentState
-from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
-from explorer.gui.widgets.redraw import Coalescer
+from explorer.gui.widgets.image_pane import chw_to_display
+from explorer.gui.widgets.picture_view import PictureView
 
 
-class InterpolationView(QWidget):
+class InterpolationView(PictureView):
     def __init__(self, state: LatentState, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__("interpolationStrip", "interpCaption", parent)
         self.state = state
         self.codes: np.ndarray | None = None
         self.strip: np.ndarray | None = None  # (steps + 2, C, H, W): original, path, original
@@ -45,41 +37,20 @@ class InterpolationView(QWidget):
         self.mode.addItem("Linear", "linear")
         self.mode.addItem("Spherical (slerp)", "spherical")
         self.mode.setToolTip("Spherical paths keep a typical distance from the centre of the code space")
-        self.pane = ImagePane("interpolationStrip")
         self.pane.set_rows(1)
-        self.caption = QLabel("", objectName="interpCaption")
-        self.caption.setWordWrap(True)
-        ends = QHBoxLayout()
-        for w in (self.start, self.use_picked_start, self.end, self.use_picked_end):
-            ends.addWidget(w)
-        ends.addStretch(1)
-        options = QHBoxLayout()
-        options.addWidget(self.steps)
-        options.addWidget(self.mode)
-        options.addStretch(1)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addLayout(ends)
-        layout.addLayout(options)
-        layout.addWidget(self.pane, 1)
-        layout.addWidget(self.caption)
+        self.add_bar(self.start, self.use_picked_start, self.end, self.use_picked_end)
+        self.add_bar(self.steps, self.mode)
 
-        self.redraws = Coalescer(self.redraw, self.isVisible, parent=self)
         self.use_picked_start.clicked.connect(lambda: self._use_picked(self.start))
         self.use_picked_end.clicked.connect(lambda: self._use_picked(self.end))
         for signal in (self.start.valueChanged, self.end.valueChanged, self.steps.valueChanged,
                        self.mode.currentIndexChanged, state.label_changed, state.decoder_changed,
                        state.stats_changed):
             signal.connect(lambda *_: self.redraws.request())
-        self._model: object = None  # the model object the strip belongs to
         state.decoder_changed.connect(self._on_decoder)
         state.session.data_changed.connect(self._on_data)
         state.picked_changed.connect(self._on_picked)
         self._on_picked(None)
-
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        super().showEvent(event)
-        self.redraws.flush()
 
     def _on_data(self) -> None:
         data = self.state.session.data
@@ -93,12 +64,12 @@ class InterpolationView(QWidget):
         self.redraws.request()
 
     def _on_decoder(self) -> None:
+        self._track_model(self.state.model)
+
+    def clear_results(self) -> None:
         """Another model: the strip between the ends was the old model's path."""
-        if self.state.model is not self._model:
-            self._model = self.state.model
-            self.codes = self.strip = None
-            self.pane.clear()
-            self.caption.setText("")
+        super().clear_results()
+        self.codes = self.strip = None
 
     def _on_picked(self, index) -> None:
         for button in (self.use_picked_start, self.use_picked_end):

@@ -1,7 +1,7 @@
 """Test images over their reconstructions (the seeds' two-row figure), live.
 
 The grid is decoded in one batch by the session's CPU copy of the model whenever a new
-snapshot arrives, and painted as one pyqtgraph ImageItem. Hovering an image pair shows
+snapshot arrives, and painted as one picture (an ImagePane). Hovering an image pair shows
 that image's reconstruction error.
 """
 
@@ -11,12 +11,12 @@ import numpy as np
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from explorer.analysis.grids import pairs_grid, save_png
 from explorer.data import to_float
 from explorer.gui.state.session import TrainingSession
+from explorer.gui.widgets.image_pane import ImagePane
 from explorer.models.losses import reconstruction_loss
 
 COLUMNS = 8
@@ -34,18 +34,14 @@ class ReconstructionView(QWidget):
         self.grid: np.ndarray | None = None
         self._rng = np.random.default_rng(0)
 
-        self.view = pg.GraphicsLayoutWidget()
-        self.view.setBackground(self.palette().color(QPalette.ColorRole.Window))
-        self.view.setObjectName("reconView")
-        self.view.ci.setContentsMargins(0, 0, 0, 0)  # the images, not margins, fill the dock
-        self.box = self.view.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
-        self.image = pg.ImageItem(axisOrder="row-major")
-        self.box.addItem(self.image)
+        self.pane = ImagePane("reconView")
+        self.view, self.box, self.image = self.pane.view, self.pane.box, self.pane.image
+        self.box.setMenuEnabled(True)  # unlike the other panes, this one keeps its right-click menu (Export...)
         self.placeholder = QLabel("Reconstructions appear here once a model is training or opened.")
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.placeholder.setWordWrap(True)
         self.placeholder.setEnabled(False)  # drawn greyed, in the theme's own colours
-        self.view.hide()
+        self.pane.hide()
 
         self.new_batch_button = QPushButton("New batch")
         self.new_batch_button.setObjectName("newBatch")
@@ -61,7 +57,7 @@ class ReconstructionView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.placeholder, 1)
-        layout.addWidget(self.view, 1)
+        layout.addWidget(self.pane, 1)
         layout.addLayout(bar)
 
         self._hover = pg.SignalProxy(self.view.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_moved)
@@ -75,7 +71,7 @@ class ReconstructionView(QWidget):
         if self.session.view_model is not self._model:
             self._model = self.session.view_model
             self.grid = self.errors = None
-            self.image.clear()
+            self.pane.clear()
         self.refresh()
 
     def _on_data_changed(self) -> None:
@@ -110,11 +106,10 @@ class ReconstructionView(QWidget):
         array = grid.permute(1, 2, 0).numpy()
         self.grid = np.ascontiguousarray(array[:, :, 0] if data.image_shape[0] == 1 else array)
         # A fresh array every time: pyqtgraph keeps a reference to what it is given.
-        self.image.setImage(self.grid, autoLevels=False, levels=(0, 1))
-        if self.placeholder.isVisible() or not self.view.isVisible():
+        self.pane.set_array(self.grid)
+        if self.placeholder.isVisible() or not self.pane.isVisible():
             self.placeholder.hide()
-            self.view.show()
-        self.box.autoRange(padding=0)
+            self.pane.show()
 
     def cell_at(self, col: float, row: float) -> int | None:
         """Index (into the shown batch) of the image pair under grid pixel (col, row)."""

@@ -8,59 +8,42 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QPushButton, QSpinBox, QWidget
 
 from explorer.analysis.grids import image_grid, save_png
 from explorer.analysis.latents import sample_codes
 from explorer.gui.state.latent_state import LatentState
-from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
-from explorer.gui.widgets.redraw import Coalescer
+from explorer.gui.widgets.image_pane import chw_to_display
+from explorer.gui.widgets.picture_view import PictureView
 
 
-class SamplesView(QWidget):
+class SamplesView(PictureView):
     def __init__(self, state: LatentState, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__("samplesGrid", "samplesSource", parent)
         self.state = state
         self.codes: np.ndarray | None = None
         self.images: np.ndarray | None = None
-        self.pane = ImagePane("samplesGrid")
+        self.source = self.caption  # says what the samples are drawn from
         self.side = QSpinBox(objectName="samplesSide", minimum=2, maximum=16, value=8, suffix=" per side")
         self.seed = QSpinBox(objectName="samplesSeed", minimum=0, maximum=2**31 - 1, value=0, prefix="seed ")
         self.resample = QPushButton("New samples", objectName="resample")
         self.resample.setToolTip("Draw with the next seed")
-        self.source = QLabel("", objectName="samplesSource")
-        self.source.setWordWrap(True)
-        bar = QHBoxLayout()
-        bar.addWidget(self.side)
-        bar.addWidget(self.seed)
-        bar.addWidget(self.resample)
-        bar.addStretch(1)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addLayout(bar)
-        layout.addWidget(self.pane, 1)
-        layout.addWidget(self.source)
-        self.redraws = Coalescer(self.redraw, self.isVisible, parent=self)
+        self.add_bar(self.side, self.seed, self.resample)
         self.pane.set_rows(self.side.value())
         self.side.valueChanged.connect(self.pane.set_rows)
         self.resample.clicked.connect(lambda: self.seed.setValue(self.seed.value() + 1))
-        self._model: object = None  # the model object the samples belong to
         state.decoder_changed.connect(self._on_decoder)
         for signal in (self.seed.valueChanged, self.side.valueChanged, state.label_changed,
                        state.decoder_changed, state.stats_changed):
             signal.connect(lambda *_: self.redraws.request())
 
     def _on_decoder(self) -> None:
-        """Another model: its samples are not this one's, even before this one can draw."""
-        if self.state.model is not self._model:
-            self._model = self.state.model
-            self.codes = self.images = None
-            self.pane.clear()
-            self.source.setText("")
+        self._track_model(self.state.model)
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        super().showEvent(event)
-        self.redraws.flush()
+    def clear_results(self) -> None:
+        """Another model: its samples are not this one's, even before this one can draw."""
+        super().clear_results()
+        self.codes = self.images = None
 
     def redraw(self) -> None:
         state, model = self.state, self.state.model
