@@ -133,17 +133,17 @@ def main() -> int:
         parser.error("--size must look like 1920x1080")
 
     from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    from explorer.gui.app.application import make_application
+
+    app = make_application(sys.argv[:1])  # the app's own set-up: plotting options, GC on the GUI thread
     from explorer.gui.app.main_window import MainWindow
     from explorer.gui.views.latent_plane import LatentPlane
     from explorer.gui.views.training_panel import TrainingPanel
 
     settings = QSettings(os.path.join(tempfile.mkdtemp(), "bench.ini"), QSettings.Format.IniFormat)
     window = MainWindow(settings=settings)
-    autosave = getattr(window, "autosave", None)  # the window's autosave menu, wherever it lives
-    (autosave.set_every if hasattr(autosave, "set_every") else window.set_autosave_every)(0)
+    window.autosave.set_every(0)
     window.resize(width, height)
     window.show()
     app.processEvents()

@@ -12,6 +12,20 @@ from PySide6.QtCore import QSettings, Qt
 
 from explorer.gui.app.main_window import MainWindow
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _garbage_collected_on_the_gui_thread(qapp):
+    """As in the app (application.collect_garbage_on_gui_thread): the collector runs from a
+    GUI-thread timer, never in a background thread that happens to allocate."""
+    import gc
+
+    from explorer.gui.app.application import collect_garbage_on_gui_thread
+
+    collect_garbage_on_gui_thread(qapp)
+    yield
+    gc.enable()
+
+
 # A handler that blocks the event loop this long is a freeze a person sees. Loose enough for
 # a noisy 2-core CI machine, tight enough to catch the seconds-long stalls of a bad design.
 GUI_HANDLER_LIMIT_MS = 250

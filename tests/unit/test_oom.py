@@ -52,14 +52,14 @@ def test_sentences_for_the_window() -> None:
 
 
 @pytest.mark.parametrize("exc, said", [
-    (RuntimeError(CPU_ALLOCATOR), "error: out of memory; try a smaller --batch-size or --limit"),
-    (MemoryError(), "error: out of memory; try a smaller --batch-size or --limit"),
-    (torch.OutOfMemoryError("CUDA out of memory"), "error: the device ran out of memory; try a smaller --batch-size"),
+    (RuntimeError(CPU_ALLOCATOR), "error: out of memory; try --device cpu or a machine with more memory"),
+    (MemoryError(), "error: out of memory; try --device cpu or a machine with more memory"),
+    (torch.OutOfMemoryError("CUDA out of memory"), "error: the device ran out of memory; try --device cpu"),
 ])
 def test_the_cli_says_so_in_one_line(monkeypatch, capsys, exc: BaseException, said: str) -> None:
     import explorer.cli as cli
 
-    def runs_out(args):
+    def runs_out(*args):
         raise exc
 
     monkeypatch.setattr(cli, "cmd_evaluate", runs_out)
@@ -71,7 +71,7 @@ def test_the_cli_says_so_in_one_line(monkeypatch, capsys, exc: BaseException, sa
 def test_the_cli_still_raises_other_runtime_errors(monkeypatch) -> None:
     import explorer.cli as cli
 
-    def breaks(args):
+    def breaks(*args):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(cli, "cmd_evaluate", breaks)

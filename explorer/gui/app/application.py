@@ -7,6 +7,8 @@ import sys
 
 from PySide6.QtWidgets import QApplication
 
+GC_INTERVAL_S = 0.5  # how often the GUI thread checks whether a collection is due
+
 
 def make_application(argv: list[str], configure_plots: bool = True) -> QApplication:
     """The QApplication with the app's names and pyqtgraph's drawing options (benchmarks
@@ -27,9 +29,22 @@ def make_application(argv: list[str], configure_plots: bool = True) -> QApplicat
     app.setWindowIcon(icon)
     app.setDesktopFileName("io.github.latent_explorer.LatentExplorer")  # Wayland matches the .desktop file by it
 
-    if configure_plots:
+    if configure_plots:  # (start-up does both later, after the splash: pyqtgraph is slow to import)
         configure_plotting()
+        collect_garbage_on_gui_thread(app)
     return app
+
+
+def collect_garbage_on_gui_thread(app: QApplication) -> None:
+    """Run Python's cyclic garbage collector from a GUI-thread timer only. Left automatic, it
+    runs in whichever thread allocates: a background task building a model once collected a
+    closed window's menus there, and Qt's destructor in that thread and the GUI thread's
+    deadlocked on Qt's mutex and the GIL (seen in the GUI tests; pyqtgraph's
+    GarbageCollector exists for this). Idempotent."""
+    if getattr(app, "_gui_thread_gc", None) is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        app._gui_thread_gc = GarbageCollector(interval=GC_INTERVAL_S)
 
 
 def configure_plotting() -> None:
@@ -69,6 +84,7 @@ def run(checkpoint: str | None, argv: list[str]) -> int:
     mark("heavy_imports_done")
     splash.say("Building the window…")
     configure_plotting()
+    collect_garbage_on_gui_thread(app)
     from explorer.gui.app.main_window import MainWindow
 
     window = MainWindow()
