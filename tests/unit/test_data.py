@@ -448,3 +448,22 @@ def test_skipped_files_are_named_relative_to_their_folder(tmp_path) -> None:
     assert relative_name(str(root / "cats" / "a.png"), str(root)) == str(Path("cats") / "a.png")
     assert relative_name("/elsewhere/a.png", root) == "/elsewhere/a.png", "outside the folder: as given"
     assert relative_name("a.png", None) == "a.png"
+
+
+def test_a_failed_download_is_one_line(monkeypatch, tmp_path):
+    import urllib.error
+
+    import explorer.data.downloads as downloads
+    from explorer.errors import DataError
+
+    class Failing:
+        def __init__(self, **kwargs):
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried http://a, got:\n"
+                               "<urlopen error [Errno -3] Temporary failure in name resolution>\nTried http://b")
+
+    monkeypatch.setenv("LATENT_EXPLORER_DATA", str(tmp_path))
+    monkeypatch.setattr(downloads, "_torchvision_class", lambda name: Failing)
+    with pytest.raises(DataError) as caught:
+        downloads.load_download("fashion-mnist")
+    assert "\n" not in str(caught.value) and "Error downloading" in str(caught.value)
+    assert urllib.error.URLError  # the network errors take the same one-line path
