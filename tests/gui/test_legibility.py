@@ -345,7 +345,8 @@ def test_results_of_the_previous_model_are_dropped(qtbot, window, trained_checkp
     assert window.recon_view.grid is not None
     old_grid = window.recon_view.grid
 
-    assert window.files.open_checkpoint(str(trained_checkpoint("ae")))
+    with qtbot.waitSignal(window.session.opened, timeout=30_000):  # the file is read in the background
+        assert window.files.open_checkpoint(str(trained_checkpoint("ae")))
     # Straight after the switch, nothing computed from the old model is still shown.
     assert window.samples_view.images is None and window.samples_view.pane.array is None
     assert window.interpolation_view.strip is None and window.interpolation_view.pane.array is None

@@ -105,14 +105,15 @@ class AutosaveCommands:
             window.dialogs.message(Icon.Information, "Cannot restore now",
                                    "Stop the current training run before restoring an autosaved one.")
             return False
-        if not window.files.open_checkpoint(str(path), remember=False):
-            self.store.set_aside(path)  # the file itself is broken: never offered again
-            return False
-        self.session.document.restored()
-        self.session.adopt_autosave(path)  # continuing it keeps writing the same autosave
-        window.statusBar().showMessage(f"Restored the autosaved run ({self.session.history.last_epoch} epoch(s)); "
-                                       "save it with Ctrl+S")
-        return True
+        def restored() -> None:
+            self.session.document.restored()
+            self.session.adopt_autosave(path)  # continuing it keeps writing the same autosave
+            window.statusBar().showMessage(f"Restored the autosaved run ({self.session.history.last_epoch} "
+                                           "epoch(s)); save it with Ctrl+S")
+
+        # A file that fails to open is broken itself: set aside, never offered again.
+        return window.files.open_checkpoint(str(path), remember=False, on_opened=restored,
+                                            on_failed=lambda: self.store.set_aside(path))
 
     def offer_after_crash(self) -> None:
         """After a crash, offer the run that was autosaved before it."""

@@ -34,6 +34,10 @@ class FileCommands:
         self.window = window
         self.session = window.session
         self.settings = window.settings
+        # What to do when each open in flight ends: (remember it, then on success, on failure).
+        self._opening: dict[Path, tuple[bool, Callable[[], object] | None, Callable[[], object] | None]] = {}
+        self.session.opened.connect(self._on_opened)
+        self.session.open_failed.connect(self._on_open_failed)
 
     # -- the gate -----------------------------------------------------------------------
 
@@ -67,23 +71,38 @@ class FileCommands:
     def open_recent(self, path: str) -> None:
         self.then_if_saved_or_discarded("opening another model", lambda: self.open_checkpoint(path))
 
-    def open_checkpoint(self, path: str, remember: bool = True) -> bool:
-        """Open ``path`` now (callers that might drop unsaved work go through the gate);
-        ``remember`` adds it to Open recent."""
-        window = self.window
+    def open_checkpoint(self, path: str, remember: bool = True, on_opened: Callable[[], object] | None = None,
+                        on_failed: Callable[[], object] | None = None) -> bool:
+        """Start opening ``path`` (callers that might drop unsaved work go through the gate);
+        False if it cannot start. The file is read in the background; ``remember`` adds it to
+        Open recent once it opened. A refused file is one message and changes nothing."""
         try:
             self.session.open(path)
         except UserError as exc:
-            window.dialogs.message(Icon.Warning, "Cannot open checkpoint", str(exc))
+            self.window.dialogs.message(Icon.Warning, "Cannot open checkpoint", str(exc))
             return False
-        s = self.session
+        self._opening[Path(path)] = (remember, on_opened, on_failed)
+        self.window.statusBar().showMessage(f"Opening {one_line(path)}...")
+        return True
+
+    def _on_opened(self, path: Path) -> None:
+        window, s = self.window, self.session
+        remember, on_opened, _ = self._opening.pop(path, (True, None, None))
         assert s.model_config is not None and s.data_config is not None and s.train_config is not None
         window.panel.show_configs(s.model_config, s.data_config, s.train_config)
         if remember:
-            self.add_recent(path)
-        window.progress.show_opened(Path(path).name, s.model_config.preset or "custom", s.history.last_epoch)
+            self.add_recent(str(path))
+        window.progress.show_opened(path.name, s.model_config.preset or "custom", s.history.last_epoch)
         window.statusBar().showMessage(f"Opened {one_line(path)}")
-        return True
+        if on_opened is not None:
+            on_opened()
+
+    def _on_open_failed(self, path: Path, message: str) -> None:
+        _, _, on_failed = self._opening.pop(path, (True, None, None))
+        if on_failed is not None:
+            on_failed()
+        self.window.statusBar().showMessage(f"Could not open {one_line(path)}")
+        self.window.dialogs.message(Icon.Warning, "Cannot open checkpoint", message)
 
     # -- save ---------------------------------------------------------------------------
 

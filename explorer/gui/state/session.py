@@ -75,6 +75,8 @@ class TrainingSession(QObject):
     data_changed = Signal()
     model_changed = Signal()  # new weights in view_model
     history_reset = Signal()
+    opened = Signal(object)  # Path: a checkpoint is now the current model
+    open_failed = Signal(object, str)  # Path, why: the file was refused; nothing changed
     setting_changed = Signal(object)  # SettingChanged
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -240,15 +242,29 @@ class TrainingSession(QObject):
         return path
 
     def open(self, path: str | Path) -> None:
-        """Load a checkpoint (raises CheckpointError); its data loads in the background."""
+        """Read, check and build a checkpoint off the GUI thread (a large or hostile file
+        took over a second); ``opened`` or ``open_failed`` follows. Its data loads after."""
         from explorer.training.checkpoint import load_checkpoint
 
         if self.is_running:
             raise UserError("stop the current training run before opening a checkpoint")
-        ckpt = load_checkpoint(path)
+        path = Path(path)
+
+        def load(_) -> tuple[object, Autoencoder]:
+            ckpt = load_checkpoint(path)
+            return ckpt, ckpt.build_model()
+
+        self.tasks.submit("open", load, label=f"Opening {one_line(path.name)}", model_bound=False,
+                          on_done=lambda loaded: self._install_opened(path, *loaded),
+                          on_failed=lambda message: self.open_failed.emit(path, message))
+
+    def _install_opened(self, path: Path, ckpt, model: Autoencoder) -> None:
+        if self.is_running:  # a run started while the file was read: it wins
+            self.open_failed.emit(path, "a training run started while the file was read; stop it and open again")
+            return
         self.model_config, self.data_config, self.train_config = (ckpt.model_config, ckpt.data_config,
                                                                   ckpt.train_config)
-        self.view_model = ckpt.build_model()
+        self.view_model = model
         self.history = ckpt.history
         self.document.opened(path)
         self._run_autosave = None  # continuing an opened model starts a new autosave file
@@ -256,6 +272,7 @@ class TrainingSession(QObject):
         self.tasks.invalidate()
         self.history_reset.emit()
         self.model_changed.emit()
+        self.opened.emit(path)
         self._load_data_in_background(ckpt.data_config, ckpt.model_config)
 
     def _load_data_in_background(self, data_config: DataConfig, model_config: ModelConfig) -> None:
