@@ -21,7 +21,7 @@ def hostile_file(kind: str, folder: Path, good: Path, marker: Path) -> Path:
     return write_hostile(kind, folder, good.read_bytes(), marker)
 
 
-GIL_BOUND_PARSE_S = 0.6  # json.loads of the largest header allowed holds the GIL this long at most here
+GIL_BOUND_PARSE_S = 1.0  # json.loads of a header this size holds the GIL ~0.3 s here; slack for a busy CI
 GUI_KINDS = ["pickle", "torch-save", "truncated", "png", "text", "mismatched", "unknown-preset", "nan-weights"]
 
 
@@ -172,14 +172,15 @@ def test_a_checkpoint_with_a_million_step_history_opens_without_freezing_the_win
     metadata["history"] = f'{{"part_names":["recon","kl"],"epochs":[],"steps":[{rows}],"stride":1}}'
     long = tmp_path / "long-history.safetensors"
     long.write_bytes(st_save(tensors, metadata=metadata))
-    ticks: list[float] = []
+    ticks: list[float] = [time.perf_counter()]
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start(10)
     with qtbot.waitSignal(window.session.opened, timeout=RUN_TIMEOUT_MS):
         open_through_the_menu(window, monkeypatch, long)
     timer.stop()
+    ticks.append(time.perf_counter())
     assert window.session.document.path == long
     assert 0 < len(window.session.history.steps) <= 10_000 and window.session.history.last_step == 1_000_000
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
-    assert gaps and max(gaps) < GIL_BOUND_PARSE_S, f"the event loop stalled {max(gaps):.2f} s while the file was read"
+    assert max(gaps) < GIL_BOUND_PARSE_S, f"the event loop stalled {max(gaps):.2f} s while the file was read"
