@@ -468,6 +468,8 @@ def cmd_train(args: argparse.Namespace, signals: _Signals | None = None) -> int:
         print(f"latent-explorer: skipped {_one_line(name, 200)}: {_one_line(why, 200)}", file=sys.stderr)
     if len(run.folder_report.skipped) > 10:
         print(f"latent-explorer: skipped {len(run.folder_report.skipped) - 10} more files", file=sys.stderr)
+    for note in run.folder_report.notes:
+        print(f"latent-explorer: warning: {_one_line(note, 400)}", file=sys.stderr)
 
     model = run.model
     history = History(part_names=model.part_names)
@@ -633,6 +635,9 @@ def cmd_generate(args: argparse.Namespace, signals: _Signals | None = None) -> i
             y = torch.arange(args.n) % cfg.num_classes
             nrow = cfg.num_classes
     n = args.n if y is None else y.numel()
+    from explorer.memory_budget import check_generate
+
+    check_generate(cfg, n, device=dev)  # before anything is drawn: one line saying how many fit
     with torch.no_grad():
         images = model.sample(n, y=None if y is None else y.to(dev),
                               generator=torch.Generator().manual_seed(args.seed)).cpu()

@@ -95,3 +95,38 @@ def test_the_self_test_reads_a_copy_of_the_users_settings_and_names_a_broken_fil
     assert done.returncode == 0, done.stderr
     assert "not a regular file" in done.stdout and len(done.stdout.strip().splitlines()) == 1
     assert (folder / "Latent Explorer.conf").exists(), "the self-test must not change the user's settings"
+
+
+KEYS = ["view/font_delta", "plane/grid", "plane/codes", "plane/manifold", "files/recent", "panel/model",
+        "panel/data", "panel/train", "training/autosave_every", "training/autosave", "window/geometry",
+        "window/state"]
+
+
+def test_fuzzed_settings_files_never_stop_the_window(qtbot, tmp_path_factory):
+    """Hypothesis writes settings files of random keys, values and raw bytes; each one opens
+    (or is set aside) and the window builds, trains-ready, every time."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    value = st.one_of(st.text(max_size=200), st.integers().map(str), st.just("@Variant(\\0\\0\\0\\x7f)"),
+                      st.just("[" * 300), st.just("true"), st.just("-1"), st.just("1e309"))
+    lines = st.lists(st.tuples(st.sampled_from(KEYS), value), max_size=8).map(
+        lambda pairs: "".join(f"[{k.split('/')[0]}]\n{k.split('/')[1]}={v}\n" for k, v in pairs))
+    content = st.one_of(lines.map(lambda t: t.encode("utf-8", "replace")), st.binary(max_size=400))
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(content)
+    def check(raw: bytes) -> None:
+        path = tmp_path_factory.mktemp("fuzz") / "s.ini"
+        path.write_bytes(raw)
+        settings_, _ = open_settings(path)
+        window = MainWindow(settings=settings_)
+        try:
+            window.show()
+            assert window.start_action.isEnabled()
+            assert window.panel.configs() is not None
+        finally:
+            window.close_without_asking()
+            window.deleteLater()
+
+    check()

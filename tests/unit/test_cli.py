@@ -520,3 +520,15 @@ def test_python_dash_m_explorer_reports_errors_without_a_traceback(tmp_path: Pat
                           capture_output=True, text=True, timeout=120, env=_env_for_subprocess())
     assert_user_error(done.returncode, done.stderr, "gone.safetensors", "does not exist")
     assert done.stdout == ""
+
+
+def test_generate_refuses_more_images_than_fit_in_memory_before_drawing(tmp_path, monkeypatch):
+    from cli_runner import run as run_cli
+
+    ckpt = tmp_path / "vae.safetensors"
+    code, _, err = run_cli("train", "--model", "vae", "--epochs", "1", "--limit", "200", "--out", ckpt)
+    assert code == 0, err
+    monkeypatch.setenv("LATENT_EXPLORER_FREE_MEMORY", "50M")
+    code, _, err = run_cli("generate", ckpt, "--n", "100000", "--out", tmp_path / "many.npy")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--n" in err and not (tmp_path / "many.npy").exists()
