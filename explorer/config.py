@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
@@ -254,3 +255,13 @@ def parse_classes(text: str) -> tuple[int, ...]:
 
 
 __all__ = ["ModelConfig", "DataConfig", "TrainConfig", "replace", "parse_classes"]
+
+
+def stage_sizes(height: int, width: int, stages: int) -> list[tuple[int, int]]:
+    """The feature-map sizes of a conv stack that halves (rounding up) at each stage: what the
+    conv model builds and what the memory budget prices, from one rule."""
+    sizes = [(height, width)]
+    for _ in range(stages):
+        h, w = sizes[-1]
+        sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
+    return sizes

@@ -19,13 +19,12 @@ Qt-free and torch-free at import: the CLI may call it before loading torch.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from explorer.config import ModelConfig
+from explorer.config import ModelConfig, stage_sizes
 from explorer.errors import UserError
 
 FLOAT = 4  # bytes in a float32
@@ -127,13 +126,6 @@ def device_available(device: object = None) -> int | None:
 # -- what a model is made of ---------------------------------------------------------------
 
 
-def _stage_sizes(height: int, width: int, stages: int) -> list[tuple[int, int]]:
-    sizes = [(height, width)]
-    for _ in range(stages):
-        h, w = sizes[-1]
-        sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
-    return sizes
-
 
 def _linear_stack(n_in: int, widths: Iterable[int]) -> tuple[int, list[int], int]:
     """(weights, the width of each layer's output, the width it ends on) of Linear+ReLU layers."""
@@ -167,7 +159,7 @@ def _plan(cfg: ModelConfig) -> tuple[int, list[tuple[int, int]], list[tuple[int,
 
     if cfg.family == "conv":
         channels = list(cfg.conv_channels)
-        sizes = _stage_sizes(h, w, len(channels))
+        sizes = stage_sizes(h, w, len(channels))
         c = c_img
         for ch, (sh, sw) in zip(channels, sizes[1:]):
             weights += c * ch * 9 + ch

@@ -7,21 +7,11 @@ size (28 -> 14 -> 7 -> 14 -> 28, but also 30 -> 15 -> 8 -> 15 -> 30).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from explorer.config import ModelConfig
+from explorer.config import ModelConfig, stage_sizes
 from explorer.models.layers import class_features, decoder_stack, relu_stack, with_class
-
-
-def stage_sizes(height: int, width: int, stages: int) -> list[tuple[int, int]]:
-    sizes = [(height, width)]
-    for _ in range(stages):
-        h, w = sizes[-1]
-        sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
-    return sizes
 
 
 class ConvEncoderBody(nn.Module):

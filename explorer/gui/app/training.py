@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from explorer.config import DataConfig, ModelConfig, TrainConfig
 from explorer.errors import UserError
 from explorer.gui.app.dialogs import Button, Icon
 from explorer.gui.state.session import PAUSED, TRAINING
@@ -36,11 +37,10 @@ class TrainingCommands:
         if not self.session.has_model:
             self.start()
             return
-        try:
-            model, _, _ = self.window.panel.configs()
-        except UserError as exc:
-            self.window.dialogs.message(Icon.Warning, "Cannot continue", str(exc))
+        configs = self._panel_configs("Cannot continue")
+        if configs is None:
             return
+        model = configs[0]
         current = self.session.model_config
         if current is not None and (model.preset, model.latent_dim) != (current.preset, current.latent_dim):
             self.window.dialogs.message(Icon.Information, "Cannot continue",
@@ -52,13 +52,20 @@ class TrainingCommands:
     def _start(self, continuing: bool) -> None:
         if self.session.is_running:
             return
-        try:
-            model, data, train = self.window.panel.configs()
-        except UserError as exc:
-            self.window.dialogs.message(Icon.Warning, "Cannot start", str(exc))
+        configs = self._panel_configs("Cannot start")
+        if configs is None:
             return
+        model, data, train = configs
         self.window.progress.show_loading(data.dataset)
         self.session.start(model, data, train, continue_training=continuing)
+
+    def _panel_configs(self, refusal: str) -> tuple[ModelConfig, DataConfig, TrainConfig] | None:
+        """The panel's settings, or None after saying in one message what is wrong with them."""
+        try:
+            return self.window.panel.configs()
+        except UserError as exc:
+            self.window.dialogs.message(Icon.Warning, refusal, str(exc))
+            return None
 
     def toggle_pause(self) -> None:
         if self.session.state == PAUSED:
