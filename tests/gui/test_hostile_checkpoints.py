@@ -158,6 +158,7 @@ def test_a_checkpoint_with_a_seed_beyond_the_seed_box_is_refused_whole(
     assert_unchanged(before, window)
 
 
+@pytest.mark.gui_stall_measured_itself  # a GIL-bound parse in another thread lengthens handlers
 def test_a_checkpoint_with_a_million_step_history_opens_without_freezing_the_window(
         qtbot, window, good_open: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Reading and thinning it takes over a second (it froze the window 9 s once, 1.3 s on
@@ -178,6 +179,8 @@ def test_a_checkpoint_with_a_million_step_history_opens_without_freezing_the_win
     timer.start(10)
     with qtbot.waitSignal(window.session.opened, timeout=RUN_TIMEOUT_MS):
         open_through_the_menu(window, monkeypatch, long)
+    qtbot.waitUntil(lambda: window.latent.ready, timeout=RUN_TIMEOUT_MS)  # and its first paint with the curves
+    qtbot.wait(200)
     timer.stop()
     ticks.append(time.perf_counter())
     assert window.session.document.path == long
