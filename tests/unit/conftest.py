@@ -38,3 +38,18 @@ def single_thread_torch():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cli_module_env(tmp_path_factory: pytest.TempPathFactory):
+    """For a module of CLI runs: a private cache, and one torch thread (tiny models, small
+    machine). Modules use it with ``pytestmark = pytest.mark.usefixtures("cli_module_env")``."""
+    import torch
+
+    cache = tmp_path_factory.mktemp("cli-cache")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LATENT_EXPLORER_CACHE", str(cache))
+        yield
+    torch.set_num_threads(threads)

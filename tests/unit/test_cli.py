@@ -25,17 +25,7 @@ from explorer.models.autoencoder import Autoencoder
 from explorer.models.registry import PRESETS
 from explorer.training.checkpoint import load_checkpoint
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _env(tmp_path_factory: pytest.TempPathFactory):
-    """A private cache for the whole module, and one torch thread (tiny models, small machine)."""
-    cache = tmp_path_factory.mktemp("cli-cache")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LATENT_EXPLORER_CACHE", str(cache))
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("cli_module_env")  # private cache, one torch thread
 
 
 def strict_json(line: str):

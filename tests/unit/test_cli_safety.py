@@ -12,7 +12,6 @@ import signal
 from pathlib import Path
 
 import pytest
-import torch
 from cli_runner import run  # tests/unit is on sys.path (pytest rootdir conftest)
 
 from explorer.training.checkpoint import load_checkpoint
@@ -22,15 +21,7 @@ OOM_CPU = ("DefaultCPUAllocator: can't allocate memory: you tried to allocate 96
            "Error code 12 (Cannot allocate memory)")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _env(tmp_path_factory: pytest.TempPathFactory):
-    cache = tmp_path_factory.mktemp("cli-safety-cache")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LATENT_EXPLORER_CACHE", str(cache))
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("cli_module_env")  # private cache, one torch thread
 
 
 def train_args(out: Path, *extra: object, epochs: int = 2, model: str = "ae") -> list[object]:
