@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtWidgets import QMessageBox
+from window_helpers import start_on_an_empty_folder  # tests/ is on sys.path (its conftest)
 
 RUN_TIMEOUT_MS = 90_000
 
@@ -26,12 +27,7 @@ def test_resume_clears_paused_from_the_progress_bar(qtbot, window, click):
 
 
 def test_a_data_error_does_not_leave_loading_on_the_toolbar(qtbot, window, click, tmp_path: Path):
-    empty = tmp_path / "no-images-here"
-    empty.mkdir()
-    window.panel.set_dataset(str(empty))
-    with qtbot.waitSignal(window.session.error, timeout=RUN_TIMEOUT_MS):
-        click(window, window.start_action)
-    qtbot.waitUntil(lambda: window.session.state == "idle", timeout=10_000)
+    start_on_an_empty_folder(qtbot, window, click, tmp_path / "no-images-here")
     assert "Loading" not in window.progress.bar.format()
     assert "Loading" not in window.progress.label.text()
     assert window.start_action.isEnabled()

@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QFileDialog, QMessageBox
-from window_helpers import answer_unsaved  # tests/ is on sys.path (its conftest)
+from window_helpers import answer_unsaved, start_on_an_empty_folder  # tests/ is on sys.path (its conftest)
 
 from explorer.gui.app.main_window import MainWindow
 from explorer.training.checkpoint import load_checkpoint
@@ -170,12 +170,7 @@ def test_a_run_whose_data_fails_leaves_the_open_model_its_file_and_curves(qtbot,
         assert window.files.open_checkpoint(str(path))
     opened = load_checkpoint(path)
     points = window.loss_plot.point_count()
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    window.panel.set_dataset(str(empty))
-    with qtbot.waitSignal(window.session.error, timeout=RUN_TIMEOUT_MS):
-        click(window, window.start_action)
-    qtbot.waitUntil(lambda: window.session.state == "idle", timeout=10_000)
+    start_on_an_empty_folder(qtbot, window, click, tmp_path / "empty")
     window.message_box.accept()
     s = window.session
     assert window.windowTitle().startswith(path.name) and not window.isWindowModified()
