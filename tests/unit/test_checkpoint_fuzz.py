@@ -333,7 +333,7 @@ def mutate(raw: bytes, ops) -> bytes:
             start, stop = _span(raw, "header")
             i = start + op[1] % max(stop - start, 1)
             if kind == "header-insert":
-                raw, n = raw[:i] + op[2] + raw[i:], n + len(op[2])
+                raw, n = raw[:i] + op[2] + raw[i:], (n + len(op[2])) % 2**64  # the field is 8 bytes
             else:
                 cut = min(op[2], stop - i)
                 raw, n = raw[:i] + raw[i + cut:], max(n - cut, 0)
