@@ -26,6 +26,13 @@ NOISE_TYPES = tuple(NOISE_LABELS)
 CORRUPTIONS = tuple(kind for kind in NOISE_TYPES if kind != "none")
 # The kinds whose level is a fraction of pixels hit, so at most 1.
 FRACTION_NOISES = ("salt-pepper", "mask")
+# Binarising the images: each pixel becomes 0 or 255 with probability intensity/255, so a
+# Bernoulli (BCE) loss is a true likelihood. "dynamic" redraws the train images every batch
+# (the usual choice for MNIST likelihood numbers), "static" draws them once with a fixed seed.
+# The test split is binarised once with a fixed seed in both modes (see explorer.data.binarize).
+BINARIZE_LABELS: dict[str, str] = {"none": "None", "dynamic": "Dynamic (resampled every batch)",
+                                   "static": "Static (one fixed draw)"}
+BINARIZE_MODES = tuple(BINARIZE_LABELS)
 FAMILIES = ("mlp", "conv")
 CODE_ACTIVATIONS = ("linear", "relu")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -170,6 +177,8 @@ class DataConfig(_Serialisable):
     test_fraction: float = 0.1
     split_seed: int = 0
     classes: tuple[int, ...] | None = None
+    # Absent from older checkpoints, where the default (grey levels) is what they trained on.
+    binarize: str = "none"
 
     def __post_init__(self) -> None:
         _check(isinstance(self.dataset, str) and self.dataset != "", "dataset must be a name or a folder")
@@ -185,6 +194,8 @@ class DataConfig(_Serialisable):
         _check(self.classes is None or (isinstance(self.classes, tuple) and len(self.classes) > 0
                                         and all(_is_int(c) and c >= 0 for c in self.classes)),
                f"classes must be a list of class indices, not {self.classes!r}")
+        _check(self.binarize in BINARIZE_MODES,
+               f"binarize must be one of {', '.join(BINARIZE_MODES)}, not {self.binarize!r}")
 
 
 @dataclass(frozen=True)
