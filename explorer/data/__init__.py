@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from explorer.config import DataConfig
 from explorer.data.dataset import ImageData, to_float
 from explorer.data.folder import FolderReport
@@ -10,7 +12,11 @@ BUILTIN = ("mnist", "fashion-mnist", "kmnist", "cifar10")
 
 
 def load_dataset(config: DataConfig, report: FolderReport | None = None) -> ImageData:
-    """Load what ``config`` names, applying its class filter and size limit."""
+    """Load what ``config`` names, applying its binarisation, class filter and size limit.
+
+    Binarising comes first, over the whole splits, so that a filtered or limited test set is
+    a subset of the same binary images every other run is evaluated on.
+    """
     name = config.dataset
     if name == "mnist":
         from explorer.data.mnist import load_mnist
@@ -26,7 +32,21 @@ def load_dataset(config: DataConfig, report: FolderReport | None = None) -> Imag
         # The class filter and the limit apply before decoding: only the images used are read.
         data = load_folder(name, config.image_size, config.channels, config.test_fraction,
                            config.split_seed, report, limit=config.limit, classes=config.classes)
+    if config.binarize != "none":
+        data = _binarized(data, config.binarize)
     return data.only_classes(config.classes).limited(config.limit)
+
+
+def _binarized(data: ImageData, mode: str) -> ImageData:
+    """The test split binarised with the fixed TEST_SEED (whichever mode); the train split
+    binarised once with TRAIN_SEED ("static") or left grey for the engine to redraw
+    every batch ("dynamic")."""
+    from explorer.data.binarize import TEST_SEED, TRAIN_SEED, binarize
+
+    test = binarize(data.test_images, TEST_SEED)
+    if mode == "static":
+        return dataclasses.replace(data, train_images=binarize(data.train_images, TRAIN_SEED), test_images=test)
+    return dataclasses.replace(data, test_images=test, binarize_train=True)
 
 
 __all__ = ["BUILTIN", "DataConfig", "FolderReport", "ImageData", "load_dataset", "to_float"]

@@ -21,6 +21,9 @@ class ImageData:
     test_images: torch.Tensor
     test_labels: torch.Tensor | None
     class_names: tuple[str, ...] = ()
+    # The train images are grey and each batch is to be binarised afresh (``binarize`` set
+    # to "dynamic"): the engine draws the pixels, so every epoch sees a new binary sample.
+    binarize_train: bool = False
 
     def __post_init__(self) -> None:
         for split, images, labels in (("train", self.train_images, self.train_labels),
@@ -56,7 +59,8 @@ class ImageData:
             return None if t is None else t[:n].clone()
 
         return ImageData(self.name, self.train_images[:n].clone(), cut(self.train_labels),
-                         self.test_images[:n].clone(), cut(self.test_labels), self.class_names)
+                         self.test_images[:n].clone(), cut(self.test_labels), self.class_names,
+                         self.binarize_train)
 
     def only_classes(self, classes: tuple[int, ...] | None) -> ImageData:
         """Keep only the given classes (e.g. 'normal' digits for anomaly detection)."""
@@ -72,7 +76,7 @@ class ImageData:
         keep_test = torch.isin(self.test_labels, wanted)  # type: ignore[arg-type]
         return ImageData(self.name, self.train_images[keep_train], self.train_labels[keep_train],  # type: ignore[index]
                          self.test_images[keep_test], self.test_labels[keep_test],  # type: ignore[index]
-                         self.class_names)
+                         self.class_names, self.binarize_train)
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

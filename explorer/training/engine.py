@@ -71,6 +71,7 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
     train_y = data.train_labels.to(device) if conditional and data.train_labels is not None else None
     test_x = data.test_images.to(device)
     test_y = data.test_labels.to(device) if conditional and data.test_labels is not None else None
+    dynamic = data.binarize_train
     n = train_x.shape[0]
     batch = min(cfg.batch_size, n)
     compiled = use_compile(cfg.compile, device)
@@ -130,6 +131,10 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
 
             idx = perm[(step - 1) * batch: step * batch]
             xb = to_float(train_x[idx])
+            if dynamic:
+                # Dynamic binarisation: a fresh binary draw of the batch, on the device, from
+                # the run's torch seed like the rest of training.
+                xb = torch.bernoulli(xb)
             yb = train_y[idx] if train_y is not None else None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = forward(xb, yb)
