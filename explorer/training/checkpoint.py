@@ -63,6 +63,9 @@ class Checkpoint:
     class_names: tuple[str, ...] = ()
     created: str = ""
     app_version: str = ""
+    # Evaluation records as parsed JSON (explorer.evaluation.record reads them): kept apart
+    # from the weights' validation, so a damaged record costs only itself.
+    evaluations: list[Any] = field(default_factory=list)
 
     def build_model(self) -> Autoencoder:
         """A CPU model with these weights, in eval mode."""
@@ -74,7 +77,7 @@ class Checkpoint:
 
 def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfig, train_config: TrainConfig,
                     history: History | None = None, class_names: tuple[str, ...] = (),
-                    beside: str | None = None) -> Path:
+                    beside: str | None = None, evaluations: list[dict[str, Any]] | None = None) -> Path:
     """Write a checkpoint atomically (explorer.atomic) and return where it went.
 
     With ``beside`` (a tag such as "interrupted"), an existing file at ``path`` is never
@@ -98,6 +101,8 @@ def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfi
         "history": json.dumps((history or History(part_names=model.part_names)).to_dict()),
         "class_names": json.dumps(list(class_names)),
     }
+    if evaluations:
+        metadata["evaluations"] = json.dumps(evaluations)
     payload = st_save(tensors, metadata=metadata)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
@@ -428,7 +433,19 @@ def _finish(front: _Front, raw: bytes, path: Path) -> Checkpoint:
     return Checkpoint(model_config=front.model_config, data_config=front.data_config,
                       train_config=front.train_config, state_dict=state, history=front.history,
                       class_names=front.class_names, created=metadata.get("created", ""),
-                      app_version=metadata.get("app_version", ""))
+                      app_version=metadata.get("app_version", ""), evaluations=_evaluations(metadata, path))
+
+
+def _evaluations(metadata: dict[str, str], path: Path) -> list[Any]:
+    """The stored evaluation records, or none when the entry is missing or damaged (the
+    numbers are recomputed; the model itself is fine)."""
+    if "evaluations" not in metadata:
+        return []
+    try:
+        records = _bounded_json(metadata["evaluations"], "evaluation", path)
+    except CheckpointError:
+        return []
+    return records if isinstance(records, list) else []
 
 
 def _check_forward(config: ModelConfig, state: dict[str, torch.Tensor], path: Path) -> None:

@@ -1,0 +1,128 @@
+"""An evaluation's numbers as they travel: from the worker to the window, into a checkpoint
+and back out of one, so a reopened model shows them without recomputing.
+
+A record says what it was computed on (dataset, binarisation, the model's training step)
+so a number is never shown for weights it was not measured on. Reading a record from a
+file validates it field by field and bounds it; a damaged record is dropped, never fatal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+MAX_RECORDS = 8  # per checkpoint: one per dataset evaluated on
+MAX_METRICS = 64
+MAX_DETAIL_NUMBERS = 70_000  # KL per dimension of the widest model, with room to spare
+MAX_NOTES = 16
+MAX_TEXT = 600
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metric values keyed as in :data:`explorer.evaluation.metrics.METRICS`, plus lists
+    (``kl_per_dim``, ``class_accuracy_per_class``) in ``details`` and one-line ``notes``
+    (what was skipped, and why; what a number means on these data)."""
+
+    dataset: str
+    binarize: str = "none"
+    step: int = 0  # the model's global training step when it was evaluated
+    metrics: dict[str, float] = field(default_factory=dict)
+    details: dict[str, list[float]] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    iw_k: int = 0  # importance samples behind iw_nll (0: not estimated)
+    n_samples: int = 0  # generated images behind fid and class_accuracy
+    seconds: float = 0.0
+
+    def same_subject(self, other: Evaluation) -> bool:
+        """Whether both measure the same weights on the same data."""
+        return (self.dataset, self.binarize, self.step) == (other.dataset, other.binarize, other.step)
+
+    def merged_with(self, newer: Evaluation) -> Evaluation:
+        """This record updated by ``newer`` of the same subject: its metrics win, the rest stay."""
+        notes = tuple(dict.fromkeys(self.notes + newer.notes))[-MAX_NOTES:]
+        return replace(newer, metrics={**self.metrics, **newer.metrics}, details={**self.details, **newer.details},
+                       notes=notes, iw_k=newer.iw_k or self.iw_k, n_samples=newer.n_samples or self.n_samples,
+                       seconds=self.seconds + newer.seconds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "binarize": self.binarize, "step": self.step, "metrics": dict(self.metrics),
+                "details": {k: list(v) for k, v in self.details.items()}, "notes": list(self.notes),
+                "iw_k": self.iw_k, "n_samples": self.n_samples, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Evaluation:
+        """A record from parsed JSON; ValueError (one line) for anything malformed."""
+        if not isinstance(data, dict):
+            raise ValueError("an evaluation record must be an object")
+        dataset = _text(data.get("dataset"), "dataset")
+        binarize = _text(data.get("binarize", "none"), "binarize")
+        step = _whole(data.get("step", 0), "step")
+        metrics = data.get("metrics", {})
+        if not isinstance(metrics, dict) or len(metrics) > MAX_METRICS:
+            raise ValueError("evaluation metrics must be an object of at most 64 numbers")
+        checked_metrics = {_text(k, "metric name", 64): _number(v, str(k)) for k, v in metrics.items()}
+        details = data.get("details", {})
+        if not isinstance(details, dict) or len(details) > MAX_METRICS:
+            raise ValueError("evaluation details must be an object of lists")
+        total = 0
+        checked_details: dict[str, list[float]] = {}
+        for key, values in details.items():
+            if not isinstance(values, list):
+                raise ValueError(f"evaluation detail {key!r} must be a list of numbers")
+            total += len(values)
+            if total > MAX_DETAIL_NUMBERS:
+                raise ValueError("evaluation details hold too many numbers")
+            checked_details[_text(key, "detail name", 64)] = [_number(v, str(key)) for v in values]
+        notes = data.get("notes", [])
+        if not isinstance(notes, list) or len(notes) > MAX_NOTES:
+            raise ValueError("evaluation notes must be a short list of lines")
+        return cls(dataset=dataset, binarize=binarize, step=step, metrics=checked_metrics, details=checked_details,
+                   notes=tuple(_text(n, "note") for n in notes), iw_k=_whole(data.get("iw_k", 0), "iw_k"),
+                   n_samples=_whole(data.get("n_samples", 0), "n_samples"),
+                   seconds=_number(data.get("seconds", 0.0), "seconds"))
+
+
+def records_from_json(data: Any) -> list[Evaluation]:
+    """The valid records of a checkpoint's list (at most MAX_RECORDS; damaged ones dropped)."""
+    if not isinstance(data, list):
+        return []
+    out = []
+    for item in data[:MAX_RECORDS]:
+        try:
+            out.append(Evaluation.from_dict(item))
+        except ValueError:
+            continue
+    return out
+
+
+def with_record(records: list[Evaluation], new: Evaluation) -> list[Evaluation]:
+    """``records`` with ``new`` merged into the record of the same subject, or added; records
+    of the same dataset measured at another training step are replaced (they describe
+    weights that are gone); at most MAX_RECORDS, newest last."""
+    kept: list[Evaluation] = []
+    for old in records:
+        if old.same_subject(new):
+            new = old.merged_with(new)
+        elif (old.dataset, old.binarize) != (new.dataset, new.binarize):
+            kept.append(old)
+    return (kept + [new])[-MAX_RECORDS:]
+
+
+def _text(value: Any, what: str, limit: int = MAX_TEXT) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise ValueError(f"evaluation {what} must be text of at most {limit} characters")
+    return value
+
+
+def _whole(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**53:
+        raise ValueError(f"evaluation {what} must be a whole number")
+    return value
+
+
+def _number(value: Any, what: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+        raise ValueError(f"evaluation value {what!r} must be a number")
+    return float(value)
