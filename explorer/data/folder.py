@@ -361,16 +361,21 @@ def _try_read(file: Path, channels: int | None, size: int, skipped: list[tuple[s
 
 
 def _load_limited(folder: Path, subdirs: list[Path], top: _Listing, form: tuple[int | None, int],
-                  split: tuple[float, int], limit: int, classes: tuple[int, ...] | None,
-                  skipped: list[tuple[str, str]], ignored: int
+                  split: tuple[float, int] | None, limit: int | None, classes: tuple[int, ...] | None,
+                  skipped: list[tuple[str, str]], ignored: int, class_filter: set[str] | None = None
                   ) -> tuple[list[np.ndarray], list[int], list[str], list[Path], int, int]:
     """Decode only what a ``limit`` (and a class filter) will use: each class folder's first
     readable file (which makes it a class), then, along each split's seeded order, images
     until ``limit`` per split have been read. Returns the arrays and labels (test split first,
     then train, each in split order), the class names, the image-less folders, the count of
-    ignored files and the number of test images."""
+    ignored files and the number of test images.
+
+    With ``split`` None the folder is one split of a folder that has its own (see
+    :func:`_own_split_dirs`): no image is held out, all go along one fixed seeded order, and
+    ``limit`` None reads them all. ``class_filter`` keeps classes by name rather than index
+    (a test split whose classes are a subset of the train split's)."""
     channels, size = form
-    test_fraction, split_seed = split
+    test_fraction, split_seed = split if split is not None else (0.0, _OWN_SPLIT_ORDER_SEED)
     cache: dict[Path, np.ndarray | None] = {}
     candidates: list[tuple[Path, int]] = []
     class_names: list[str] = []
@@ -401,16 +406,18 @@ def _load_limited(folder: Path, subdirs: list[Path], top: _Listing, form: tuple[
             raise DataError(f"{name} has classes 0 to {len(class_names) - 1}; there is no class {bad[0]}")
     wanted = set(classes) if classes is not None else None
     n = len(candidates)
-    n_test = min(max(1, round(n * test_fraction)), n - 1) if n >= 2 else 0
+    n_test = min(max(1, round(n * test_fraction)), n - 1) if n >= 2 and split is not None else 0
     order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed)).tolist()
 
     def take(indices: list[int]) -> list[tuple[np.ndarray, int]]:
         out: list[tuple[np.ndarray, int]] = []
         for i in indices:
-            if len(out) >= limit:
+            if limit is not None and len(out) >= limit:
                 break
             file, label = candidates[i]
             if wanted is not None and label not in wanted:
+                continue
+            if class_filter is not None and (label < 0 or class_names[label] not in class_filter):
                 continue
             array = cache[file] if file in cache else _try_read(file, channels, size, skipped)
             cache[file] = array
@@ -422,6 +429,106 @@ def _load_limited(folder: Path, subdirs: list[Path], top: _Listing, form: tuple[
     train = take(order[n_test:])
     return ([a for a, _ in test + train], [label for _, label in test + train], class_names, imageless,
             ignored, len(test))
+
+
+# A folder that already holds its own split: these sub-folder names (compared case-insensitively)
+# and nothing else beside them. The first of the test names present is the test split.
+_TRAIN_NAME = "train"
+_TEST_NAMES = ("test", "val", "valid", "validation")
+# The fixed order each such split's images go in, so that a limit takes a mix of the classes
+# (not the first class folder's files) and loading with a limit picks what limiting after would.
+_OWN_SPLIT_ORDER_SEED = 0
+
+
+def _own_split_dirs(subdirs: list[Path]) -> tuple[Path, Path, list[Path]] | None:
+    """(train, test, unused) when ``subdirs`` are a train/ folder and a test/ (or val/) one,
+    else None: then the folder is classes (or flat) and its test split is held out as usual."""
+    by_name: dict[str, Path] = {}
+    for sub in subdirs:
+        key = sub.name.casefold()
+        if key in by_name or key not in (_TRAIN_NAME, *_TEST_NAMES):
+            return None
+        by_name[key] = sub
+    test_names = [name for name in _TEST_NAMES if name in by_name]
+    if _TRAIN_NAME not in by_name or not test_names:
+        return None
+    return by_name[_TRAIN_NAME], by_name[test_names[0]], [by_name[name] for name in test_names[1:]]
+
+
+def _load_split_dir(split_dir: Path, form: tuple[int | None, int], limit: int | None,
+                    classes: tuple[int, ...] | None, class_filter: set[str] | None,
+                    skipped: list[tuple[str, str]]) -> tuple[list[np.ndarray], list[int], list[str], int]:
+    """One split of a folder with its own split, loaded as a whole folder would be (class
+    sub-folders give labels, flat gives none). Returns the arrays, labels, class names and
+    the count of ignored files; unreadable entries go to ``skipped``. The arrays may be empty:
+    the caller says why."""
+    top = _Listing()
+    subdirs = _top_entries(split_dir, top)
+    skipped += top.skipped
+    arrays, labels, class_names, imageless, ignored, _ = _load_limited(
+        split_dir, subdirs, top, form, None, limit, classes, skipped, top.ignored, class_filter)
+    if class_names:
+        named = {name for name, _ in skipped}
+        skipped += [(str(sub), "no readable images, so not used as a class") for sub in imageless
+                    if str(sub) not in named]
+        skipped += [(str(p), "not inside a class folder") for p in top.files]
+    return arrays, labels, class_names, ignored
+
+
+def _load_own_split(folder: Path, dirs: tuple[Path, Path, list[Path]], top: _Listing,
+                    form: tuple[int | None, int], limit: int | None, classes: tuple[int, ...] | None,
+                    report: FolderReport | None) -> ImageData:
+    """A folder holding train/ and test/ (or val/): that split is kept, since a dataset that
+    ships one means results on it to be comparable; no seeded hold-out is drawn."""
+    train_dir, test_dir, unused = dirs
+    channels, _ = form
+    name = folder.name or str(folder)
+    skipped = list(top.skipped)
+    skipped += [(str(p), f"not inside {train_dir.name}/ or {test_dir.name}/") for p in top.files]
+    skipped += [(str(p), f"not used: {test_dir.name}/ is the test split") for p in unused]
+    train_arrays, train_labels, class_names, ignored = _load_split_dir(train_dir, form, limit, classes, None, skipped)
+    if not train_arrays:
+        raise DataError(f"no readable images in {train_dir}: {_nothing_found(train_dir, skipped, ignored)}")
+    # The test split's classes are matched to train's by name; only the ones wanted are read
+    # past their first file, so a stranger costs one decode before it is refused.
+    wanted = set(class_names) if classes is None else {class_names[c] for c in classes}
+    test_arrays, test_local, test_names, ignored = _load_split_dir(
+        test_dir, form, limit, None, wanted if class_names else None, skipped)
+    if bool(class_names) != bool(test_names):
+        labelled, flat = (train_dir, test_dir) if class_names else (test_dir, train_dir)
+        raise DataError(f"{name}: {labelled.name}/ has class folders but {flat.name}/ does not; "
+                        "give both the same class folders, or neither")
+    strangers = [c for c in test_names if c not in class_names]
+    if strangers:
+        raise DataError(f"{name}: {test_dir.name}/ has the class folder {_quoted(strangers[0])}, which "
+                        f"{train_dir.name}/ does not have (its classes: {', '.join(class_names)})")
+    if not test_arrays:
+        if test_names and classes is not None:
+            raise DataError(f"{name}: {test_dir.name}/ has no readable images of the chosen classes")
+        raise DataError(f"no readable images in {test_dir}: {_nothing_found(test_dir, skipped, ignored)}")
+    index = {c: i for i, c in enumerate(class_names)}
+    test_labels = [index[test_names[label]] for label in test_local] if class_names else []
+
+    if channels is None and any(a.shape[0] == 3 for a in train_arrays + test_arrays):
+        def widen(arrays: list[np.ndarray]) -> list[np.ndarray]:
+            return [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in arrays]
+
+        train_arrays, test_arrays = widen(train_arrays), widen(test_arrays)
+    labelled = bool(class_names)
+    data = ImageData(
+        name=name,
+        train_images=torch.from_numpy(np.stack(train_arrays)),
+        train_labels=torch.tensor(train_labels, dtype=torch.int64) if labelled else None,
+        test_images=torch.from_numpy(np.stack(test_arrays)),
+        test_labels=torch.tensor(test_labels, dtype=torch.int64) if labelled else None,
+        class_names=tuple(class_names),
+    )
+    if report is not None:
+        report.loaded = len(train_arrays) + len(test_arrays)
+        report.skipped.extend(skipped)
+        report.notes.append(f"kept the folder's own {train_dir.name}/ and {test_dir.name}/ split")
+        report.notes.extend(_name_clashes(class_names))
+    return data
 
 
 def load_folder(path: str | Path, image_size: int | None = None, channels: int | None = None,
@@ -441,6 +548,12 @@ def load_folder(path: str | Path, image_size: int | None = None, channels: int |
     decoded and the split is drawn over the readable ones; with one it is drawn over the
     candidate files (the same split when every file reads), and an unreadable file drawn is
     replaced by the next in the split's order.
+
+    A folder whose sub-folders are ``train`` and ``test`` (or ``val``, ``valid``,
+    ``validation``; any case) keeps that split: ``test_fraction`` and ``split_seed`` are
+    ignored, each split loads as a folder would (classes named as train's; a test class that
+    train lacks is an error), ``limit`` and ``classes`` apply to each, and ``report.notes``
+    says the folder's own split was kept.
     """
     folder = Path(path).expanduser()
     try:
@@ -452,6 +565,12 @@ def load_folder(path: str | Path, image_size: int | None = None, channels: int |
     size = image_size or DEFAULT_IMAGE_SIZE
     top = _Listing()
     subdirs = _top_entries(folder, top)
+    own_split = _own_split_dirs(subdirs)
+    if own_split is not None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"PIL\.")
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return _load_own_split(folder, own_split, top, (channels, size), limit, classes, report)
     skipped = list(top.skipped)
     ignored = top.ignored
 
