@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.config import MAX_MIN_STEPS, NOISE_LABELS, DataConfig, ModelConfig, TrainConfig, replace
+from explorer.config import BINARIZE_LABELS, MAX_MIN_STEPS, NOISE_LABELS, DataConfig, ModelConfig, TrainConfig, replace
 from explorer.gui.state.settings import read_text
 from explorer.presets import PRESETS, get_preset
 
@@ -59,6 +59,14 @@ class TrainingPanel(QWidget):
         self.classes.setPlaceholderText("All")
         self.classes.setToolTip("Train on these classes only, e.g. 1 or 0,1 (the 'normal' classes for "
                                 "anomaly detection); empty trains on all")
+        self.binarize = QComboBox(objectName="binarize")
+        for key, label in BINARIZE_LABELS.items():
+            self.binarize.addItem(label, key)
+        self.binarize.setToolTip(
+            "Make every pixel black or white, drawn with its grey level as the probability, so the "
+            "binary cross-entropy is a true likelihood. Dynamic draws the training images afresh every "
+            "batch; static draws them once. Either way the test split is binarised once with a fixed "
+            "seed, so every model is tested on the same images.")
 
         self.preset = QComboBox(objectName="preset")
         for name, preset in PRESETS.items():
@@ -103,6 +111,7 @@ class TrainingPanel(QWidget):
         form = QFormLayout(data_box)
         form.addRow("Dataset", self.dataset)
         form.addRow("Images per split", self.limit)
+        form.addRow("Binarize", self.binarize)
         form.addRow("Classes", self.classes)
         model_box = QGroupBox("Model")
         form = QFormLayout(model_box)
@@ -204,6 +213,7 @@ class TrainingPanel(QWidget):
         self.set_dataset(data.dataset)
         self.limit.setValue(data.limit or 0)
         self.classes.setText(",".join(str(k) for k in data.classes) if data.classes else "")
+        self.binarize.setCurrentIndex(max(0, self.binarize.findData(data.binarize)))
         self.epochs.setValue(train.epochs)
         if train.min_steps:  # a CLI run's 0 means "epochs as given there", not "no floor here"
             self.min_steps.setValue(train.min_steps)
@@ -220,7 +230,7 @@ class TrainingPanel(QWidget):
                         beta=float(self.beta.value()), noise=self.noise.currentData(),
                         noise_level=float(self.noise_level.value()), sparsity_weight=float(self.sparsity.value()))
         data = DataConfig(dataset=self.dataset.currentData() or "mnist", limit=self.limit.value() or None,
-                          classes=self.class_filter())
+                          classes=self.class_filter(), binarize=self.binarize.currentData())
         train = TrainConfig(epochs=self.epochs.value(), batch_size=self.batch_size.value(),
                             lr=float(self.lr.value()), seed=self.seed.value(), device=self.device.currentData(),
                             min_steps=self.min_steps.value())
@@ -246,9 +256,9 @@ class TrainingPanel(QWidget):
     def _sync_enabled(self) -> None:
         running = getattr(self, "_running", False)
         variational = get_preset(self.preset.currentData() or DEFAULT_PRESET).model.variational
-        for widget in (self.dataset, self.limit, self.classes, self.preset, self.latent, self.recon_loss, self.noise,
-                       self.noise_level, self.sparsity, self.epochs, self.min_steps, self.batch_size, self.device,
-                       self.seed):
+        for widget in (self.dataset, self.limit, self.binarize, self.classes, self.preset, self.latent,
+                       self.recon_loss, self.noise, self.noise_level, self.sparsity, self.epochs, self.min_steps,
+                       self.batch_size, self.device, self.seed):
             widget.setEnabled(not running)
         self.noise_level.setEnabled(not running and self.noise.currentData() != "none")
         self.beta.setEnabled(variational)  # live-editable while training
