@@ -129,7 +129,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from explorer.config import COMPILE_MODES, DEVICES, NOISE_TYPES, PRECISIONS, RECON_LOSSES
+    from explorer.config import BINARIZE_MODES, COMPILE_MODES, DEVICES, NOISE_TYPES, PRECISIONS, RECON_LOSSES
     from explorer.presets import PRESETS
 
     parser = _Parser(prog="latent-explorer",
@@ -172,12 +172,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the training step through torch.compile; auto compiles on CUDA only (on the "
                         "CPU the first compile takes seconds and pays back on long runs)")
     p.add_argument("--limit", type=IMAGES, help="use only the first N images of each split")
+    p.add_argument("--binarize", choices=BINARIZE_MODES, default="none",
+                   help=BINARIZE_HELP + " (default none)")
     p.add_argument("--seed", type=SEEDS, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object per epoch")
     p.add_argument("--out", required=True, metavar="CHECKPOINT", help="where to save (.safetensors)")
 
-    p = sub.add_parser("evaluate", help="test-set loss of a checkpoint")
+    p = sub.add_parser("evaluate", help="test-set metrics of a checkpoint: loss, likelihood, sample quality, "
+                                        "latent space",
+                       description="Evaluate a checkpoint on its test split. With no metric option: the test loss. "
+                                   "Each option adds one group; --all adds every group that applies.")
     p.add_argument("checkpoint")
+    p.add_argument("--dataset", help="evaluate on this dataset instead (a name or a folder of images with the "
+                                     "model's image shape; read at the model's size and channels)")
+    p.add_argument("--binarize", choices=BINARIZE_MODES,
+                   help="binarise the test images (a fixed seeded draw) or not; default: as the model was trained")
+    p.add_argument("--iw", type=_int_in(1, 5000, " importance samples"), metavar="K",
+                   help="importance-weighted log-likelihood with K posterior samples per image (IWAE; VAE family "
+                        "trained with BCE; K up to 5000): iw_nll in nats and its standard error")
+    p.add_argument("--samples", action="store_true",
+                   help="sample quality: Frechet distance of LeNet features of --n-samples samples against the "
+                        "test images (FID), its train-vs-test floor, and class accuracy for conditional models")
+    p.add_argument("--latent", action="store_true",
+                   help="active units, KL per dimension, k-NN and linear-probe accuracy of the codes with 100, "
+                        "1,000 and all labels")
+    p.add_argument("--recon", action="store_true", help="reconstruction error (MSE per pixel) and PSNR")
+    p.add_argument("--all", action="store_true",
+                   help="every group (--iw 1000 unless given), skipping with a note what does not apply")
+    p.add_argument("--n-samples", type=_int_in(100, 100_000, " samples"), default=10_000,
+                   help="samples for --samples (default 10000)")
+    p.add_argument("--seed", type=SEEDS, default=0, help="seed of the posterior and prior samples (default 0)")
+    p.add_argument("--save", action="store_true",
+                   help="keep the numbers in the checkpoint (rewritten atomically; the window shows them)")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--json", action="store_true")
 
@@ -211,12 +237,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+BINARIZE_HELP = ("binary pixels: dynamic draws each training pixel as Bernoulli(intensity) every batch, static "
+                 "binarises the training images once (seeded); the test split is binarised once with a fixed seed "
+                 "in both. The published 'statically binarised MNIST' (Larochelle and Murray) is a separate "
+                 "download; static here is a seeded draw from the bundled images")
+
+
 # What to change when a command runs out of memory: (the batch-like knob, the data-like knob).
 _OOM_ADVICE = {
     "train": ("a smaller --batch-size", "fewer images (--limit) or a smaller model (--hidden, --latent-dim)"),
     "generate": ("a smaller --n", "several smaller calls with different --seed values"),
     "reconstruct": ("a smaller --n", "a machine with more memory"),
-    "evaluate": ("--device cpu", "a machine with more memory"),
+    "evaluate": ("a smaller --iw K or --n-samples", "a machine with more memory"),
     "encode": ("--split test (the smaller split)", "a machine with more memory"),
     "anomaly": ("a machine with more memory", "fewer normal classes"),
 }
@@ -461,7 +493,7 @@ def cmd_train(args: argparse.Namespace, signals: _Signals | None = None) -> int:
     if "\x00" in args.dataset:
         raise UserError(f"--dataset {args.dataset!r} is not a name or a folder (it holds a NUL character)")
     data_config = DataConfig(dataset=args.dataset, limit=args.limit, classes=args.classes,
-                             image_size=args.image_size, channels=args.channels)
+                             image_size=args.image_size, channels=args.channels, binarize=args.binarize)
     run = prepare_run(model_config, data_config, train_config)
     _check_room(out, run.model)  # a full disk found now, not after the whole run
     for name, why in run.folder_report.skipped[:10]:
@@ -585,23 +617,101 @@ def _save_interrupted(out: Path, model, run, train_config, history, steps: int, 
 
 
 def cmd_evaluate(args: argparse.Namespace, signals: _Signals | None = None) -> int:
-    from explorer.training.evaluate import evaluate_tensors
+    """Test-set metrics of a checkpoint (explorer.evaluation), printed, and kept in the
+    checkpoint with ``--save``. A group asked for alone that cannot apply refuses in one
+    line; ``--all`` skips it with a note."""
+    from explorer.evaluation import ALL_GROUPS, BY_KEY, EvaluationRequest, Group, Subject, evaluate_model
+    from explorer.evaluation.files import evaluation_data_config, load_evaluation_data, store_evaluation
 
+    if args.save:
+        from explorer.atomic import check_writable
+
+        check_writable(Path(args.checkpoint))
     ckpt, model, _ = _load(args.checkpoint, args.device)
-    data = _load_data(ckpt)
-    metrics = evaluate_tensors(model, data.test_images, data.test_labels, seed=ckpt.train_config.seed)
-    report = {"model": ckpt.model_config.preset or "custom", "dataset": ckpt.data_config.dataset,
-              "test_loss": metrics["loss"], **{k: v for k, v in metrics.items() if k != "loss"},
-              "latent_dim": ckpt.model_config.latent_dim, "epochs": ckpt.history.last_epoch,
-              "test_images": int(data.test_images.shape[0]),
-              "unit": "nats per image (negative ELBO)" if ckpt.model_config.variational
-              else f"summed {ckpt.model_config.recon_loss.upper()} per image"}
+    if "\x00" in (args.dataset or ""):
+        from explorer.errors import UserError
+
+        raise UserError(f"--dataset {args.dataset!r} is not a name or a folder (it holds a NUL character)")
+    data_config = evaluation_data_config(ckpt.data_config, ckpt.model_config, args.dataset, args.binarize)
+    data = load_evaluation_data(data_config, ckpt.model_config)
+    groups = {Group.LOSS}
+    if args.all:
+        groups = set(ALL_GROUPS)
+    if args.iw is not None:
+        groups.add(Group.LIKELIHOOD)
+    groups |= {g for g, asked in ((Group.SAMPLES, args.samples), (Group.LATENT, args.latent),
+                                  (Group.RECON, args.recon)) if asked}
+    request = EvaluationRequest(groups=frozenset(groups), iw_k=args.iw or 1000, n_samples=args.n_samples,
+                                seed=args.seed, strict=not args.all)
+    subject = Subject(dataset=data_config.dataset, binarize=data_config.binarize, step=ckpt.history.last_step,
+                      loss_seed=ckpt.train_config.seed)
+    bar = _progress_bar(not args.json)
+    try:
+        evaluation = evaluate_model(model, data, request, subject, progress=bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    for note in evaluation.notes:
+        print(f"latent-explorer: note: {_one_line(note)}", file=sys.stderr)
+    report: dict[str, Any] = {
+        "model": ckpt.model_config.preset or "custom", "dataset": data_config.dataset,
+        "binarize": data_config.binarize, **evaluation.metrics,
+        "latent_dim": ckpt.model_config.latent_dim, "epochs": ckpt.history.last_epoch,
+        "test_images": int(data.test_images.shape[0]),
+        "unit": "nats per image (negative ELBO)" if ckpt.model_config.variational
+        else f"summed {ckpt.model_config.recon_loss.upper()} per image"}
+    if evaluation.iw_k:
+        report["iw_k"] = evaluation.iw_k
+    if evaluation.n_samples:
+        report["n_samples"] = evaluation.n_samples
+    if args.save:
+        with (signals or _Signals()).held():
+            where = store_evaluation(args.checkpoint, evaluation)
+        print(f"latent-explorer: kept the numbers in {where}", file=sys.stderr)
     if args.json:
-        print(_strict_json(report))
-    else:
-        for key, value in report.items():
-            print(f"{key:12} {value:.4f}" if isinstance(value, float) else f"{key:12} {value}")
+        print(_strict_json({**report, **evaluation.details, "notes": list(evaluation.notes),
+                            "seconds": evaluation.seconds}))
+        return 0
+    from explorer.evaluation.metrics import format_value
+
+    for key, value in report.items():
+        spec = BY_KEY.get(key)
+        if key == "iw_se":
+            continue
+        if spec is not None:
+            error = evaluation.metrics.get(spec.error_key) if spec.error_key else None
+            print(f"{spec.title:20} {format_value(spec, value, error)}")
+        else:
+            print(f"{key:20} {value:.4f}" if isinstance(value, float) else f"{key:20} {_one_line(value, 200)}")
+    for key, values in evaluation.details.items():
+        shown = ", ".join(f"{v:.3g}" for v in values[:64]) + (" ..." if len(values) > 64 else "")
+        print(f"{key:20} {shown}")
     return 0
+
+
+class _Bar:
+    """A tqdm bar on stderr driven by fractions, for long evaluations."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=1000, file=sys.stderr, dynamic_ncols=True, bar_format="{desc} {percentage:3.0f}%|"
+                         "{bar}| {elapsed}<{remaining}")
+        self._label = ""
+
+    def update(self, fraction: float, label: str) -> None:
+        if label != self._label:
+            self._label = label
+            self._bar.set_description_str(label, refresh=False)
+        self._bar.n = int(1000 * fraction)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _progress_bar(wanted: bool) -> _Bar | None:
+    return _Bar() if wanted and sys.stderr.isatty() else None
 
 
 def cmd_generate(args: argparse.Namespace, signals: _Signals | None = None) -> int:
