@@ -8,6 +8,7 @@ one row here plus the code that computes it in :mod:`explorer.evaluation.suite`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -105,7 +106,14 @@ def format_value(spec: MetricSpec, value: float | None, error: float | None = No
         return f"{100 * value:.1f}%"
     if spec.key == "active_units":
         return f"{value:.0f}"
-    text = f"{value:.4g}" if abs(value) < 1000 else f"{value:,.1f}"
+    if not math.isfinite(value):
+        text = "∞" if value > 0 else ("-∞" if value < 0 else "n/a")
+    elif abs(value) >= 1000:
+        text = f"{value:,.1f}"
+    elif abs(value) >= 1:
+        text = f"{value:.2f}"
+    else:
+        text = f"{value:.4g}"
     if error is not None:
         text += f" ± {error:.2g}"
     return text
