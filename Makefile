@@ -20,7 +20,7 @@ run: $(STAMP)
 
 # The style check and the layer rules (pyproject.toml: [tool.ruff], [tool.importlinter]).
 lint: $(STAMP)
-	$(BIN)/ruff check explorer tests benchmarks packaging
+	$(BIN)/ruff check explorer tests benchmarks packaging scripts
 	$(BIN)/lint-imports
 
 test: $(STAMP) lint
