@@ -202,7 +202,10 @@ def save_classifier(path: str | Path, model: LeNet, info: ClassifierInfo) -> Pat
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
     blob = st_save(tensors, metadata=metadata)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from None
     return atomic_write(path, lambda fh: fh.write(blob), error=CheckpointError)
 
 
