@@ -80,7 +80,9 @@ def iw_log_likelihood(model: Autoencoder, images: torch.Tensor, labels: torch.Te
     """log p(x) in nats for each uint8 image, estimated with ``k`` posterior samples.
 
     Runs on the model's device in float32 (the weights are summed per image before the
-    log-sum-exp, which runs in float64). ``progress(done, total)`` counts images.
+    log-sum-exp, which runs in float64). Each image's posterior samples come from its own
+    seeded generator, so the answer does not depend on batching. ``progress(done, total)``
+    counts images.
     """
     check_likelihood_model(model)
     if not 1 <= k <= MAX_K:
@@ -95,7 +97,6 @@ def iw_log_likelihood(model: Autoencoder, images: torch.Tensor, labels: torch.Te
     per_chunk = max(1, logit_budget // pixels)  # (image, sample) pairs per decoder batch
     images_per_batch = max(1, per_chunk // k)
     samples_per_chunk = min(k, per_chunk)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
     out = np.empty(n, dtype=np.float64)
     try:
         for start in range(0, n, images_per_batch):
@@ -107,10 +108,11 @@ def iw_log_likelihood(model: Autoencoder, images: torch.Tensor, labels: torch.Te
             std = torch.exp(0.5 * logvar)
             log_det = logvar.sum(1)  # (b,)
             weights = torch.empty(k, b, dtype=torch.float64)
+            noise = _posterior_noise(seed, start, b, k, mean.shape[1]).to(device)  # (k, b, d)
             for s0 in range(0, k, samples_per_chunk):
                 cancellation.check()
                 s = min(samples_per_chunk, k - s0)
-                eps = torch.randn(s, b, mean.shape[1], generator=generator).to(device)
+                eps = noise[s0:s0 + s]
                 z = mean + eps * std  # (s, b, d)
                 log_q = -0.5 * (eps.square().sum(2) + log_det + mean.shape[1] * _LOG_2PI)
                 log_prior = -0.5 * (z.square().sum(2) + mean.shape[1] * _LOG_2PI)
@@ -124,6 +126,15 @@ def iw_log_likelihood(model: Autoencoder, images: torch.Tensor, labels: torch.Te
     finally:
         model.train(was_training)
     return out
+
+
+def _posterior_noise(seed: int, first: int, count: int, k: int, dim: int) -> torch.Tensor:
+    """Standard normal draws (k, count, dim) for images ``first`` to ``first + count``, each
+    image's from its own generator: an image's estimate is the same however the images are
+    batched, and the same whichever other images are evaluated with it."""
+    draws = [torch.randn(k, dim, generator=torch.Generator().manual_seed(seed * 1_000_003 + first + i))
+             for i in range(count)]
+    return torch.stack(draws, dim=1)
 
 
 @torch.no_grad()
