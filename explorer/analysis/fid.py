@@ -107,26 +107,31 @@ def _check(model, data: ImageData, classifier: LeNet, n: int) -> int:
 
 
 @torch.no_grad()
-def _samples(model, n: int, labels: torch.Tensor | None, seed: int, tick: Callable[[int], None]) -> torch.Tensor:
-    """``n`` samples in [0, 1] on the CPU, drawn in batches from one seeded generator."""
+def _samples(model, n: int, labels: torch.Tensor | None, seed: int, tick: Callable[[int], None],
+             binary: bool = False) -> torch.Tensor:
+    """``n`` samples in [0, 1] on the CPU, drawn in batches from one seeded generator; with
+    ``binary``, pixels drawn from the decoder's Bernoulli means (what the model of binary
+    images generates, and what binary test images are compared with)."""
     generator = torch.Generator().manual_seed(seed)
     out = []
     for i in range(0, n, SAMPLE_BATCH):
         cancellation.check()
         m = min(SAMPLE_BATCH, n - i)
         y = None if labels is None else labels[i:i + m]
-        out.append(model.sample(m, y=y, generator=generator).detach().to("cpu", torch.float32))
+        means = model.sample(m, y=y, generator=generator).detach().to("cpu", torch.float32)
+        out.append(torch.bernoulli(means, generator=generator) if binary else means)
         tick(m)
     return torch.cat(out)
 
 
 def sample_quality(model, data: ImageData, classifier: LeNet, n: int = 10_000, seed: int = 0,
-                   progress: Progress | None = None) -> dict:
+                   progress: Progress | None = None, binary: bool = False) -> dict:
     """FID of ``n`` samples against the test images, its train-vs-test floor, and, for a
     conditional model, how often the classifier recognises the class a sample was drawn for.
 
     Returns {"fid", "fid_floor", "n_samples"} plus {"class_accuracy",
     "class_accuracy_per_class"} for conditional models (n // classes samples per class).
+    ``binary``: the data are binarised, so samples are binary draws (see ``_samples``).
     """
     _check(model, data, classifier, n)
     labels = None
@@ -147,7 +152,7 @@ def sample_quality(model, data: ImageData, classifier: LeNet, n: int = 10_000, s
     was_training = model.training
     model.eval()
     try:
-        samples = _samples(model, n, labels, seed, tick)
+        samples = _samples(model, n, labels, seed, tick, binary=binary)
     finally:
         model.train(was_training)
     sample_feats, preds = classifier_features(classifier, samples, with_predictions=True)

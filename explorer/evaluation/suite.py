@@ -10,6 +10,7 @@ stage's rough cost, with the stage's name.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -180,6 +181,16 @@ def _sample_metrics(model: Autoencoder, data: ImageData, subject: Subject, reque
         raise UserError(f"a {model.config.preset or 'plain'} autoencoder has no prior to sample from, so sample "
                         "quality (FID) needs a VAE-family model")
     classifier, _ = classifier_for(data, subject.dataset)
+    binary = subject.binarize != "none"
+    compared = data
+    if data.binarize_train:  # the floor compares binary training images with the binary test split
+        from explorer.data.binarize import TRAIN_SEED, binarize
+
+        n_floor = min(request.n_samples, data.train_images.shape[0])
+        compared = dataclasses.replace(data, train_images=binarize(data.train_images[:n_floor], TRAIN_SEED),
+                                       train_labels=None if data.train_labels is None
+                                       else data.train_labels[:n_floor], binarize_train=False)
     with torch.no_grad():
-        values = sample_quality(model, data, classifier, n=request.n_samples, seed=request.seed, progress=report)
+        values = sample_quality(model, compared, classifier, n=request.n_samples, seed=request.seed,
+                                progress=report, binary=binary)
     return values, int(values.get("n_samples", request.n_samples))
