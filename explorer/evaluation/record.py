@@ -34,6 +34,7 @@ class Evaluation:
     iw_k: int = 0  # importance samples behind iw_nll (0: not estimated)
     n_samples: int = 0  # generated images behind fid and class_accuracy
     seconds: float = 0.0
+    groups: tuple[str, ...] = ()  # the metric groups asked for (done, or skipped with a note)
 
     def same_subject(self, other: Evaluation) -> bool:
         """Whether both measure the same weights on the same data."""
@@ -41,15 +42,17 @@ class Evaluation:
 
     def merged_with(self, newer: Evaluation) -> Evaluation:
         """This record updated by ``newer`` of the same subject: its metrics win, the rest stay."""
-        notes = tuple(dict.fromkeys(self.notes + newer.notes))[-MAX_NOTES:]
+        # Notes about groups measured again are the newer record's; the rest are kept.
+        redone = set(self.groups) <= set(newer.groups)
+        notes = newer.notes if redone else tuple(dict.fromkeys(self.notes + newer.notes))[-MAX_NOTES:]
         return replace(newer, metrics={**self.metrics, **newer.metrics}, details={**self.details, **newer.details},
                        notes=notes, iw_k=newer.iw_k or self.iw_k, n_samples=newer.n_samples or self.n_samples,
-                       seconds=self.seconds + newer.seconds)
+                       seconds=self.seconds + newer.seconds, groups=tuple(dict.fromkeys(self.groups + newer.groups)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "binarize": self.binarize, "step": self.step, "metrics": dict(self.metrics),
                 "details": {k: list(v) for k, v in self.details.items()}, "notes": list(self.notes),
-                "iw_k": self.iw_k, "n_samples": self.n_samples, "seconds": self.seconds}
+                "iw_k": self.iw_k, "n_samples": self.n_samples, "seconds": self.seconds, "groups": list(self.groups)}
 
     @classmethod
     def from_dict(cls, data: Any) -> Evaluation:
@@ -78,10 +81,14 @@ class Evaluation:
         notes = data.get("notes", [])
         if not isinstance(notes, list) or len(notes) > MAX_NOTES:
             raise ValueError("evaluation notes must be a short list of lines")
+        groups = data.get("groups", [])
+        if not isinstance(groups, list) or len(groups) > 16:
+            raise ValueError("evaluation groups must be a short list of names")
         return cls(dataset=dataset, binarize=binarize, step=step, metrics=checked_metrics, details=checked_details,
                    notes=tuple(_text(n, "note") for n in notes), iw_k=_whole(data.get("iw_k", 0), "iw_k"),
                    n_samples=_whole(data.get("n_samples", 0), "n_samples"),
-                   seconds=_number(data.get("seconds", 0.0), "seconds"))
+                   seconds=_number(data.get("seconds", 0.0), "seconds"),
+                   groups=tuple(_text(g, "group", 32) for g in groups))
 
 
 def records_from_json(data: Any) -> list[Evaluation]:

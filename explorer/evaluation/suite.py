@@ -131,7 +131,17 @@ def evaluate_model(model: Autoencoder, data: ImageData, request: EvaluationReque
         progress(1.0, "Done")
     return Evaluation(dataset=subject.dataset, binarize=subject.binarize, step=subject.step, metrics=metrics,
                       details=details, notes=tuple(notes), iw_k=iw_k, n_samples=n_samples,
-                      seconds=time.perf_counter() - started)
+                      seconds=time.perf_counter() - started,
+                      groups=tuple(g.value for g in Group if g in request.groups))
+
+
+def covers(record: Evaluation, request: EvaluationRequest) -> bool:
+    """Whether ``record`` already answers ``request`` (every group asked for, and the
+    likelihood with at least as many samples)."""
+    asked = {g.value for g in request.groups}
+    if not asked <= set(record.groups):
+        return False
+    return Group.LIKELIHOOD not in request.groups or "iw_nll" not in record.metrics or record.iw_k >= request.iw_k
 
 
 def _likelihood(model: Autoencoder, data: ImageData, request: EvaluationRequest,

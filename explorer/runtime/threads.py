@@ -62,3 +62,22 @@ def warm_view_imports() -> None:
     torchvision's grid code takes ~0.7 s to import the first time, which on the GUI thread
     froze the window when the first run's data arrived."""
     import torchvision.utils  # noqa: F401 - imported for its side effect
+
+
+class SharedProgress:
+    """How far a background task has got, written by its thread and read by a GUI timer:
+    a fraction and a stage name under a lock (no signal per batch, so a fast loop cannot
+    flood the GUI thread's event queue)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fraction = 0.0
+        self._label = ""
+
+    def report(self, fraction: float, label: str) -> None:
+        with self._lock:
+            self._fraction, self._label = max(0.0, min(1.0, fraction)), label
+
+    def read(self) -> tuple[float, str]:
+        with self._lock:
+            return self._fraction, self._label

@@ -143,9 +143,9 @@ def test_records_from_json_drops_damaged_entries_and_caps() -> None:
 
 def test_merged_with_keeps_old_metrics_and_lets_new_ones_win() -> None:
     old = full_record(metrics={"test_loss": 100.0, "iw_nll": 95.0}, details={"kl_per_dim": [1.0]}, notes=("a", "b"),
-                      iw_k=5, n_samples=0, seconds=2.0)
+                      iw_k=5, n_samples=0, seconds=2.0, groups=("loss", "likelihood"))
     new = full_record(metrics={"test_loss": 99.0, "psnr": 20.0}, details={"other": [2.0]}, notes=("b", "c"),
-                      iw_k=0, n_samples=300, seconds=1.5)
+                      iw_k=0, n_samples=300, seconds=1.5, groups=("loss", "recon"))
     merged = old.merged_with(new)
     assert merged.metrics == {"test_loss": 99.0, "iw_nll": 95.0, "psnr": 20.0}
     assert merged.details == {"kl_per_dim": [1.0], "other": [2.0]}
@@ -157,12 +157,19 @@ def test_merged_with_keeps_old_metrics_and_lets_new_ones_win() -> None:
 
 
 def test_merged_with_keeps_the_newest_notes_within_the_cap() -> None:
-    old = full_record(notes=tuple(f"old {i}" for i in range(MAX_NOTES)))
-    new = full_record(notes=("new 1", "new 2"))
+    old = full_record(notes=tuple(f"old {i}" for i in range(MAX_NOTES)), groups=("samples",))
+    new = full_record(notes=("new 1", "new 2"), groups=("loss",))
     merged = old.merged_with(new)
+    assert merged.groups == ("samples", "loss")
     assert len(merged.notes) == MAX_NOTES
     assert merged.notes[-2:] == ("new 1", "new 2") and "old 0" not in merged.notes
     assert Evaluation.from_dict(merged.to_dict()) == merged  # still a valid record
+
+
+def test_notes_of_groups_measured_again_are_replaced() -> None:
+    old = full_record(notes=("Sample quality skipped: the classifier is missing",), groups=("loss", "samples"))
+    new = full_record(notes=(), groups=("loss", "samples", "latent"))
+    assert old.merged_with(new).notes == ()
 
 
 def test_same_subject() -> None:

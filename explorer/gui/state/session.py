@@ -28,6 +28,7 @@ from explorer.data import ImageData
 from explorer.data.folder import relative_name
 from explorer.display import one_line
 from explorer.errors import UserError
+from explorer.evaluation.record import Evaluation, records_from_json, with_record
 from explorer.gui.state.document import Document
 from explorer.gui.state.tasks import Tasks
 from explorer.models import Autoencoder
@@ -78,6 +79,7 @@ class TrainingSession(QObject):
     opened = Signal(object)  # Path: a checkpoint is now the current model
     open_failed = Signal(object, str)  # Path, why: the file was refused; nothing changed
     setting_changed = Signal(object)  # SettingChanged
+    evaluations_changed = Signal()  # the current model's evaluation records changed
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -92,6 +94,9 @@ class TrainingSession(QObject):
         self.data: ImageData | None = None
         self.view_model: Autoencoder | None = None
         self.history = History()
+        # The current model's evaluation records (explorer.evaluation): saved with it, and
+        # read back from an opened checkpoint so its numbers show without recomputing.
+        self.evaluations: list[Evaluation] = []
         self.document = Document(self)
         self.tasks = Tasks(self)
         self.tasks.failed.connect(lambda label, message: self.warning.emit(f"{label} failed: {message}"))
@@ -238,8 +243,26 @@ class TrainingSession(QObject):
             raise UserError("there is no model to save yet: train one or open a checkpoint first")
         class_names = self.data.class_names if self.data is not None else ()
         save_checkpoint(path, self.view_model, self.data_config, self.train_config or TrainConfig(),
-                        self.history, class_names)
+                        self.history, class_names, evaluations=[r.to_dict() for r in self.evaluations])
         return path
+
+    def add_evaluation(self, record: Evaluation, stored: bool = False) -> None:
+        """Keep ``record`` with the current model. ``stored``: it is already in the model's
+        file (written by the task), so nothing new is left to save; otherwise it is."""
+        self.evaluations = with_record(self.evaluations, record)
+        if not stored:
+            self.document.mark_modified()
+        self.evaluations_changed.emit()
+
+    def current_evaluation(self) -> Evaluation | None:
+        """The record that measures the current weights on their own data, if any."""
+        if self.data_config is None:
+            return None
+        for record in reversed(self.evaluations):
+            if (record.dataset, record.binarize, record.step) == (
+                    self.data_config.dataset, self.data_config.binarize, self.history.last_step):
+                return record
+        return None
 
     def open(self, path: str | Path) -> None:
         """Read, check and build a checkpoint off the GUI thread (a large or hostile file
@@ -266,6 +289,7 @@ class TrainingSession(QObject):
                                                                   ckpt.train_config)
         self.view_model = model
         self.history = ckpt.history
+        self.evaluations = records_from_json(ckpt.evaluations)
         self.document.opened(path)
         self._run_autosave = None  # continuing an opened model starts a new autosave file
         self.data = None
@@ -364,6 +388,8 @@ class TrainingSession(QObject):
         self.tasks.invalidate()  # a new model: what the views computed for the old one is void
         if not continuing:  # a new, untitled model with curves that name its own loss terms
             self.history = History(part_names=tuple(model.part_names))
+            self.evaluations = []
+            self.evaluations_changed.emit()
             self.document.new_run()
             self.history_reset.emit()
         if ready.skipped:

@@ -19,6 +19,7 @@ from explorer.gui.views.anomaly_view import AnomalyView
 from explorer.gui.views.code_view import CodeView
 from explorer.gui.views.compression_view import CompressionView
 from explorer.gui.views.denoise_view import DenoiseView
+from explorer.gui.views.evaluation_view import EvaluationView
 from explorer.gui.views.interpolation_view import InterpolationView
 from explorer.gui.views.latent_plane import LatentPlane
 from explorer.gui.views.loss_plot import LossPlot
@@ -29,6 +30,8 @@ from explorer.gui.views.traversal_view import TraversalView
 
 PNG = "PNG images (*.png)"
 CODES = "CSV (*.csv);;NumPy arrays (*.npy)"
+TABLES = "CSV (*.csv);;Markdown (*.md)"
+_KINDS = {PNG: "PNG", CODES: "CSV/NPY", TABLES: "CSV/Markdown"}
 
 
 class Reads(Enum):
@@ -60,7 +63,7 @@ class Export:
 
     @property
     def menu_text(self) -> str:
-        kind = "PNG" if self.file_filter == PNG else "CSV/NPY"
+        kind = _KINDS.get(self.file_filter, "file")
         return f"Export {self.what} as {kind}..." if kind == "PNG" else f"Export {self.what} ({kind})..."
 
 
@@ -92,6 +95,8 @@ VIEWS: tuple[ViewSpec, ...] = (
              exports=(Export("most anomalous images", "anomalies.png"),)),
     ViewSpec("compression_view", "Compression", CompressionView, Reads.SESSION, Place.BOTTOM_LEFT,
              "compressionDock"),
+    ViewSpec("evaluation_view", "Evaluation", EvaluationView, Reads.SESSION, Place.BOTTOM_LEFT, "evaluationDock",
+             exports=(Export("evaluation table", "evaluation.csv", "export_table", TABLES),)),
     ViewSpec("recon_view", "Reconstructions", ReconstructionView, Reads.SESSION, Place.BOTTOM_RIGHT, "reconDock",
              exports=(Export("reconstructions", "reconstructions.png"),)),
     ViewSpec("samples_view", "Samples", SamplesView, Reads.LATENT, Place.BOTTOM_RIGHT, "samplesDock",
