@@ -63,3 +63,17 @@ def test_startup_traces_the_real_app(tmp_path: Path) -> None:
     out = json.loads(run("startup.py", "--runs", "1", "--platform", "offscreen", "--json", tmp_path=tmp_path))
     app = out["median"]["app"]
     assert 0 < app["first_paint"] < app["window_shown"] <= app["ready"]
+
+
+def test_likelihood_benchmark_times_the_estimate_against_the_reference(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "vae.safetensors"
+    env = {**os.environ, "LATENT_EXPLORER_CACHE": str(tmp_path / "cache")}
+    subprocess.run([sys.executable, "-m", "explorer", "train", "--model", "vae", "--epochs", "1", "--limit", "200",
+                    "--binarize", "dynamic", "--out", str(checkpoint)], cwd=REPO, env=env, check=True,
+                   capture_output=True, timeout=240)
+    out = json.loads(run("likelihood.py", str(checkpoint), "--k", "1,20", "--reference-images", "5", "--json",
+                         tmp_path=tmp_path))
+    rows = {row["k"]: row for row in out["rows"]}
+    assert set(rows) == {1, 20} and rows[20]["images"] == 200
+    assert rows[20]["iw_nll"] < rows[1]["iw_nll"]  # more samples, a tighter estimate
+    assert all(row["speedup_vs_reference"] > 0 and row["seconds"] > 0 for row in rows.values())
