@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -147,12 +148,21 @@ class EvaluationView(QWidget):
         for widget in (self.evaluate_button, self.add_button, self.remove_button, self.cancel_button):
             buttons.addWidget(widget)
         buttons.addWidget(self.progress, 1)
-        layout = QVBoxLayout(self)
+        content = QWidget(objectName="evaluationContent")
+        layout = QVBoxLayout(content)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(what)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addWidget(self.table, 1)
+        # A narrow dock scrolls instead of widening the window past its default size.
+        scroll = QScrollArea(objectName="evaluationScroll")
+        scroll.setWidget(content)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
 
         self._timer = QTimer(self, interval=POLL_MS)
         self._timer.timeout.connect(self._show_progress)
