@@ -248,7 +248,7 @@ _OOM_ADVICE = {
     "train": ("a smaller --batch-size", "fewer images (--limit) or a smaller model (--hidden, --latent-dim)"),
     "generate": ("a smaller --n", "several smaller calls with different --seed values"),
     "reconstruct": ("a smaller --n", "a machine with more memory"),
-    "evaluate": ("a smaller --iw K or --n-samples", "a machine with more memory"),
+    "evaluate": ("--device cpu", "a machine with more memory"),
     "encode": ("--split test (the smaller split)", "a machine with more memory"),
     "anomaly": ("a machine with more memory", "fewer normal classes"),
 }
@@ -669,8 +669,8 @@ def cmd_evaluate(args: argparse.Namespace, signals: _Signals | None = None) -> i
             where = store_evaluation(args.checkpoint, evaluation)
         print(f"latent-explorer: kept the numbers in {where}", file=sys.stderr)
     if args.json:
-        print(_strict_json({**report, **evaluation.details, "notes": list(evaluation.notes),
-                            "seconds": evaluation.seconds}))
+        # No timing here: the same checkpoint and seed print the same object.
+        print(_strict_json({**report, **evaluation.details, "notes": list(evaluation.notes)}))
         return 0
     from explorer.evaluation.metrics import format_value
 
@@ -680,12 +680,12 @@ def cmd_evaluate(args: argparse.Namespace, signals: _Signals | None = None) -> i
             continue
         if spec is not None:
             error = evaluation.metrics.get(spec.error_key) if spec.error_key else None
-            print(f"{spec.title:20} {format_value(spec, value, error)}")
+            print(f"{key:16} {format_value(spec, value, error)}")  # keys as in --json: scripts read them
         else:
-            print(f"{key:20} {value:.4f}" if isinstance(value, float) else f"{key:20} {_one_line(value, 200)}")
+            print(f"{key:16} {value:.4f}" if isinstance(value, float) else f"{key:16} {_one_line(value, 200)}")
     for key, values in evaluation.details.items():
         shown = ", ".join(f"{v:.3g}" for v in values[:64]) + (" ..." if len(values) > 64 else "")
-        print(f"{key:20} {shown}")
+        print(f"{key:16} {shown}")
     return 0
 
 

@@ -27,7 +27,7 @@ from explorer.evaluation.metrics import Group
 from explorer.evaluation.record import Evaluation
 from explorer.models.autoencoder import Autoencoder
 from explorer.models.losses import kl_per_dimension
-from explorer.training.evaluate import evaluate_tensors
+from explorer.training import evaluate as training_evaluate
 
 ALL_GROUPS = frozenset(Group)
 DEFAULT_IW_K = 1000
@@ -93,7 +93,8 @@ def evaluate_model(model: Autoencoder, data: ImageData, request: EvaluationReque
     try:
         if Group.LOSS in request.groups:
             stage(Group.LOSS, "Test loss")
-            values = evaluate_tensors(model, data.test_images, data.test_labels, seed=subject.loss_seed)
+            values = training_evaluate.evaluate_tensors(model, data.test_images, data.test_labels,
+                                                        seed=subject.loss_seed)
             metrics["test_loss"] = values["loss"]
             metrics.update({k: v for k, v in values.items() if k != "loss"})
             done += weights[Group.LOSS]

@@ -118,7 +118,7 @@ def test_plain_evaluate_gives_the_test_loss_training_computed(trained) -> None:
 def test_plain_evaluate_table_shows_titles(trained) -> None:
     rc, out, err = evaluate(trained["vae"], "--iw", 2)
     assert rc == 0, err
-    assert "Test loss" in out and "IW NLL" in out and " ± " in out
+    assert "test_loss" in out and "iw_nll" in out and " ± " in out
     assert "iw_se" not in out  # shown inside the IW NLL cell
 
 
