@@ -123,6 +123,9 @@ class ModelConfig(_Serialisable):
     noise: str = "none"
     noise_level: float = 0.0
     sparsity_weight: float = 0.0
+    # The reconstruction term's weight: 0 leaves the KL alone (the lecture's "KL only" run).
+    # Absent from older configs and checkpoints, which trained with 1.
+    recon_weight: float = 1.0
 
     def __post_init__(self) -> None:
         _check(isinstance(self.preset, str), "preset must be a string")
@@ -155,6 +158,8 @@ class ModelConfig(_Serialisable):
                "salt-and-pepper and masking noise levels are fractions of pixels (0 to 1)")
         _check(_is_number(self.sparsity_weight) and 0 <= self.sparsity_weight < 1e6,
                f"sparsity weight must be a number >= 0, not {self.sparsity_weight!r}")
+        _check(_is_number(self.recon_weight) and 0 <= self.recon_weight < 1e6,
+               f"reconstruction weight must be a number >= 0, not {self.recon_weight!r}")
 
     @property
     def input_size(self) -> int:

@@ -90,8 +90,10 @@ class Autoencoder(nn.Module):
         return parts, logits, z
 
     def combine(self, parts: dict[str, torch.Tensor], logits: torch.Tensor, z: torch.Tensor) -> ModelOutput:
-        """The weighted loss from the terms (the mean of a sum is the sum of the means)."""
-        loss = parts["recon"]
+        """The weighted loss from the terms (the mean of a sum is the sum of the means). A
+        reconstruction weight of 1 adds no product, so the usual loss stays bit for bit."""
+        weight = self.config.recon_weight
+        loss = parts["recon"] if weight == 1.0 else weight * parts["recon"]
         if "kl" in parts:
             loss = loss + self.beta * parts["kl"]
         if "sparsity" in parts:
