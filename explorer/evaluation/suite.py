@@ -191,7 +191,9 @@ def _sample_metrics(model: Autoencoder, data: ImageData, subject: Subject, reque
     if not model.is_generative:
         raise UserError(f"a {model.config.preset or 'plain'} autoencoder has no prior to sample from, so sample "
                         "quality (FID) needs a VAE-family model")
-    classifier, _ = classifier_for(data, subject.dataset)
+    # Another dataset's classifier is trained once (minutes on a CPU) and cached: its own
+    # progress shows as the first part of this stage.
+    classifier, _ = classifier_for(data, subject.dataset, progress=lambda done, total: report(done, 2 * total))
     binary = subject.binarize != "none"
     compared = data
     if data.binarize_train:  # the floor compares binary training images with the binary test split
