@@ -227,6 +227,9 @@ class TrainConfig(_Serialisable):
     precision: str = "auto"
     compile: str = "auto"
     min_steps: int = 0
+    # Record a training timeline (explorer.training.timeline) at every epoch end. Absent from
+    # older configs, which load with it on.
+    timeline: bool = True
 
     def __post_init__(self) -> None:
         _check(_is_int(self.epochs) and 1 <= self.epochs <= 100000,
@@ -248,6 +251,7 @@ class TrainConfig(_Serialisable):
                f"compile must be one of {', '.join(COMPILE_MODES)}, not {self.compile!r}")
         _check(_is_int(self.min_steps) and 0 <= self.min_steps <= MAX_MIN_STEPS,
                f"minimum steps must be a whole number from 0 to {MAX_MIN_STEPS:,}, not {self.min_steps!r}")
+        _check(isinstance(self.timeline, bool), f"timeline must be true or false, not {self.timeline!r}")
 
 
 def replace(config: T, **changes: Any) -> T:

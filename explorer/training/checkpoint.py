@@ -45,6 +45,8 @@ from explorer.memory_budget import MemoryBudgetError, check_open
 from explorer.models.autoencoder import Autoencoder
 from explorer.presets import PRESETS
 from explorer.training.history import MAX_STEP_POINTS, History
+from explorer.training.timeline import MAX_TIMELINE_BYTES, Timeline
+from explorer.training.timeline import PREFIX as TIMELINE_PREFIX
 
 FORMAT = "latent-explorer/checkpoint"
 FORMAT_VERSION = "1"
@@ -66,6 +68,9 @@ class Checkpoint:
     # Evaluation records as parsed JSON (explorer.evaluation.record reads them): kept apart
     # from the weights' validation, so a damaged record costs only itself.
     evaluations: list[Any] = field(default_factory=list)
+    # The training timeline (explorer.training.timeline), or None: trained before timelines,
+    # with them off, or stored damaged (dropped on load; the model is fine).
+    timeline: Timeline | None = None
 
     def build_model(self) -> Autoencoder:
         """A CPU model with these weights, in eval mode."""
@@ -77,7 +82,8 @@ class Checkpoint:
 
 def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfig, train_config: TrainConfig,
                     history: History | None = None, class_names: tuple[str, ...] = (),
-                    beside: str | None = None, evaluations: list[dict[str, Any]] | None = None) -> Path:
+                    beside: str | None = None, evaluations: list[dict[str, Any]] | None = None,
+                    timeline: Timeline | None = None) -> Path:
     """Write a checkpoint atomically (explorer.atomic) and return where it went.
 
     With ``beside`` (a tag such as "interrupted"), an existing file at ``path`` is never
@@ -103,6 +109,9 @@ def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfi
     }
     if evaluations:
         metadata["evaluations"] = json.dumps(evaluations)
+    if timeline is not None and timeline.frames:
+        tensors.update(timeline.to_tensors())
+        metadata["timeline"] = timeline.metadata()
     payload = st_save(tensors, metadata=metadata)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
@@ -405,11 +414,13 @@ _WIDEST = 8
 def _check_budget(front: _Front, data_bytes: int, file_bytes: int, path: Path) -> None:
     """Refuse, before reading them, tensor data larger than the config's model could be
     stored in, and a model this machine's free memory cannot hold."""
-    if len(front.entries) > len(front.expected) + 16:
+    timeline = sum(1 for k in front.entries if k.startswith(TIMELINE_PREFIX))
+    # A timeline stacks at most one tensor per decoder weight, plus six of its own.
+    if len(front.entries) - timeline > len(front.expected) + 16 or timeline > len(front.expected) + 6:
         raise CheckpointError(f"{path.name} holds {len(front.entries):,} tensors; the model its config describes "
                               f"has {len(front.expected)}")
     numbers = sum(shape.numel() for shape, _ in front.expected.values())
-    if data_bytes > numbers * _WIDEST + 64 * 1024:
+    if data_bytes > numbers * _WIDEST + 64 * 1024 + (MAX_TIMELINE_BYTES if timeline else 0):
         raise CheckpointError(f"{path.name} holds {_size(data_bytes)} of tensor data; the model its config "
                               f"describes has only {_size(numbers * 4)} of weights")
     try:
@@ -433,7 +444,24 @@ def _finish(front: _Front, raw: bytes, path: Path) -> Checkpoint:
     return Checkpoint(model_config=front.model_config, data_config=front.data_config,
                       train_config=front.train_config, state_dict=state, history=front.history,
                       class_names=front.class_names, created=metadata.get("created", ""),
-                      app_version=metadata.get("app_version", ""), evaluations=_evaluations(metadata, path))
+                      app_version=metadata.get("app_version", ""), evaluations=_evaluations(metadata, path),
+                      timeline=_timeline(tensors, metadata, front.model_config))
+
+
+def _timeline(tensors: dict[str, torch.Tensor], metadata: dict[str, str], config: ModelConfig) -> Timeline | None:
+    """The stored training timeline, or None when there is none or it is damaged (a replay
+    is lost, never the model)."""
+    parts = {k: v for k, v in tensors.items() if k.startswith(TIMELINE_PREFIX)}
+    if not parts or "timeline" not in metadata:
+        return None
+    try:
+        if json_depth(metadata["timeline"]) > MAX_JSON_DEPTH:
+            return None
+        return Timeline.from_parts(parts, metadata["timeline"], config)
+    except MemoryError:
+        raise
+    except (ValueError, TypeError, RuntimeError):
+        return None
 
 
 def _evaluations(metadata: dict[str, str], path: Path) -> list[Any]:

@@ -38,6 +38,7 @@ from explorer.training.events import (
     StepLoss,
 )
 from explorer.training.run_length import epochs_to_train, small_data_message
+from explorer.training.timeline import TimelineRecorder, epoch_losses
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
@@ -84,6 +85,9 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
     opt = make_optimizer(model, cfg.lr, device)
     lr = cfg.lr
     epochs = epochs_to_train(cfg, steps_per_epoch, start_step)
+    # The timeline encodes the same test subset at every epoch end (in eval mode, without
+    # drawing random numbers, so the run trains exactly as it would without it).
+    recorder = TimelineRecorder(data) if cfg.timeline else None
 
     yield RunStarted(device=str(device), precision="bf16" if bf16 else "fp32", epochs=epochs,
                      steps_per_epoch=steps_per_epoch,
@@ -195,6 +199,9 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
         yield EpochEnd(epoch=epoch, train=dict(zip(("loss", *names), train_means)), test=test_metrics,
                        seconds=time.perf_counter() - epoch_start,
                        samples_per_s=epoch_samples / max(train_seconds, 1e-9))
+        if recorder is not None:
+            yield recorder.frame(model, epoch, global_step, epoch_losses(dict(zip(("loss", *names), train_means)),
+                                                                        test_metrics))
         yield Snapshot(epoch, global_step, cpu_state_dict(model))
         last_snapshot = time.perf_counter()
     return result("completed")
