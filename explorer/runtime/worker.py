@@ -43,6 +43,9 @@ class RunRequest:
     autosave_every: int = 1
     history: dict[str, Any] | None = None  # the history so far, when continuing
     threads: int | None = None  # torch threads for training; None = all cores
+    # The training timeline so far (explorer.training.timeline.Timeline), when continuing:
+    # autosaves hold it plus this run's frames. The worker adds to a copy, never to it.
+    timeline: Any = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class TrainingWorker:
         from explorer.training.engine import cpu_state_dict, drive, train
         from explorer.training.history import History
         from explorer.training.runs import prepare_run
+        from explorer.training.timeline import Timeline, TimelineFrame
 
         req = self.request
         put = self.outbox.put
@@ -98,24 +102,30 @@ class TrainingWorker:
             put(DataReady(run.data, run.model.config, cpu_state_dict(run.model), tuple(run.folder_report.skipped),
                           tuple(run.folder_report.notes)))
             history = History.from_dict(req.history) if req.history else History(part_names=run.model.part_names)
+            timeline = Timeline.for_data(run.data, previous=req.timeline)
             if self.control.stop_requested:
                 put(RunResult(status="stopped", epochs_completed=req.start_epoch, global_step=req.start_step,
                               beta=run.model.beta))
                 return
             events = train(run.model, run.data, req.train_config, self.control,
-                           start_epoch=req.start_epoch, start_step=req.start_step)
+                           start_epoch=req.start_epoch, start_step=req.start_step, timeline_from=timeline.last)
             last_epoch = req.start_epoch + req.train_config.epochs  # RunStarted may raise it (small data)
+
+            epoch_done = TimelineFrame if req.train_config.timeline else EpochEnd
 
             def on_event(event: Any) -> None:
                 nonlocal last_epoch
                 history.record(event)
+                timeline.record(event)  # TimelineFrame events go to the window like the rest
                 put(event)
                 if isinstance(event, RunStarted):
                     last_epoch = event.start_epoch + event.epochs
-                if isinstance(event, EpochEnd) and req.autosave_path is not None and (
+                # An epoch's TimelineFrame follows its EpochEnd: with timelines on, autosave
+                # once the frame is in, so the file holds the whole epoch.
+                if isinstance(event, epoch_done) and req.autosave_path is not None and (
                         event.epoch % max(req.autosave_every, 1) == 0
                         or event.epoch == last_epoch):
-                    self._autosave(run, history)
+                    self._autosave(run, history, timeline)
 
             put(drive(events, on_event))
         except UserError as exc:
@@ -125,14 +135,15 @@ class TrainingWorker:
         finally:
             put(WorkerDone())
 
-    def _autosave(self, run: Any, history: Any) -> None:
+    def _autosave(self, run: Any, history: Any, timeline: Any = None) -> None:
         from explorer.training.checkpoint import save_checkpoint
 
         path = self.request.autosave_path
         assert path is not None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(path, run.model, run.data_config, run.train_config, history, run.data.class_names)
+            save_checkpoint(path, run.model, run.data_config, run.train_config, history, run.data.class_names,
+                            timeline=timeline)
         except (UserError, OSError) as exc:
             self.outbox.put(AutosaveFailed(str(exc)))
 

@@ -38,7 +38,7 @@ from explorer.training.events import (
     StepLoss,
 )
 from explorer.training.run_length import epochs_to_train, small_data_message
-from explorer.training.timeline import TimelineRecorder, epoch_losses
+from explorer.training.timeline import TimelineFrame, TimelineRecorder, epoch_losses
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
@@ -55,10 +55,13 @@ def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: TrainingControl | None = None,
-          start_epoch: int = 0, start_step: int = 0) -> Generator[Event, None, RunResult]:
+          start_epoch: int = 0, start_step: int = 0,
+          timeline_from: TimelineFrame | None = None) -> Generator[Event | TimelineFrame, None, RunResult]:
     """Train ``model`` in place for ``cfg.epochs`` epochs (numbered after ``start_epoch``),
     or more when ``cfg.min_steps`` asks for more steps than that on small data (a Notice
-    says so; RunStarted.epochs is the raised count)."""
+    says so; RunStarted.epochs is the raised count). With ``cfg.timeline`` a TimelineFrame
+    follows each EpochEnd; ``timeline_from`` (the last frame of the run being continued)
+    aligns the first one to it."""
     control = control if control is not None else TrainingControl()
     device = resolve_device(cfg.device)
     # Mixed precision: matrix products in bfloat16 where that is fast, with float32
@@ -88,6 +91,8 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
     # The timeline encodes the same test subset at every epoch end (in eval mode, without
     # drawing random numbers, so the run trains exactly as it would without it).
     recorder = TimelineRecorder(data) if cfg.timeline else None
+    if recorder is not None:
+        recorder.align_to(timeline_from)
 
     yield RunStarted(device=str(device), precision="bf16" if bf16 else "fp32", epochs=epochs,
                      steps_per_epoch=steps_per_epoch,

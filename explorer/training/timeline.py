@@ -191,11 +191,19 @@ class Timeline:
             self.add(frame)
 
     @classmethod
-    def for_data(cls, data: ImageData, points: int = TIMELINE_POINTS, seed: int = 0) -> Timeline:
-        """An empty timeline following the points a TimelineRecorder of ``data`` encodes."""
+    def for_data(cls, data: ImageData, points: int = TIMELINE_POINTS, seed: int = 0,
+                 previous: Timeline | None = None) -> Timeline:
+        """An empty timeline following the points a TimelineRecorder of ``data`` encodes, or a
+        copy of ``previous`` (a run being continued) when it follows those same points."""
         indices = pick_subset(int(data.test_images.shape[0]), points, seed)
+        if previous is not None and np.array_equal(previous.indices, indices):
+            return previous.copy()
         labels = data.test_labels[torch.from_numpy(indices)].numpy() if data.test_labels is not None else None
         return cls(indices, labels)
+
+    @property
+    def last(self) -> TimelineFrame | None:
+        return self.frames[-1] if self.frames else None
 
     def copy(self) -> Timeline:
         """Another timeline with the same frames (frames are immutable and shared)."""
