@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QFileDialog,
+    QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -140,19 +141,28 @@ class EvaluationView(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
 
-        what = QHBoxLayout()
-        for widget in (self.likelihood, self.iw_k, self.samples, self.latent, self.recon):
-            what.addWidget(widget)
-        what.addStretch(1)
-        buttons = QHBoxLayout()
-        for widget in (self.evaluate_button, self.add_button, self.remove_button, self.cancel_button):
-            buttons.addWidget(widget)
-        buttons.addWidget(self.progress, 1)
+        # Two columns of controls: the dock shares the bottom of the window with the loss curves,
+        # so it is often narrow; the whole view scrolls when it is narrower still.
+        likelihood = QHBoxLayout()
+        likelihood.addWidget(self.likelihood)
+        likelihood.addWidget(self.iw_k)
+        likelihood.addStretch(1)
+        what = QGridLayout()
+        what.addLayout(likelihood, 0, 0)
+        what.addWidget(self.samples, 0, 1)
+        what.addWidget(self.latent, 1, 0)
+        what.addWidget(self.recon, 1, 1)
+        buttons = QGridLayout()
+        buttons.addWidget(self.evaluate_button, 0, 0)
+        buttons.addWidget(self.add_button, 0, 1)
+        buttons.addWidget(self.remove_button, 1, 0)
+        buttons.addWidget(self.cancel_button, 1, 1)
         content = QWidget(objectName="evaluationContent")
         layout = QVBoxLayout(content)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(what)
         layout.addLayout(buttons)
+        layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.table, 1)
         # A narrow dock scrolls instead of widening the window past its default size.
