@@ -67,7 +67,7 @@ def test_a_two_epoch_run_yields_events_in_order(mnist_300: ImageData) -> None:
     events, result = run_to_end(train(model, mnist_300, cfg(epochs=2, log_every=2)))
     kinds = [type(e).__name__ for e in events]
     # 300 images in batches of 64: 5 steps an epoch, losses reported at steps 2, 4 and 5
-    per_epoch = ["StepLoss", "StepLoss", "StepLoss", "EpochEnd", "Snapshot"]
+    per_epoch = ["StepLoss", "StepLoss", "StepLoss", "EpochEnd", "TimelineFrame", "Snapshot"]
     assert kinds == ["RunStarted", *per_epoch, *per_epoch]
 
     started = events[0]
@@ -356,7 +356,7 @@ def test_snapshot_interval_sends_snapshots_mid_epoch(mnist_300: ImageData) -> No
     events, _ = run_to_end(train(make("ae"), mnist_300, cfg(batch_size=100, snapshot_interval_s=1e-9)))
     kinds = [type(e).__name__ for e in events]
     assert kinds == ["RunStarted", "StepLoss", "Snapshot", "StepLoss", "Snapshot", "StepLoss", "Snapshot",
-                     "EpochEnd", "Snapshot"]
+                     "EpochEnd", "TimelineFrame", "Snapshot"]
     snaps = [e for e in events if isinstance(e, Snapshot)]
     assert [s.global_step for s in snaps] == [1, 2, 3, 3]
 

@@ -48,6 +48,7 @@ from explorer.training.events import (
     StepLoss,
 )
 from explorer.training.history import History
+from explorer.training.timeline import Timeline, TimelineFrame
 
 
 class RunState(str, Enum):
@@ -80,6 +81,7 @@ class TrainingSession(QObject):
     open_failed = Signal(object, str)  # Path, why: the file was refused; nothing changed
     setting_changed = Signal(object)  # SettingChanged
     evaluations_changed = Signal()  # the current model's evaluation records changed
+    timeline_changed = Signal()  # a frame was added to the timeline, or another timeline came
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -97,6 +99,9 @@ class TrainingSession(QObject):
         # The current model's evaluation records (explorer.evaluation): saved with it, and
         # read back from an opened checkpoint so its numbers show without recomputing.
         self.evaluations: list[Evaluation] = []
+        # The run's training timeline (explorer.training.timeline): a frame per epoch end,
+        # saved with the model and read back from a checkpoint, for the replay bar.
+        self.timeline: Timeline | None = None
         self.document = Document(self)
         self.tasks = Tasks(self)
         self.tasks.failed.connect(lambda label, message: self.warning.emit(f"{label} failed: {message}"))
@@ -170,7 +175,8 @@ class TrainingSession(QObject):
                                  initial_state={k: v.clone() for k, v in self.view_model.state_dict().items()},
                                  start_epoch=self.history.last_epoch, start_step=self.history.last_step,
                                  autosave_path=autosave, autosave_every=self.autosave_every,
-                                 history=self.history.to_dict())
+                                 history=self.history.to_dict(),
+                                 timeline=self.timeline.copy() if self.timeline is not None else None)
         else:
             request = RunRequest(model_config, data_config, train_config, autosave_path=autosave,
                                  autosave_every=self.autosave_every)
@@ -243,7 +249,8 @@ class TrainingSession(QObject):
             raise UserError("there is no model to save yet: train one or open a checkpoint first")
         class_names = self.data.class_names if self.data is not None else ()
         save_checkpoint(path, self.view_model, self.data_config, self.train_config or TrainConfig(),
-                        self.history, class_names, evaluations=[r.to_dict() for r in self.evaluations])
+                        self.history, class_names, evaluations=[r.to_dict() for r in self.evaluations],
+                        timeline=self.timeline)
         return path
 
     def add_evaluation(self, record: Evaluation, stored: bool = False) -> None:
@@ -290,12 +297,14 @@ class TrainingSession(QObject):
         self.view_model = model
         self.history = ckpt.history
         self.evaluations = records_from_json(ckpt.evaluations)
+        self.timeline = ckpt.timeline
         self.document.opened(path)
         self._run_autosave = None  # continuing an opened model starts a new autosave file
         self.data = None
         self.tasks.invalidate()
         self.history_reset.emit()
         self.model_changed.emit()
+        self.timeline_changed.emit()
         self.opened.emit(path)
         self._load_data_in_background(ckpt.data_config, ckpt.model_config)
 
@@ -356,6 +365,10 @@ class TrainingSession(QObject):
             self._on_snapshot(item)
         elif isinstance(item, EpochEnd):
             self._on_epoch(item)
+        elif isinstance(item, TimelineFrame):
+            if self.timeline is not None:
+                self.timeline.record(item)
+                self.timeline_changed.emit()
         elif isinstance(item, DataReady):
             self._on_data_ready(item)
         elif isinstance(item, RunStarted):
@@ -392,6 +405,10 @@ class TrainingSession(QObject):
             self.evaluations_changed.emit()
             self.document.new_run()
             self.history_reset.emit()
+        # A new run records from scratch; a continued one goes on with the timeline it had
+        # (Timeline.for_data starts afresh when the points no longer match the data).
+        self.timeline = Timeline.for_data(ready.data, previous=self.timeline if continuing else None)
+        self.timeline_changed.emit()
         if ready.skipped:
             folder = self.data_config.dataset if self.data_config is not None else None
             names = "\n".join(f"{one_line(relative_name(n, folder))}: {one_line(why)}"
