@@ -49,6 +49,33 @@ def _encode_off_thread(copy: ModelCopy, images: torch.Tensor, labels: torch.Tens
     return Encoded(stats, pca_axes(stats.codes) if stats.dim > 2 else None)
 
 
+def frame_axes(frame) -> PlaneAxes:
+    """The plane of a timeline frame (explorer.training.timeline.TimelineFrame) as PlaneAxes:
+    its two (Procrustes-aligned) axes completed to an orthonormal basis of the code space."""
+    dim = int(frame.mean.shape[0])
+    if dim <= 2:
+        return raw_axes(dim)
+    plane = np.asarray(frame.axes, dtype=np.float64)
+    q, _ = np.linalg.qr(np.concatenate([plane, np.eye(dim)], axis=1))
+    q = q[:, :dim]
+    signs = np.sign(np.sum(q[:, :2] * plane, axis=0))  # QR may flip an axis: keep the frame's
+    q[:, :2] *= np.where(signs == 0, 1.0, signs)
+    return PlaneAxes(origin=np.asarray(frame.mean, dtype=np.float64), basis=q.T, names=("PC1", "PC2"))
+
+
+def frame_stats(frame, indices: np.ndarray, labels: np.ndarray | None) -> LatentStats:
+    """A timeline frame's points as the latent views read codes: each point lifted to the
+    full code it stands for on that epoch's plane."""
+    codes = np.asarray(frame.lift(np.asarray(frame.coords, dtype=np.float64)), dtype=np.float32)
+    kl = None if frame.kl_per_dim is None else np.asarray(frame.kl_per_dim, dtype=np.float32)
+    std = codes.std(axis=0)
+    order = np.argsort(-kl, kind="stable") if kl is not None else np.argsort(-std, kind="stable")
+    active = kl > 0.01 if kl is not None else std > 1e-3 * max(float(std.max()), 1e-12)
+    return LatentStats(codes=codes, labels=labels, indices=np.asarray(indices, dtype=np.int64),
+                       mean=codes.mean(axis=0), std=std.astype(np.float32), kl=kl, order=order.astype(np.int64),
+                       active=active)
+
+
 class LatentState(QObject):
     stats_changed = Signal()  # new test-set codes, and the axes refitted to them
     axes_changed = Signal()  # the plane's axes changed (PCA refit, or the user picked dimensions)
@@ -56,6 +83,7 @@ class LatentState(QObject):
     label_changed = Signal(object)  # the class a conditional model draws (int) or None
     picked_changed = Signal(object)  # the test image whose code was loaded (index) or None
     decoder_changed = Signal()  # new weights: every decoded picture is out of date
+    moment_changed = Signal(object)  # the timeline frame shown (index) or None for the live model
 
     def __init__(self, session: TrainingSession, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -74,6 +102,11 @@ class LatentState(QObject):
         self._last_encode = 0.0
         self._last_model: Autoencoder | None = None
         self._closed = False
+        # Replaying the training timeline: the frame shown (None: the live model), a copy of
+        # the model whose decoder holds that frame's weights, and the live codes kept aside.
+        self.moment: int | None = None
+        self._replay_model: Autoencoder | None = None
+        self._live: tuple[LatentStats | None, PlaneAxes | None] = (None, None)
         self._encode_timer = QTimer(self)
         self._encode_timer.setSingleShot(True)
         self._encode_timer.timeout.connect(self._encode)
@@ -84,6 +117,10 @@ class LatentState(QObject):
 
     @property
     def model(self) -> Autoencoder | None:
+        """The model the views decode with: the live one, or while replaying the timeline a
+        copy whose decoder has the chosen epoch's weights."""
+        if self.moment is not None and self._replay_model is not None:
+            return self._replay_model
         return self.session.view_model
 
     @property
@@ -166,6 +203,16 @@ class LatentState(QObject):
         data, model = self.session.data, self.model
         if data is None or model is None or not 0 <= index < data.test_images.shape[0]:
             return
+        if self.moment is not None and self.stats is not None:
+            # Replaying: the image's code is where that epoch's plane put it.
+            rows = np.flatnonzero(self.stats.indices == index)
+            if rows.size:
+                self.picked = int(index)
+                if model.is_conditional and data.test_labels is not None:
+                    self.set_label(int(data.test_labels[index]))
+                self.set_code(self.stats.codes[rows[0]], "pick")
+                self.picked_changed.emit(self.picked)
+            return
         from explorer.analysis.latents import encode_images
 
         labels = data.test_labels[index:index + 1] if data.test_labels is not None else None
@@ -218,7 +265,9 @@ class LatentState(QObject):
         self._schedule_encode(now=True)
 
     def _on_model_changed(self) -> None:
-        model = self.model
+        model = self.session.view_model
+        if model is not self._last_model and self.moment is not None:
+            self._leave_replay(emit=False)  # another model: its own timeline, from the live end
         if model is not self._last_model:
             # Another model (opened, or a new run): the codes, axes, picked image, the code
             # and the raw-axis choice belonged to the old one. The first encode of this one
@@ -253,7 +302,7 @@ class LatentState(QObject):
             self._encode_timer.start(int(wait * 1000))
 
     def _encode(self) -> None:
-        data, model = self.session.data, self.model
+        data, model = self.session.data, self.session.view_model
         if self._closed or data is None or model is None or data.image_shape != model.config.image_shape:
             return
         if model.is_conditional and data.test_labels is None:
@@ -276,8 +325,15 @@ class LatentState(QObject):
 
     def _on_encoded(self, generation: int, encoded: Encoded) -> None:
         stats = encoded.stats
-        if generation == self.generation and self.model is not None \
-                and stats.dim == self.model.config.latent_dim:
+        live_model = self.session.view_model
+        if self.moment is not None:  # replaying: keep the live codes for when the replay ends
+            if generation == self.generation and live_model is not None \
+                    and stats.dim == live_model.config.latent_dim:
+                self._live = (stats, encoded.pca)
+            self._encode_done()
+            return
+        if generation == self.generation and live_model is not None \
+                and stats.dim == live_model.config.latent_dim:
             first = self.stats is None
             self.stats, self._pca = stats, encoded.pca
             if first and stats.dim > 2:
@@ -287,6 +343,65 @@ class LatentState(QObject):
             if self.code is None:
                 self.set_code(stats.mean, "stats")
         self._encode_done()
+
+    # -- replaying the training timeline ------------------------------------------------------
+
+    def show_moment(self, index: int | None) -> None:
+        """Show the timeline's frame ``index`` (the scatter, the axes and every decoded image
+        follow that epoch's stored plane and decoder), or the live model for ``None``. The
+        marker keeps its place on the plane."""
+        timeline, live = self.session.timeline, self.session.view_model
+        if index is None or timeline is None or live is None or not 0 <= index < len(timeline.frames):
+            if self.moment is not None:
+                self._leave_replay(emit=True)
+            return
+        frame = timeline.frames[index]
+        if frame.coords.shape[0] == 0 or frame.mean.shape[0] != live.config.latent_dim:
+            return
+        point = self.plane_point()
+        if self.moment is None:
+            self._live = (self.stats, self._pca)
+            self._replay_model = Autoencoder(live.config).eval()
+            self._replay_model.load_state_dict(live.state_dict())
+        assert self._replay_model is not None
+        if frame.decoder:
+            with torch.no_grad():
+                self._replay_model.decoder.load_state_dict({k: v.float() for k, v in frame.decoder.items()})
+        self.moment = index
+        self.stats, self.axes = frame_stats(frame, timeline.indices, timeline.labels), frame_axes(frame)
+        self.stats_changed.emit()
+        self.decoder_changed.emit()
+        if point is not None and self.code is not None:
+            self.set_code(self.axes.lift(point, self.code), "moment")
+        else:
+            self.set_code(self.stats.mean, "moment")
+        self.moment_changed.emit(index)
+
+    def replay_points(self) -> np.ndarray:
+        """Two corner points spanning the bulk of every recorded epoch's points (each
+        frame's 0.5-99.5 percentiles, then the widest): what frames the whole replay."""
+        timeline = self.session.timeline
+        if timeline is None or not timeline.frames:
+            return np.zeros((2, 2))
+        lows = [np.percentile(f.coords, 0.5, axis=0) for f in timeline.frames]
+        highs = [np.percentile(f.coords, 99.5, axis=0) for f in timeline.frames]
+        return np.stack([np.min(lows, axis=0), np.max(highs, axis=0)]).astype(np.float64)
+
+    def _leave_replay(self, emit: bool) -> None:
+        point = self.plane_point()
+        self.moment, self._replay_model = None, None
+        self.stats, self._pca = self._live
+        self._live = (None, None)
+        self.axes = None
+        self._refit_axes(emit=False)
+        if not emit:
+            return
+        self.stats_changed.emit()
+        self.decoder_changed.emit()
+        if point is not None and self.code is not None and self.axes is not None:
+            self.set_code(self.axes.lift(point, self.code), "moment")
+        self.moment_changed.emit(None)
+        self._schedule_encode(now=True)
 
     def _on_encode_failed(self, message: str) -> None:
         self.session.warning.emit(f"Could not encode the test images: {message}")

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from explorer.analysis.manifold import manifold_codes, manifold_image
 from explorer.gui.state.latent_state import LatentState
 from explorer.gui.state.settings import read_flag, read_int
+from explorer.gui.views.timeline_bar import TimelineBar
 from explorer.gui.widgets.plot_legibility import add_outside_legend
 from explorer.gui.widgets.redraw import Coalescer
 
@@ -175,6 +176,8 @@ class LatentPlane(QWidget):
         layout.addLayout(bar)
         layout.addWidget(self.placeholder, 1)
         layout.addWidget(self.plot, 1)
+        self.timeline_bar = TimelineBar(state)
+        layout.addWidget(self.timeline_bar)
 
         self.manifold_redraws = Coalescer(self.redraw_manifold, self.show_manifold.isChecked, parent=self)
         for key, dx, dy in ((Qt.Key.Key_Left, -1, 0), (Qt.Key.Key_Right, 1, 0),
@@ -271,8 +274,15 @@ class LatentPlane(QWidget):
             item.setData(x=points[rows, 0], y=points[rows, 1], data=stats.indices[rows])
         # Follow the codes as training spreads them out, until the user pans or zooms;
         # a new model, new data or new axes frame them afresh.
-        framing = (self.state.generation, self.state.axes_mode, self.state.raw_dims)
-        if framing != self._ranged_for or not self._user_framed:
+        framing = (self.state.generation, self.state.axes_mode, self.state.raw_dims, self.state.moment is None)
+        if self.state.moment is not None:
+            # Replaying: one frame for the whole run, so the clusters are seen forming and
+            # spreading instead of the view zooming with them.
+            if framing != self._ranged_for:
+                self._ranged_for = framing
+                self._user_framed = False
+                self._range_to(self.state.replay_points())
+        elif framing != self._ranged_for or not self._user_framed:
             self._ranged_for = framing
             self._user_framed = False
             self._range_to(points)

@@ -1,0 +1,150 @@
+"""Replaying a run's training timeline under the latent plane: the scatter, the decoded
+image and the manifold follow the stored snapshot of the chosen epoch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import Qt
+
+from explorer.analysis.manifold import decode_codes
+from explorer.config import DataConfig
+from explorer.models import Autoencoder
+from explorer.training.checkpoint import load_checkpoint, save_checkpoint
+from explorer.training.engine import run_to_end, train
+from explorer.training.history import History
+from explorer.training.runs import model_config_for, prepare_run, train_config_for
+from explorer.training.timeline import Timeline
+
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def timeline_checkpoints(tmp_path_factory) -> dict[int, Path]:
+    """3-epoch vae runs with their timelines: a 20-D one (PCA frames) and a 2-D one (raw)."""
+    folder = tmp_path_factory.mktemp("timelines")
+    made = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for latent in (20, 2):
+            run = prepare_run(model_config_for("vae", latent_dim=latent), DataConfig(limit=1000),
+                              train_config_for("vae", epochs=3, batch_size=64, seed=2))
+            history, timeline = History(run.model.part_names), Timeline.for_data(run.data)
+            for event in run_to_end(train(run.model, run.data, run.train_config))[0]:
+                history.record(event)
+                timeline.record(event)
+            path = folder / f"vae{latent}.safetensors"
+            save_checkpoint(path, run.model, run.data_config, run.train_config, history, run.data.class_names,
+                            timeline=timeline)
+            made[latent] = path
+    finally:
+        torch.set_num_threads(threads)
+    return made
+
+
+def _open(qtbot, window, path: Path) -> None:
+    window.files.open_checkpoint(str(path))
+    qtbot.waitUntil(lambda: window.latent.stats is not None and window.session.data is not None,
+                    timeout=TIMEOUT_MS)
+
+
+def _scatter(window) -> dict[int, tuple[float, float]]:
+    """Every drawn dot's test index and plane position."""
+    out = {}
+    for item in window.plane.scatters:
+        for x, y, index in zip(item.data["x"], item.data["y"], item.data["data"], strict=True):
+            out[int(index)] = (float(x), float(y))
+    return out
+
+
+def _expected_image(window, frame) -> np.ndarray:
+    """Decode the marker's code with an independent model holding that frame's decoder."""
+    live = window.session.view_model
+    model = Autoencoder(live.config).eval()
+    model.load_state_dict(live.state_dict())
+    model.decoder.load_state_dict({k: v.float() for k, v in frame.decoder.items()})
+    return decode_codes(model, window.latent.code[None], window.latent.label)[0]
+
+
+@pytest.mark.parametrize("latent", [20, 2])
+def test_scrubbing_shows_each_stored_epoch_and_live_at_the_end(qtbot, window, timeline_checkpoints, latent):
+    path = timeline_checkpoints[latent]
+    _open(qtbot, window, path)
+    bar = window.plane.timeline_bar
+    timeline = load_checkpoint(path).timeline
+    assert bar.isEnabled() and bar.frames == 3 == len(timeline.frames)
+    assert bar.readout.text() == "Live" and window.latent.moment is None
+
+    bar.slider.setFocus()
+    qtbot.keyClick(bar.slider, Qt.Key.Key_Home)  # the first recorded epoch
+    assert window.latent.moment == 0 and bar.readout.text().startswith("Epoch 1/3")
+    drawn = _scatter(window)
+    first = timeline.frames[0]
+    assert set(drawn) == set(timeline.indices.tolist())
+    for row in (0, len(timeline.indices) // 2, len(timeline.indices) - 1):
+        assert np.allclose(drawn[int(timeline.indices[row])], first.coords[row], atol=1e-3)
+    image_first = window.latent.decode_current()
+    assert np.allclose(image_first, _expected_image(window, first), atol=1e-5)
+
+    qtbot.keyClick(bar.slider, Qt.Key.Key_Right)
+    qtbot.keyClick(bar.slider, Qt.Key.Key_Right)  # the last recorded epoch
+    last = timeline.frames[2]
+    assert window.latent.moment == 2
+    drawn_last = _scatter(window)
+    row = len(timeline.indices) // 3
+    assert np.allclose(drawn_last[int(timeline.indices[row])], last.coords[row], atol=1e-3)
+    assert not np.allclose(drawn_last[int(timeline.indices[row])], drawn[int(timeline.indices[row])])
+    assert np.allclose(window.latent.decode_current(), _expected_image(window, last), atol=1e-5)
+    assert not np.allclose(window.latent.decode_current(), image_first)
+
+    qtbot.keyClick(bar.slider, Qt.Key.Key_End)  # live again: the whole test set, the live decoder
+    assert window.latent.moment is None and bar.readout.text() == "Live"
+    assert window.latent.model is window.session.view_model
+    qtbot.waitUntil(lambda: len(_scatter(window)) == window.session.data.test_images.shape[0], timeout=TIMEOUT_MS)
+
+
+def test_picking_a_dot_while_replaying_loads_its_code_at_that_epoch(qtbot, window, timeline_checkpoints):
+    path = timeline_checkpoints[20]
+    _open(qtbot, window, path)
+    timeline = load_checkpoint(path).timeline
+    window.plane.timeline_bar.slider.setValue(1)
+    index = int(timeline.indices[7])
+    window.latent.pick(index)
+    expected = timeline.frames[1].coords[7]
+    assert np.allclose(window.latent.plane_point(), expected, atol=1e-3)
+
+
+def test_play_runs_through_the_epochs_and_stops_on_the_last(qtbot, window, timeline_checkpoints):
+    _open(qtbot, window, timeline_checkpoints[2])
+    bar = window.plane.timeline_bar
+    bar.speed.setCurrentIndex(bar.speed.count() - 1)  # the fastest
+    seen: list[object] = []
+    window.latent.moment_changed.connect(seen.append)
+    qtbot.mouseClick(bar.play_button, Qt.MouseButton.LeftButton)
+    assert bar.play_button.text() == "Pause"
+    qtbot.waitUntil(lambda: not bar.play_button.isChecked(), timeout=10_000)
+    assert seen[:3] == [0, 1, 2] and window.latent.moment == 2
+    assert bar.play_button.text() == "Play"
+
+
+def test_a_checkpoint_without_a_timeline_disables_the_bar(qtbot, window, trained_checkpoint):
+    _open(qtbot, window, trained_checkpoint("vae"))  # saved without a timeline
+    bar = window.plane.timeline_bar
+    assert not bar.isEnabled() and bar.readout.text() == "not recorded"
+
+
+def test_a_run_in_the_window_records_its_timeline_and_saves_it(qtbot, window, tmp_path):
+    window.panel.epochs.setValue(2)
+    window.start_training()
+    qtbot.waitUntil(lambda: not window.session.is_running and window.session.history.last_epoch == 2,
+                    timeout=TIMEOUT_MS)
+    bar = window.plane.timeline_bar
+    assert bar.frames == 2 and bar.readout.text() == "Live"
+    out = tmp_path / "run.safetensors"
+    window.files.save_to(str(out))
+    saved = load_checkpoint(out).timeline
+    assert saved is not None and [f.epoch for f in saved.frames] == [1, 2]
