@@ -148,3 +148,25 @@ def test_a_run_in_the_window_records_its_timeline_and_saves_it(qtbot, window, tm
     window.files.save_to(str(out))
     saved = load_checkpoint(out).timeline
     assert saved is not None and [f.epoch for f in saved.frames] == [1, 2]
+
+
+def test_file_export_training_film_writes_a_gif_of_every_epoch(qtbot, window, timeline_checkpoints, tmp_path,
+                                                                 monkeypatch):
+    from PIL import Image, ImageSequence
+    from PySide6.QtWidgets import QFileDialog
+
+    _open(qtbot, window, timeline_checkpoints[20])
+    action = window.training_film_action
+    assert action.isEnabled()
+    out = tmp_path / "film.gif"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "GIF (*.gif)"))
+    action.trigger()
+    qtbot.waitUntil(lambda: "Exported 3 frames" in window.statusBar().currentMessage(), timeout=TIMEOUT_MS)
+    with Image.open(out) as film:
+        frames = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(film)]
+    assert len(frames) == 3 and not np.array_equal(frames[0], frames[-1])
+
+
+def test_the_film_action_is_off_without_a_timeline(qtbot, window, trained_checkpoint):
+    _open(qtbot, window, trained_checkpoint("vae"))
+    assert not window.training_film_action.isEnabled()

@@ -41,6 +41,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("generate_folder_action", "Generate a dataset folder...", lambda w: w.exports.ask_generate_folder(),
                tip="Write generated images (the Samples view's count, per class for conditional models) as an "
                    "image folder the app can train on, plus images.npy"),
+    ActionSpec("training_film_action", "Training film (GIF/MP4)...", lambda w: w.exports.ask_training_film(),
+               tip="The latent plane through the run, one frame per recorded epoch, with the epoch and loss on "
+                   "each frame (and the manifold when it is shown)",
+               enabled=lambda w: w.session.timeline is not None and bool(w.session.timeline.frames)),
     ActionSpec("quit_action", "&Quit", lambda w: w.close(), Key.Quit),
     ActionSpec("start_action", "&Start", lambda w: w.training.start(), "F5", "Start training a new model", _idle,
                toolbar=True),

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QFileDialog
 
+from explorer.config import TrainConfig
 from explorer.display import one_line
 from explorer.errors import UserError
 from explorer.gui.app.dialogs import Icon
@@ -50,6 +51,53 @@ class ExportCommands:
         if not path.lower().endswith((".csv", ".npy")):
             raise ValueError("codes are written as .csv or .npy")
         save_codes(path, stats.codes, stats.labels)
+
+    # -- the training film -------------------------------------------------------------------
+
+    def ask_training_film(self) -> None:
+        folder = self.window.files.last_folder()
+        path, _ = QFileDialog.getSaveFileName(self.window, "Export the training film",
+                                              str(Path(folder) / "training.gif"), "GIF (*.gif);;MP4 video (*.mp4)")
+        if path:
+            self.export_training_film(path)
+
+    def export_training_film(self, path: str, fps: int = 4) -> None:
+        """Render and write the film off the GUI thread (a long run with the manifold takes
+        seconds); the status bar says when it is written. The manifold is drawn when the
+        plane shows it."""
+        from explorer.training.checkpoint import Checkpoint
+        from explorer.training.film import check_film_path, film_frames, write_film
+
+        window, session = self.window, self.window.session
+        try:
+            check_film_path(path)
+        except UserError as exc:
+            window.dialogs.message(Icon.Information, "Cannot export the training film", str(exc))
+            return
+        timeline, model = session.timeline, session.view_model
+        if timeline is None or not timeline.frames or model is None or session.data_config is None:
+            window.dialogs.message(Icon.Information, "Cannot export the training film",
+                                   "This model has no training timeline; a new run records one.")
+            return
+        snapshot = Checkpoint(model.config, session.data_config, session.train_config or TrainConfig(),
+                              {}, class_names=session.data.class_names if session.data is not None else (),
+                              timeline=timeline.copy())
+        manifold = window.plane.show_manifold.isChecked()
+
+        def work(_) -> int:
+            frames = film_frames(snapshot, manifold)
+            write_film(frames, path, fps)
+            return len(frames)
+
+        def done(n: int) -> None:
+            window.statusBar().showMessage(f"Exported {n} frames to {one_line(path)}")
+
+        def failed(message: str) -> None:
+            window.dialogs.message(Icon.Warning, "Could not export the film", message)
+
+        window.statusBar().showMessage(f"Rendering the training film into {one_line(path)}...")
+        session.tasks.submit("training-film", work, label="Rendering the training film", model_bound=False,
+                             on_done=done, on_failed=failed)
 
     # -- a dataset folder -------------------------------------------------------------------
 

@@ -76,6 +76,7 @@ class MainWindow(QMainWindow):
         self.session.state_changed.connect(self._update_for_state)
         self.session.document.changed.connect(self._show_title)
         self.session.model_changed.connect(self._update_for_state)
+        self.session.timeline_changed.connect(self._update_for_state)
 
         for spec in VIEWS:
             if spec.keeps_settings:
@@ -192,6 +193,7 @@ class MainWindow(QMainWindow):
                 action = menu.addAction(export.menu_text)
                 action.triggered.connect(lambda _=False, e=export, w=write: self.exports.ask(e, w))
             menu.addSeparator()
+        menu.addAction(self.training_film_action)
         menu.addAction(self.generate_folder_action)
 
     def _make_toolbar(self) -> None:
