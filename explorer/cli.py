@@ -110,6 +110,30 @@ def _class_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _float_list(lo: float, hi: float, what: str) -> Callable[[str], tuple[float, ...]]:
+    one = _float_in(lo, hi, what, inclusive=True)
+
+    def parse(text: str) -> tuple[float, ...]:
+        parts = [v for v in text.split(",") if v.strip()]
+        if not parts or len(parts) > 64:
+            raise argparse.ArgumentTypeError(f"give 1 to 64 values of {what} separated by commas, like 0.1,1,4")
+        return tuple(one(v) for v in parts)
+
+    parse.__name__ = "list of numbers"
+    return parse
+
+
+def _int_list_of(lo: int, hi: int, what: str) -> Callable[[str], tuple[int, ...]]:
+    def parse(text: str) -> tuple[int, ...]:
+        parts = [v for v in text.split(",") if v.strip()]
+        if not parts or len(parts) > 64:
+            raise argparse.ArgumentTypeError(f"give 1 to 64 values of {what} separated by commas, like 2,20")
+        return tuple(_whole_number(v, lo, hi) for v in parts)
+
+    parse.__name__ = "list of whole numbers"
+    return parse
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     parts = [v for v in text.split(",") if v.strip() != ""]
     if len(parts) > MAX_LAYERS:
@@ -211,6 +235,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("sweep", help="train a grid of runs (together where they share an architecture)",
+                       description="Train every combination of the values given (comma-separated), one checkpoint "
+                                   "per run in --out-dir plus summary.csv and summary.md. Runs of one MLP "
+                                   "architecture train together in one batched step. The window opens the "
+                                   "folder as runs side by side.")
+    p.add_argument("--model", default="vae", metavar="PRESET", help="the preset every run starts from")
+    p.add_argument("--beta", type=_float_list(0.0, 1e6, "beta"), metavar="B,B", help="KL weights, e.g. 0.1,1,4")
+    p.add_argument("--latent-dim", type=_int_list_of(1, 65_536, "latent size"), metavar="D,D", help="latent sizes")
+    p.add_argument("--recon-weight", type=_float_list(0.0, 1e6, "reconstruction weight"), metavar="W,W",
+                   help="weights of the reconstruction term (0: KL only)")
+    p.add_argument("--seeds", type=_int_list_of(0, 2**31 - 1, "seed"), metavar="S,S", default=(0,),
+                   help="one run per seed for each setting (default 0)")
+    p.add_argument("--lecture", action="store_true",
+                   help="the lecture's comparison: reconstruction only (beta 0), KL only (reconstruction "
+                        "weight 0) and both")
+    p.add_argument("--dataset", default="mnist", help="as for train")
+    p.add_argument("--limit", type=IMAGES, help="use only the first N images of each split")
+    p.add_argument("--binarize", choices=BINARIZE_MODES, default="none", help=BINARIZE_HELP)
+    p.add_argument("--epochs", type=EPOCHS, help="default: the preset's")
+    p.add_argument("--batch-size", type=BATCH, help="default: the preset's")
+    p.add_argument("--lr", type=_float_in(0.0, 10.0, "the learning rate"), help="default: the preset's")
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--json", action="store_true", help="print one JSON object per run at the end")
+    p.add_argument("--out-dir", required=True, metavar="DIR", help="a new or empty folder (nothing is overwritten)")
+
     p = sub.add_parser("timeline", help="export a checkpoint's training timeline as a film (GIF or MP4)",
                        description="The latent plane through the run, one frame per recorded epoch, classes "
                                    "coloured, with the epoch and the test loss written on each frame.")
@@ -264,6 +313,7 @@ _OOM_ADVICE = {
     "encode": ("--split test (the smaller split)", "a machine with more memory"),
     "anomaly": ("a machine with more memory", "fewer normal classes"),
     "timeline": ("a machine with more memory", "a film without --manifold"),
+    "sweep": ("a smaller --batch-size", "fewer runs or fewer images (--limit)"),
 }
 
 
@@ -299,6 +349,7 @@ def _main(argv: Sequence[str] | None, process: bool = False) -> int:
 
         return run_gui(getattr(args, "checkpoint", None))
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "generate": cmd_generate, "timeline": cmd_timeline,
+               "sweep": cmd_sweep,
                "reconstruct": cmd_reconstruct, "encode": cmd_encode, "anomaly": cmd_anomaly}[command]
     with _Signals(restore=not process) as signals:
         try:
@@ -730,6 +781,57 @@ class _Bar:
 
 def _progress_bar(wanted: bool) -> _Bar | None:
     return _Bar() if wanted and sys.stderr.isatty() else None
+
+
+def cmd_sweep(args: argparse.Namespace, signals: _Signals | None = None) -> int:
+    """Train the grid (explorer.training.sweep): the out-dir is checked before any training,
+    each group's checkpoints are written as it ends, then the summary tables."""
+    from tqdm import tqdm
+
+    from explorer.config import DataConfig
+    from explorer.training.device import resolve_device
+    from explorer.training.events import EpochEnd, RunStarted
+    from explorer.training.sweep import check_out_dir, group_runs, plan_sweep, run_sweep
+
+    plan = plan_sweep(args.model, betas=args.beta, latent_dims=args.latent_dim, seeds=args.seeds,
+                      recon_weights=args.recon_weight, lecture=args.lecture, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, device=args.device)
+    resolve_device(args.device)
+    check_out_dir(args.out_dir, plan)
+    data_config = DataConfig(dataset=args.dataset, limit=args.limit, binarize=args.binarize)
+    groups = group_runs(plan)
+    if not args.json:
+        print(f"sweep of {len(plan)} runs in {len(groups)} group(s) trained together: "
+              + "; ".join(", ".join(r.name for r in g) for g in groups), file=sys.stderr)
+    bar = None
+
+    def on_event(run, event) -> None:
+        nonlocal bar
+        if isinstance(event, RunStarted) and bar is None and sys.stderr.isatty() and not args.json:
+            bar = tqdm(total=len(plan) * event.epochs, unit="epoch", file=sys.stderr, dynamic_ncols=True)
+        elif isinstance(event, EpochEnd):
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"{run.name} test {event.test['loss']:.2f}", refresh=True)
+            elif not args.json:
+                print(f"{run.name}: epoch {event.epoch}  test {event.test['loss']:.2f}", file=sys.stderr, flush=True)
+
+    try:
+        summary = run_sweep(plan, data_config, args.out_dir, on_event=on_event)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        for row in summary.rows:
+            print(_strict_json({"name": row.name, "beta": row.beta, "recon_weight": row.recon_weight,
+                                "latent_dim": row.latent_dim, "seed": row.seed, "epochs": row.epochs,
+                                "status": row.status, **{f"test_{k}": v for k, v in row.test.items()},
+                                "seconds": row.seconds, "together": row.together, "checkpoint": row.checkpoint}))
+    else:
+        print(summary.markdown_path.read_text(encoding="utf-8"))
+        print(f"wrote {len(summary.rows)} checkpoints, {summary.csv_path.name} and {summary.markdown_path.name} "
+              f"to {summary.out_dir} in {summary.seconds:.1f} s", file=sys.stderr)
+    return 0
 
 
 def cmd_timeline(args: argparse.Namespace, signals: _Signals | None = None) -> int:
