@@ -99,7 +99,11 @@ def _linear_names(config: ModelConfig) -> tuple[list[str], list[str]]:
 
 class StackedAutoencoders:
     """R MLP autoencoders of one architecture as stacked leaf tensors ``(R, ...)``, keyed
-    like an Autoencoder's state_dict, with the batched loss."""
+    like an Autoencoder's state_dict, with the batched loss.
+
+    Weights are kept transposed, ``(R, in, out)`` and contiguous, so ``baddbmm`` reads them
+    as they lie: a transposed view cost a strided copy per use under bf16 autocast (a
+    third of the step). :meth:`row` gives a run's tensor back in the model's layout."""
 
     def __init__(self, models: Sequence[Autoencoder]) -> None:
         if not models:
@@ -118,16 +122,26 @@ class StackedAutoencoders:
         with torch.no_grad():
             states = [m.state_dict() for m in models]
             self.params: dict[str, torch.Tensor] = {
-                k: torch.stack([s[k].detach().to(device) for s in states]).requires_grad_(True) for k in states[0]}
+                k: torch.stack([self._stored(k, s[k].detach().to(device)) for s in states]).requires_grad_(True)
+                for k in states[0]}
         self.beta = torch.tensor([float(m.beta) for m in models], device=device)
         self.recon_weight = torch.tensor([float(m.config.recon_weight) for m in models], device=device)
+
+    @staticmethod
+    def _stored(key: str, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.t().contiguous() if key.endswith(".weight") else tensor
+
+    def row(self, key: str, tensor: torch.Tensor, run: int) -> torch.Tensor:
+        """Run ``run``'s slice of ``tensor`` (stacked like ``params[key]``) in the model's layout."""
+        value = tensor[run]
+        return value.t() if key.endswith(".weight") else value
 
     @property
     def size(self) -> int:
         return len(self.configs)
 
     def _linear(self, h: torch.Tensor, name: str) -> torch.Tensor:
-        return torch.baddbmm(self.params[name + ".bias"].unsqueeze(1), h, self.params[name + ".weight"].transpose(1, 2))
+        return torch.baddbmm(self.params[name + ".bias"].unsqueeze(1), h, self.params[name + ".weight"])
 
     def _with_class(self, h: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
         return h if onehot is None else torch.cat([h, onehot.to(h.dtype)], dim=2)
@@ -181,14 +195,14 @@ class StackedAutoencoders:
 
     def state_dict(self, run: int) -> dict[str, torch.Tensor]:
         """Run ``run``'s weights as CPU copies, keyed like an Autoencoder's state_dict."""
-        return {k: v[run].detach().to("cpu", copy=True) for k, v in self.params.items()}
+        return {k: self.row(k, v, run).detach().to("cpu", copy=True).contiguous() for k, v in self.params.items()}
 
     @torch.no_grad()
     def copy_into(self, run: int, model: Autoencoder) -> None:
         """Write run ``run``'s weights into ``model`` (an Autoencoder of this architecture)."""
         state = model.state_dict()
         for k, v in self.params.items():
-            state[k].copy_(v[run])
+            state[k].copy_(self.row(k, v, run))
         model.beta = float(self.beta[run])
 
     def unstack(self) -> list[Autoencoder]:
@@ -418,7 +432,7 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
                     with torch.no_grad():
                         state = models[run].state_dict()
                         for k, v in good.items():
-                            state[k].copy_(v[row])
+                            state[k].copy_(stacked.row(k, v, row))
                     yield RunEvent(run, Snapshot(epoch, good_step, _cpu(models[run])))
                     if all(math.isfinite(v) for v in values[row]):
                         what = "the weights became NaN or infinite"

@@ -92,7 +92,7 @@ def test_one_batched_step_is_each_runs_own_loss_and_gradient(mnist_300: ImageDat
         for k in out.parts:
             assert torch.allclose(parts[k][r], out.parts[k], atol=1e-5, rtol=1e-6)
         for k, p in model.named_parameters():
-            assert torch.allclose(stacked.params[k].grad[r], p.grad, atol=1e-5, rtol=1e-4), k
+            assert torch.allclose(stacked.row(k, stacked.params[k].grad, r), p.grad, atol=1e-5, rtol=1e-4), k
 
 
 def test_recon_weight_zero_leaves_only_the_kl(mnist_300: ImageData) -> None:
@@ -183,7 +183,7 @@ def test_unstacked_models_round_trip_through_checkpoints(mnist_300: ImageData, t
         loaded = load_checkpoint(path)
         assert loaded.model_config.beta == model.beta
         for k, v in loaded.build_model().state_dict().items():
-            assert torch.equal(v, stacked.params[k][r].detach()), k
+            assert torch.equal(v, stacked.row(k, stacked.params[k], r).detach()), k
 
 
 def test_conv_models_fall_back_to_one_after_another(mnist_300: ImageData) -> None:
