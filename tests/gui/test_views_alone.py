@@ -6,6 +6,7 @@ import pytest
 from PySide6.QtWidgets import QWidget
 
 from explorer.gui.state.latent_state import LatentState
+from explorer.gui.state.runs import RunsState
 from explorer.gui.state.session import TrainingSession
 from explorer.gui.views.registry import VIEWS, Reads, ViewSpec
 
@@ -16,7 +17,8 @@ TIMEOUT_MS = 60_000
 def test_each_view_builds_alone_and_exports_only_what_it_has(qtbot, spec: ViewSpec, trained_checkpoint, tmp_path):
     session = TrainingSession()
     latent = LatentState(session)
-    state = {Reads.SESSION: (session,), Reads.LATENT: (latent,), Reads.NOTHING: ()}[spec.reads]
+    runs = RunsState(session)
+    state = {Reads.SESSION: (session,), Reads.LATENT: (latent,), Reads.RUNS: (runs,), Reads.NOTHING: ()}[spec.reads]
     view: QWidget = spec.widget(*state)
     qtbot.addWidget(view)
     view.resize(700, 450)
@@ -42,6 +44,7 @@ def test_each_view_builds_alone_and_exports_only_what_it_has(qtbot, spec: ViewSp
                 pytest.fail(f"{spec.title} could not export {export.what} once a model was open")
     finally:
         latent.shutdown()
+        runs.shutdown()
         session.shutdown()
 
 

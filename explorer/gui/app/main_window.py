@@ -33,6 +33,7 @@ from explorer.gui.app.progress import RunProgress
 from explorer.gui.app.text_size import TextSize
 from explorer.gui.app.training import TrainingCommands
 from explorer.gui.state.latent_state import LatentState
+from explorer.gui.state.runs import RunsState
 from explorer.gui.state.session import PAUSED, TrainingSession
 from explorer.gui.state.settings import APP_NAME, open_settings
 from explorer.gui.views.registry import VIEWS, Place, Reads, ViewSpec
@@ -55,6 +56,7 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.session = session if session is not None else TrainingSession(self)
         self.latent = LatentState(self.session, self)
+        self.runs = RunsState(self.session, self)
         self.dialogs = Dialogs(self)
         self.setDockNestingEnabled(True)
         self.views: dict[str, QWidget] = {}
@@ -73,6 +75,7 @@ class MainWindow(QMainWindow):
         self._make_menus()
         self._make_toolbar()
         self.progress.show_device(self.panel.device.currentData())
+        self.runs.settings_source = self.panel.configs
         self.session.state_changed.connect(self._update_for_state)
         self.session.document.changed.connect(self._show_title)
         self.session.model_changed.connect(self._update_for_state)
@@ -96,7 +99,8 @@ class MainWindow(QMainWindow):
     # -- construction ------------------------------------------------------------------
 
     def _add_view(self, spec: ViewSpec) -> None:
-        state = {Reads.SESSION: (self.session,), Reads.LATENT: (self.latent,), Reads.NOTHING: ()}[spec.reads]
+        state = {Reads.SESSION: (self.session,), Reads.LATENT: (self.latent,), Reads.RUNS: (self.runs,),
+                 Reads.NOTHING: ()}[spec.reads]
         widget = spec.widget(*state)
         self.views[spec.name] = widget
         setattr(self, spec.name, widget)
@@ -281,6 +285,7 @@ class MainWindow(QMainWindow):
         if self.session.is_running:
             self.statusBar().showMessage("Stopping training...")
         self.latent.shutdown()
+        self.runs.shutdown()
         self.session.shutdown()
         self.session.autosave_on_close()
         for spec in VIEWS:

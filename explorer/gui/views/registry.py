@@ -24,6 +24,7 @@ from explorer.gui.views.interpolation_view import InterpolationView
 from explorer.gui.views.latent_plane import LatentPlane
 from explorer.gui.views.loss_plot import LossPlot
 from explorer.gui.views.recon_view import ReconstructionView
+from explorer.gui.views.runs_view import RunsView
 from explorer.gui.views.samples_view import SamplesView
 from explorer.gui.views.training_panel import TrainingPanel
 from explorer.gui.views.traversal_view import TraversalView
@@ -40,6 +41,7 @@ class Reads(Enum):
     NOTHING = "nothing"
     SESSION = "session"  # TrainingSession: runs, the model, data, history
     LATENT = "latent"  # LatentState: the shared code, axes and test codes
+    RUNS = "runs"  # RunsState: runs side by side and their linked cursor
 
 
 class Place(Enum):
@@ -107,4 +109,5 @@ VIEWS: tuple[ViewSpec, ...] = (
                       Export("interpolation codes", "interpolation-codes.csv", "export_codes", CODES))),
     ViewSpec("traversal_view", "Traversal", TraversalView, Reads.LATENT, Place.BOTTOM_RIGHT, "traversalDock",
              exports=(Export("traversal", "traversal.png"),)),
+    ViewSpec("runs_view", "Side by side", RunsView, Reads.RUNS, Place.BOTTOM_RIGHT, "runsDock"),
 )
