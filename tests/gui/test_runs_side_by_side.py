@@ -1,0 +1,105 @@
+"""Runs side by side: one linked cursor decodes the same code in every model, a picked
+test image is ringed in every plane, a sweep trained in the window is saved and overlaid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QPointF, Qt
+
+from explorer.analysis.manifold import decode_codes
+from explorer.training.checkpoint import load_checkpoint
+
+TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def sweep_folder(tmp_path_factory) -> Path:
+    """A 3-run beta sweep of a 20-D vae, trained together by the sweep core."""
+    from explorer.config import DataConfig
+    from explorer.training.sweep import plan_sweep, run_sweep
+
+    folder = tmp_path_factory.mktemp("sweep") / "betas"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_sweep(plan_sweep("vae", betas=[0.5, 1, 4], epochs=2, batch_size=64), DataConfig(limit=1000), folder)
+    finally:
+        torch.set_num_threads(threads)
+    return folder
+
+
+def _open_folder(qtbot, window, folder: Path) -> None:
+    window.runs_dock.show()
+    window.runs_view.open_folder(str(folder))
+    qtbot.waitUntil(lambda: len(window.runs.runs) == 3 and all(r.coords is not None for r in window.runs.runs),
+                    timeout=TIMEOUT_MS)
+
+
+def test_the_linked_cursor_decodes_the_same_code_in_every_model(qtbot, window, sweep_folder):
+    _open_folder(qtbot, window, sweep_folder)
+    view, state = window.runs_view, window.runs
+    assert [p.isVisible() for p in view.panes] == [True, True, True, False]
+    pane = view.panes[1]
+    plot_rect = pane.plot.getPlotItem().vb.sceneBoundingRect()
+    target = pane.plot.mapFromScene(plot_rect.center() + QPointF(plot_rect.width() * 0.2, -plot_rect.height() * 0.2))
+    qtbot.mouseClick(pane.plot.viewport(), Qt.MouseButton.LeftButton, pos=target)
+    code = state.code
+    assert code is not None and code.shape == (20,)
+    # The click landed on run 1's plane at its projection of the shared code.
+    clicked = pane.box.mapSceneToView(pane.plot.mapToScene(target))
+    assert np.allclose(state.runs[1].axes.project(code), [clicked.x(), clicked.y()], atol=1e-3)
+    for slot, run in enumerate(state.runs):
+        model = load_checkpoint(sweep_folder / f"{run.name}.safetensors").build_model()
+        expected = decode_codes(model, code[None])[0]
+        assert np.allclose(state.decode(run), expected, atol=1e-5), run.name
+        assert np.allclose(view.panes[slot].cursor_point(), run.axes.project(code), atol=1e-4)
+    images = [state.decode(run) for run in state.runs]
+    assert not np.allclose(images[0], images[2])  # different models, different pictures of one code
+
+
+def test_picking_a_test_image_rings_it_in_every_plane(qtbot, window, sweep_folder):
+    _open_folder(qtbot, window, sweep_folder)
+    view, state = window.runs_view, window.runs
+    index = int(state.indices[17])
+    state.pick(index)
+    for slot, run in enumerate(state.runs):
+        x, y = view.panes[slot].ring.getData()
+        assert len(x) == 1 and np.allclose([x[0], y[0]], run.coords[17], atol=1e-4)
+
+
+def test_loss_curves_overlay_one_colour_per_run(qtbot, window, sweep_folder):
+    _open_folder(qtbot, window, sweep_folder)
+    curves = window.runs_view.curves
+    assert len(curves) == 3
+    assert len({curve.opts["pen"].color().name() for curve in curves}) == 3
+    for curve, run in zip(curves, window.runs.runs, strict=True):
+        assert list(curve.getData()[0]) == [1, 2] and np.allclose(curve.getData()[1], [v for _, v in run.epochs])
+
+
+def test_the_lecture_comparison_trains_three_runs_together_and_saves_them(qtbot, window):
+    window.panel.latent.setValue(2)
+    window.panel.epochs.setValue(2)
+    window.runs_dock.show()
+    view, state = window.runs_view, window.runs
+    qtbot.mouseClick(view.lecture_button, Qt.MouseButton.LeftButton)
+    assert view.stop_button.isEnabled() and not view.lecture_button.isEnabled()
+    qtbot.waitUntil(lambda: not state.sweeping, timeout=TIMEOUT_MS)
+    assert "Saved the runs to" in view.status.text()
+    names = [run.name for run in state.runs]
+    assert names == ["vae-reconstruction-only-z2", "vae-kl-only-z2", "vae-reconstruction-and-kl-z2"]
+    kl = {}
+    for run in state.runs:
+        saved = load_checkpoint(run.path)
+        assert saved.history.last_epoch == 2 and len(run.epochs) == 2
+        kl[run.name] = saved.history.epochs[-1]["test"]["kl"]
+    assert kl["vae-kl-only-z2"] < 0.5 < kl["vae-reconstruction-only-z2"]
+    assert (run.path.parent / "summary.md").exists()
+
+
+def test_a_folder_without_checkpoints_is_one_clear_line(qtbot, window, tmp_path):
+    window.runs_view.open_folder(str(tmp_path))
+    assert "holds no checkpoints" in window.runs_view.status.text()
