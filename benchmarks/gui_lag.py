@@ -11,7 +11,12 @@ tabbed-away view costs nothing, so the benchmark splits them side by side (two r
 turns the latent plane's manifold overlay on, as a person exploring the model would.
 
     python benchmarks/gui_lag.py [--seconds 20] [--epochs N] [--limit N] [--preset vae]
-                                 [--latent-dim 2] [--offscreen]
+                                 [--latent-dim 2] [--case train|replay|side-by-side] [--offscreen]
+
+``--case replay`` scrubs the latent plane through the run's training timeline (the next
+recorded epoch every 150 ms, cycling) while the run goes on; ``--case side-by-side`` trains
+a 4-run beta sweep together in the Side by side dock while the linked cursor moves every
+100 ms (every model decodes each new code).
 """
 
 from __future__ import annotations
@@ -117,8 +122,13 @@ def main() -> int:
     parser.add_argument("--size", default="1920x1080", help="window size WxH (default 1920x1080)")
     parser.add_argument("--no-gc-freeze", action="store_true", help="skip gc.freeze() (to measure its effect)")
     parser.add_argument("--offscreen", action="store_true", help="use Qt's offscreen platform (no display)")
+    parser.add_argument("--case", choices=("train", "replay", "side-by-side"), default="train",
+                        help="what happens while training: nothing else (default), scrubbing the timeline, or "
+                             "a 4-run sweep side by side with the linked cursor moving")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    # A sweep side by side saves its runs: into a scratch folder, never the user's data.
+    os.environ.setdefault("LATENT_EXPLORER_DATA", tempfile.mkdtemp(prefix="gui-lag-data-"))
     if args.offscreen or not os.environ.get("DISPLAY"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     from explorer.presets import PRESETS
@@ -171,17 +181,64 @@ def main() -> int:
     batch_size = panel.batch_size.value()
 
     results = [summary("idle window", measure(app, min(args.idle_seconds, args.seconds)))]
-    window.start_training()
-    deadline = time.perf_counter() + 120
-    while session.state != "training" and session.is_running and time.perf_counter() < deadline:
-        app.processEvents()
-        time.sleep(0.005)
-    if session.state != "training":
-        print(f"gui_lag: training did not start (state {session.state})", file=sys.stderr)
-        return 1
-    case = f"training {args.preset} {args.latent_dim}-D"
-    started = time.perf_counter()
-    results.append(summary(case, measure(app, args.seconds, until=session.run_finished)))
+    from PySide6.QtCore import QTimer
+
+    busy = QTimer()  # what the case does on the GUI thread while it is measured
+    if args.case == "side-by-side":
+        window.runs_dock.show()
+        window.runs_view.betas.setText("0.5, 1, 2, 4")
+        window.runs_view.train_beta_sweep()
+        deadline = time.perf_counter() + 120
+        while time.perf_counter() < deadline and window.runs.sweeping and \
+                not all(r.coords is not None for r in window.runs.runs if window.runs.runs):
+            app.processEvents()
+            time.sleep(0.005)
+        if not window.runs.sweeping:
+            print(f"gui_lag: the sweep did not start ({window.runs_view.status.text()})", file=sys.stderr)
+            return 1
+        rng = np.random.default_rng(0)
+
+        def move_cursor() -> None:
+            runs = [r for r in window.runs.runs if r.axes is not None]
+            if runs:
+                window.runs.set_point(runs[0], *rng.normal(size=2))
+
+        busy.timeout.connect(move_cursor)
+        busy.start(100)
+        case = f"4-run sweep {args.preset} {args.latent_dim}-D side by side"
+        started = time.perf_counter()
+        results.append(summary(case, measure(app, args.seconds)))
+        window.runs.stop_sweep()
+        window.runs.shutdown()
+    else:
+        window.start_training()
+        deadline = time.perf_counter() + 120
+        while session.state != "training" and session.is_running and time.perf_counter() < deadline:
+            app.processEvents()
+            time.sleep(0.005)
+        if session.state != "training":
+            print(f"gui_lag: training did not start (state {session.state})", file=sys.stderr)
+            return 1
+        case = f"training {args.preset} {args.latent_dim}-D"
+        if args.case == "replay":
+            bar = window.plane.timeline_bar
+            deadline = time.perf_counter() + 300
+            while bar.frames < 2 and session.is_running and time.perf_counter() < deadline:
+                app.processEvents()
+                time.sleep(0.005)
+            if bar.frames < 2:
+                print("gui_lag: the run recorded fewer than 2 timeline frames", file=sys.stderr)
+                return 1
+
+            def scrub() -> None:
+                bar.slider.setValue((bar.slider.value() + 1) % max(bar.frames, 1))
+
+            busy.timeout.connect(scrub)
+            busy.start(150)
+            case += ", scrubbing the timeline"
+        started = time.perf_counter()
+        results.append(summary(case, measure(app, args.seconds, until=session.run_finished)))
+    busy.stop()
     measured_s = time.perf_counter() - started
     window.session.stop()
     window.session.shutdown()
@@ -198,7 +255,8 @@ def main() -> int:
         load = os.getloadavg()
     except OSError:
         load = (float("nan"),) * 3
-    report = {"results": results, "preset": args.preset, "latent_dim": args.latent_dim, "limit": args.limit,
+    report = {"results": results, "case": args.case, "preset": args.preset, "latent_dim": args.latent_dim,
+              "limit": args.limit,
               "measured_s": measured_s, "batch_size": batch_size, "docks": docks,
               "manifold": bool(manifold is not None and manifold.isChecked()), "loadavg": list(load),
               "cpus": os.cpu_count(), "platform": app.platformName()}
@@ -212,10 +270,10 @@ def main() -> int:
         print(f"{len(docks)} docks shown{' (hidden: ' + ', '.join(hidden) + ')' if hidden else ', none tabbed'}; "
               f"manifold overlay {'on' if report['manifold'] else 'off'}; load average {load[0]:.2f} "
               f"on {os.cpu_count()} CPUs")
-        print(f"{'case':<24}{'ticks':>7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'samples/s':>11}")
+        print(f"{'case':<52}{'ticks':>7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'samples/s':>11}")
         for r in results:
             rate = f"{r['samples_per_s']:>11.0f}" if "samples_per_s" in r else f"{'':>11}"
-            print(f"{r['case']:<24}{r['ticks']:>7}{r['median_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['max_ms']:>9.2f}{rate}")
+            print(f"{r['case']:<52}{r['ticks']:>7}{r['median_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['max_ms']:>9.2f}{rate}")
         print(f"training steps while measuring: {throughput['steps']} (engine-reported median "
               f"{throughput['engine_median_samples_per_s']:.0f} samples/s)")
     return 0

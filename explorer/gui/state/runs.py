@@ -38,6 +38,7 @@ from explorer.display import one_line
 from explorer.errors import UserError, describe_failure
 from explorer.gui.state.session import TrainingSession
 from explorer.models import Autoencoder
+from explorer.paths import data_dir
 from explorer.runtime.threads import ModelCopy
 from explorer.training.control import TrainingControl
 
@@ -265,7 +266,7 @@ class RunsState(QObject):
         if not 2 <= len(plan) <= MAX_RUNS:
             raise UserError(f"side by side takes 2 to {MAX_RUNS} runs, not {len(plan)}")
         store = self.session.autosave_store
-        root = store.folder if store is not None else Path.home() / "latent-explorer-sweeps"
+        root = store.folder if store is not None else data_dir() / "sweeps"
         folder = root / f"sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
         self.clear()
         self._sweep = _SweepThread(plan, data_config, folder)
@@ -293,6 +294,7 @@ class RunsState(QObject):
             return
         from explorer.training.events import EpochEnd, RunStarted, Snapshot
 
+        losses = decoded = False  # signalled once per drain, however many epochs ended
         while True:
             try:
                 item = sweep.outbox.get_nowait()
@@ -323,12 +325,16 @@ class RunsState(QObject):
                     run.status = "training"
                 elif isinstance(event, EpochEnd):
                     run.epochs.append((event.epoch, float(event.test["loss"])))
-                    self.losses_changed.emit()
+                    losses = True
                 elif isinstance(event, Snapshot):
                     with torch.no_grad():
                         run.model.load_state_dict(event.state_dict)
                     self._encode_run(run, throttle=True)
-                    self.code_changed.emit()  # the decoded images change with the weights
+                    decoded = True  # the decoded images change with the weights
+        if losses:
+            self.losses_changed.emit()
+        if decoded:
+            self.code_changed.emit()
 
 
 @dataclass(frozen=True)
