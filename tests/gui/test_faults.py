@@ -111,9 +111,9 @@ def test_autosave_every_n_epochs_from_the_menu(qtbot, window, click) -> None:
     saved_at: list[int] = []
     real = checkpoint.save_checkpoint
 
-    def spy(path, model, data_config, train_config, history=None, class_names=()):
+    def spy(path, model, data_config, train_config, history=None, class_names=(), **kwargs):
         saved_at.append(history.last_epoch)
-        return real(path, model, data_config, train_config, history, class_names)
+        return real(path, model, data_config, train_config, history, class_names, **kwargs)
 
     window.autosave.actions[2].trigger()
     assert window.settings.value("training/autosave_every") in (2, "2")
