@@ -108,10 +108,7 @@ class StackedAutoencoders:
     def __init__(self, models: Sequence[Autoencoder]) -> None:
         if not models:
             raise ConfigError("train_together needs at least one model")
-        key = architecture_key(models[0].config)
-        if any(architecture_key(m.config) != key for m in models):
-            raise ConfigError("runs trained together must share one architecture (they may differ in beta, "
-                              "reconstruction weight and seed)")
+        _check_one_architecture(models)
         if not can_batch(models[0].config):
             raise ConfigError("only MLP-family models train in one batched forward")
         self.configs = [m.config for m in models]
@@ -261,6 +258,13 @@ def make_stacked_optimizer(params: list[torch.Tensor], lr: float) -> torch.optim
         return torch.optim.Adam(params, lr=lr, foreach=params[0].device.type != "cpu" or None)
 
 
+def _check_one_architecture(models: Sequence[Autoencoder]) -> None:
+    key = architecture_key(models[0].config)
+    if any(architecture_key(m.config) != key for m in models):
+        raise ConfigError("runs trained together must share one architecture (they may differ in beta, "
+                          "reconstruction weight and seed)")
+
+
 def _check_configs(models: Sequence[Autoencoder], cfgs: Sequence[TrainConfig]) -> None:
     if len(cfgs) != len(models):
         raise ConfigError(f"got {len(models)} models but {len(cfgs)} training configs")
@@ -295,10 +299,7 @@ def train_together(models: Sequence[Autoencoder], data: ImageData, cfgs: Sequenc
     control = control if control is not None else TrainingControl()
     if not models:
         raise ConfigError("train_together needs at least one model")
-    key = architecture_key(models[0].config)
-    if any(architecture_key(m.config) != key for m in models):
-        raise ConfigError("runs trained together must share one architecture (they may differ in beta, "
-                          "reconstruction weight and seed)")
+    _check_one_architecture(models)
     if len(models) == 1 or not can_batch(models[0].config):
         results: list[RunResult] = []
         for run, (model, cfg) in enumerate(zip(models, cfg_list)):

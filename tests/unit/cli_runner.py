@@ -17,3 +17,25 @@ def run(*argv: object) -> tuple[int, str, str]:
         except SystemExit as exc:
             rc = exc.code if isinstance(exc.code, int) else 1
     return rc, out.getvalue(), err.getvalue()
+
+
+def assert_user_error(rc: int, err: str, *words: str) -> str:
+    """Exit 2 and one 'latent-explorer: error: ...' line on stderr, no traceback."""
+    assert rc == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("latent-explorer: error: "), err
+    for word in words:
+        assert word.lower() in lines[0].lower(), err
+    return lines[0]
+
+
+def assert_usage_error(rc: int, err: str, *words: str) -> None:
+    """argparse's kind of error: usage, then exactly one error line; exit 2; no traceback."""
+    assert rc == 2, err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1, err
+    for word in words:
+        assert word.lower() in errors[0].lower(), err

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_runner import run  # tests/unit is on sys.path (pytest rootdir conftest)
+from cli_runner import assert_usage_error, assert_user_error, run  # tests/unit is on sys.path (pytest rootdir conftest)
 from PIL import Image
 
 from explorer.data import load_dataset
@@ -35,28 +35,6 @@ def strict_json(text: str):
     lines = text.strip().splitlines()
     assert len(lines) == 1, text
     return json.loads(lines[0], parse_constant=refuse)
-
-
-def assert_user_error(rc: int, err: str, *words: str) -> str:
-    """Exit 2 and one 'latent-explorer: error: ...' line on stderr, no traceback."""
-    assert rc == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("latent-explorer: error: "), err
-    for word in words:
-        assert word.lower() in lines[0].lower(), err
-    return lines[0]
-
-
-def assert_usage_error(rc: int, err: str, *words: str) -> None:
-    """argparse's kind of error: usage, then exactly one error line; exit 2; no traceback."""
-    assert rc == 2, err
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if "error:" in line]
-    assert len(errors) == 1, err
-    for word in words:
-        assert word.lower() in errors[0].lower(), err
 
 
 @pytest.fixture(scope="module")
