@@ -96,6 +96,10 @@ class TimelineBar(QWidget):
 
     def _update_readout(self) -> None:
         timeline, n = self.session.timeline, self.frames
+        if n == 0 and self.session.view_model is None:
+            self.readout.setText("")
+            self.readout.setToolTip("A run records its timeline epoch by epoch; replay it here")
+            return
         if n == 0:
             self.readout.setText("not recorded")
             self.readout.setToolTip("This model has no training timeline (trained before timelines existed, or "
