@@ -31,9 +31,20 @@ def _idle(w: MainWindow) -> bool:
     return not w.session.is_running
 
 
+def _can_train(w: MainWindow) -> bool:
+    """Training is refused while the window follows a run (File > Stop following first)."""
+    return _idle(w) and not w.follower.following
+
+
 ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("open_action", "&Open checkpoint...", lambda w: w.files.ask_open(), Key.Open,
                "Open a trained model", _idle),
+    ActionSpec("follow_action", "&Follow run...", lambda w: w.files.ask_follow(),
+               tip="Show a checkpoint another process keeps writing (a headless train, a cluster run) and update "
+                   "every view with each new version; training is off while following", enabled=_idle),
+    ActionSpec("stop_following_action", "Stop f&ollowing", lambda w: w.follower.stop(),
+               tip="Stop updating from the followed run (the last version stays)",
+               enabled=lambda w: w.follower.following),
     ActionSpec("save_action", "&Save", lambda w: w.files.save(), Key.Save, "Save the model",
                lambda w: w.session.has_model),
     ActionSpec("save_as_action", "Save &as...", lambda w: w.files.ask_save_as(), Key.SaveAs,
@@ -46,10 +57,11 @@ ACTIONS: tuple[ActionSpec, ...] = (
                    "each frame (and the manifold when it is shown)",
                enabled=lambda w: w.session.timeline is not None and bool(w.session.timeline.frames)),
     ActionSpec("quit_action", "&Quit", lambda w: w.close(), Key.Quit),
-    ActionSpec("start_action", "&Start", lambda w: w.training.start(), "F5", "Start training a new model", _idle,
-               toolbar=True),
+    ActionSpec("start_action", "&Start", lambda w: w.training.start(), "F5",
+               "Start training a new model (off while following a run)", _can_train, toolbar=True),
     ActionSpec("continue_action", "&Continue training", lambda w: w.training.continue_training(), "Ctrl+F5",
-               "Train the current model for more epochs", lambda w: _idle(w) and w.session.has_model),
+               "Train the current model for more epochs (off while following a run)",
+               lambda w: _can_train(w) and w.session.has_model),
     ActionSpec("pause_action", "&Pause", lambda w: w.training.toggle_pause(), "F6", "Pause or resume training",
                lambda w: w.session.state in ("training", "paused"), toolbar=True),
     ActionSpec("stop_action", "S&top", lambda w: w.session.stop(), "Shift+F5", "Stop training",
@@ -64,7 +76,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
 
 # Menus: action names, "-" for a separator, and "@name" for a submenu the window fills.
 MENUS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("&File", ("open_action", "@recent", "save_action", "save_as_action", "-", "@export", "-", "quit_action")),
+    ("&File", ("open_action", "@recent", "follow_action", "stop_following_action", "save_action", "save_as_action",
+                "-", "@export", "-", "quit_action")),
     ("&Training", ("start_action", "continue_action", "pause_action", "stop_action", "-", "@autosave")),
     ("&View", ("zoom_in_action", "zoom_out_action", "zoom_reset_action", "-", "@docks")),
 )

@@ -81,6 +81,7 @@ class FileCommands:
         except UserError as exc:
             self.window.dialogs.message(Icon.Warning, "Cannot open checkpoint", str(exc))
             return False
+        self.window.follower.stop()  # opening another model stops following
         self._opening[Path(path)] = (remember, on_opened, on_failed)
         self.window.statusBar().showMessage(f"Opening {one_line(path)}...")
         return True
@@ -103,6 +104,26 @@ class FileCommands:
             on_failed()
         self.window.statusBar().showMessage(f"Could not open {one_line(path)}")
         self.window.dialogs.message(Icon.Warning, "Cannot open checkpoint", message)
+
+    # -- follow a run ---------------------------------------------------------------------
+
+    def ask_follow(self) -> None:
+        def choose() -> None:
+            path, _ = QFileDialog.getOpenFileName(self.window, "Follow run", self.last_folder(), CHECKPOINT_FILTER)
+            if path:
+                self.follow(path)
+
+        self.then_if_saved_or_discarded("following a run", choose)
+
+    def follow(self, path: str) -> bool:
+        """Follow the checkpoint at ``path`` (callers that might drop unsaved work go
+        through the gate): read-only, so training is off until Stop following."""
+        if self.session.is_running:
+            self.window.dialogs.message(Icon.Warning, "Cannot follow a run",
+                                        "Stop the current training run before following another.")
+            return False
+        self.window.follower.follow(path)
+        return True
 
     # -- save ---------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.display import one_line
 from explorer.errors import UserError
 from explorer.gui.app.actions import ACTIONS, MENUS, ActionSpec
 from explorer.gui.app.autosave import AutosaveCommands, session_lock
@@ -32,6 +33,7 @@ from explorer.gui.app.files import FileCommands
 from explorer.gui.app.progress import RunProgress
 from explorer.gui.app.text_size import TextSize
 from explorer.gui.app.training import TrainingCommands
+from explorer.gui.state.follow import RunFollower
 from explorer.gui.state.latent_state import LatentState
 from explorer.gui.state.runs import RunsState
 from explorer.gui.state.session import PAUSED, TrainingSession
@@ -66,6 +68,7 @@ class MainWindow(QMainWindow):
         self._arrange_docks()
 
         self.progress = RunProgress(self, self.session)
+        self.follower = RunFollower(self.session, self)
         self.files = FileCommands(self)
         self.exports = ExportCommands(self)
         self.training = TrainingCommands(self)
@@ -80,6 +83,7 @@ class MainWindow(QMainWindow):
         self.session.document.changed.connect(self._show_title)
         self.session.model_changed.connect(self._update_for_state)
         self.session.timeline_changed.connect(self._update_for_state)
+        self._follow_status()
 
         for spec in VIEWS:
             if spec.keeps_settings:
@@ -231,9 +235,36 @@ class MainWindow(QMainWindow):
         self.recent_menu.setEnabled(not self.session.is_running)
         self.panel.set_running(self.session.is_running)
 
+    def _follow_status(self) -> None:
+        """Following a run: the title's mark, the actions, and one status line per version."""
+        status = self.statusBar()
+
+        def changed(path) -> None:
+            self._update_for_state()
+            self._show_title()
+            if path is not None:
+                status.showMessage(f"Following {one_line(path.name)} (training is off until File > Stop following)")
+            else:
+                status.showMessage("Stopped following")
+
+        def loaded(epoch: int) -> None:
+            path, s = self.follower.path, self.session
+            if path is None:
+                return
+            status.showMessage(f"Following {one_line(path.name)}: epoch {epoch}")
+            preset = s.model_config.preset if s.model_config is not None else None
+            self.progress.show_opened(path.name, preset or "custom", epoch)
+
+        self.follower.following_changed.connect(changed)
+        self.follower.version_loaded.connect(loaded)
+        self.follower.follow_failed.connect(status.showMessage)
+        self.follower.status.connect(status.showMessage)
+
     def _show_title(self) -> None:
         """``name[*] - Latent Explorer``; Qt shows the ``*`` while the model is unsaved."""
         name = self.session.document.name
+        if self.follower.following and name:
+            name = f"{name} (following)"
         self.setWindowTitle(f"{name}[*] - {APP_NAME}" if name else APP_NAME)
         self.setWindowModified(self.session.document.has_unsaved_work)
 
@@ -284,6 +315,7 @@ class MainWindow(QMainWindow):
             return
         if self.session.is_running:
             self.statusBar().showMessage("Stopping training...")
+        self.follower.stop()
         self.latent.shutdown()
         self.runs.shutdown()
         self.session.shutdown()

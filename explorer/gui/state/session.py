@@ -115,6 +115,7 @@ class TrainingSession(QObject):
         self._worker: TrainingWorker | None = None
         self._pending_run: tuple[DataConfig, TrainConfig, bool] | None = None
         self._closing = False
+        self.following: Path | None = None  # set by a RunFollower: read-only, training is refused
         self._poll_timer = QTimer(self)
         self._poll_timer.setInterval(POLL_MS)
         self._poll_timer.timeout.connect(self.poll)
@@ -164,8 +165,8 @@ class TrainingSession(QObject):
               continue_training: bool = False) -> None:
         """Start a run in the worker thread. ``continue_training`` keeps the current weights
         and history (the model's settings must be unchanged)."""
-        if self.is_running:
-            return
+        if self.is_running or self.following is not None:
+            return  # following a run is read-only: stop following first
         train_config = replace(train_config, snapshot_interval_s=train_config.snapshot_interval_s or 0.5)
         continuing = continue_training and self.view_model is not None
         autosave = self._autosave_for(continuing)
@@ -307,6 +308,42 @@ class TrainingSession(QObject):
         self.timeline_changed.emit()
         self.opened.emit(path)
         self._load_data_in_background(ckpt.data_config, ckpt.model_config)
+
+    # -- following a run (gui/state/follow.py) -------------------------------------------
+
+    def install_followed(self, path: Path, ckpt, model: Autoencoder) -> bool:
+        """A new version of the followed file ``path``. The first one (or one with another
+        architecture) is installed as an opened file; a later one of the same model puts its
+        weights into the same view model, like a training snapshot, and replaces the curves,
+        timeline and evaluations. The data stays unless its config changed. Incoming versions
+        never mark the document modified. False (nothing changed) while a run trains."""
+        if self.is_running:
+            return False
+        same = (self.view_model is not None and self.model_config is not None and self.document.path == path
+                and replace(self.model_config, beta=0.0) == replace(ckpt.model_config, beta=0.0))
+        if not same:
+            self._install_opened(path, ckpt, model)
+            return True
+        assert self.view_model is not None
+        with torch.no_grad():
+            self.view_model.load_state_dict(model.state_dict())
+        self.view_model.beta = ckpt.model_config.beta
+        # The data in hand (or in flight) serves the new version unless its config changed; a
+        # load in flight is asked again only if it would drop its result (another beta).
+        reload_data = ckpt.data_config != self.data_config or (
+            self.data is None and ckpt.model_config != self.model_config)
+        self.model_config, self.data_config, self.train_config = (ckpt.model_config, ckpt.data_config,
+                                                                  ckpt.train_config)
+        self.history = ckpt.history
+        self.evaluations = records_from_json(ckpt.evaluations)
+        self.timeline = ckpt.timeline
+        self.history_reset.emit()
+        self.evaluations_changed.emit()
+        self.model_changed.emit()
+        self.timeline_changed.emit()
+        if reload_data:
+            self._load_data_in_background(ckpt.data_config, ckpt.model_config)
+        return True
 
     def _load_data_in_background(self, data_config: DataConfig, model_config: ModelConfig) -> None:
         from explorer.data import load_dataset
