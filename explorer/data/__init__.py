@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from explorer.config import DataConfig
 from explorer.data.dataset import ImageData, to_float
@@ -11,11 +12,15 @@ from explorer.data.folder import FolderReport
 BUILTIN = ("mnist", "fashion-mnist", "kmnist", "cifar10")
 
 
-def load_dataset(config: DataConfig, report: FolderReport | None = None) -> ImageData:
+def load_dataset(config: DataConfig, report: FolderReport | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> ImageData:
     """Load what ``config`` names, applying its binarisation, class filter and size limit.
 
     Binarising comes first, over the whole splits, so that a filtered or limited test set is
     a subset of the same binary images every other run is evaluated on.
+
+    A large folder is decoded once into a memory-mapped cache on disk
+    (:mod:`explorer.data.folder_cache`), reporting ``progress(done, total)`` as it decodes.
     """
     name = config.dataset
     if name == "mnist":
@@ -27,11 +32,14 @@ def load_dataset(config: DataConfig, report: FolderReport | None = None) -> Imag
 
         data = load_download(name)
     else:
-        from explorer.data.folder import load_folder
+        from explorer.data.folder_cache import load_folder_cached
 
         # The class filter and the limit apply before decoding: only the images used are read.
-        data = load_folder(name, config.image_size, config.channels, config.test_fraction,
-                           config.split_seed, report, limit=config.limit, classes=config.classes)
+        data, mapped = load_folder_cached(name, config.image_size, config.channels, config.test_fraction,
+                                          config.split_seed, report, limit=config.limit, classes=config.classes,
+                                          progress=progress)
+        if mapped:  # already filtered and limited; filtering again would copy the map into memory
+            return _binarized(data, config.binarize) if config.binarize != "none" else data
     if config.binarize != "none":
         data = _binarized(data, config.binarize)
     return data.only_classes(config.classes).limited(config.limit)

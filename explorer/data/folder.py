@@ -24,8 +24,10 @@ import re
 import stat
 import unicodedata
 import warnings
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -201,6 +203,40 @@ def _convert(img: Image.Image, channels: int, size: int) -> np.ndarray:
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 
+class Decoder:
+    """Where decoded images go: kept in memory (this class, the default) or streamed to a
+    cache on disk (:mod:`explorer.data.folder_cache`). ``read`` decodes one file; ``build``
+    makes the :class:`ImageData` from what ``read`` returned (test rows, then train rows)."""
+
+    def read(self, path: Path, channels: int | None, size: int) -> Any:
+        return _read(path, channels, size)
+
+    def build(self, name: str, arrays: list[Any], labels: list[int], labelled: bool, class_names: list[str],
+              test_idx: torch.Tensor, train_idx: torch.Tensor, channels: int | None) -> ImageData:
+        if channels is None and any(a.shape[0] == 3 for a in arrays):
+            arrays = [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in arrays]
+        x = torch.from_numpy(np.stack(arrays))
+        y = torch.tensor(labels, dtype=torch.int64) if labelled else None
+        return ImageData(
+            name=name,
+            train_images=x[train_idx].clone(), train_labels=None if y is None else y[train_idx].clone(),
+            test_images=x[test_idx].clone(), test_labels=None if y is None else y[test_idx].clone(),
+            class_names=tuple(class_names),
+        )
+
+
+_IN_MEMORY = Decoder()
+_decoder: ContextVar[Decoder | None] = ContextVar("folder_decoder", default=None)
+
+
+def _current() -> Decoder:
+    return _decoder.get() or _IN_MEMORY
+
+
+def _decode(path: Path, channels: int | None, size: int) -> Any:
+    return _current().read(path, channels, size)
+
+
 def _read(path: Path, channels: int | None, size: int) -> np.ndarray:
     """One file as a (C, size, size) array, converted at once so a folder of big photos never
     sits in memory at full size. With ``channels`` None, C is 1 for greyscale files and 3 for
@@ -258,7 +294,7 @@ def _load_files(files: list[Path], channels: int | None, size: int,
     arrays = []
     for file in files:
         try:
-            arrays.append(_read(file, channels, size))
+            arrays.append(_decode(file, channels, size))
         except MemoryError:
             raise
         # Pillow's decoders raise a zoo of types on damaged files (OSError, SyntaxError,
@@ -352,7 +388,7 @@ def _top_entries(folder: Path, top: _Listing) -> list[Path]:
 
 def _try_read(file: Path, channels: int | None, size: int, skipped: list[tuple[str, str]]) -> np.ndarray | None:
     try:
-        return _read(file, channels, size)
+        return _decode(file, channels, size)
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - as in _load_files: one bad file costs only itself
@@ -509,20 +545,9 @@ def _load_own_split(folder: Path, dirs: tuple[Path, Path, list[Path]], top: _Lis
     index = {c: i for i, c in enumerate(class_names)}
     test_labels = [index[test_names[label]] for label in test_local] if class_names else []
 
-    if channels is None and any(a.shape[0] == 3 for a in train_arrays + test_arrays):
-        def widen(arrays: list[np.ndarray]) -> list[np.ndarray]:
-            return [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in arrays]
-
-        train_arrays, test_arrays = widen(train_arrays), widen(test_arrays)
-    labelled = bool(class_names)
-    data = ImageData(
-        name=name,
-        train_images=torch.from_numpy(np.stack(train_arrays)),
-        train_labels=torch.tensor(train_labels, dtype=torch.int64) if labelled else None,
-        test_images=torch.from_numpy(np.stack(test_arrays)),
-        test_labels=torch.tensor(test_labels, dtype=torch.int64) if labelled else None,
-        class_names=tuple(class_names),
-    )
+    n_test, n = len(test_arrays), len(test_arrays) + len(train_arrays)
+    data = _current().build(name, test_arrays + train_arrays, test_labels + train_labels, bool(class_names),
+                                class_names, torch.arange(n_test), torch.arange(n_test, n), channels)
     if report is not None:
         report.loaded = len(train_arrays) + len(test_arrays)
         report.skipped.extend(skipped)
@@ -615,13 +640,7 @@ def load_folder(path: str | Path, image_size: int | None = None, channels: int |
         raise DataError(f"{folder} holds only one readable image; at least two are needed "
                         f"(one to train, one to test){extra}")
 
-    if channels is None and any(a.shape[0] == 3 for a in arrays):
-        arrays = [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in arrays]
-    array = np.stack(arrays)
-
-    n = len(array)
-    x = torch.from_numpy(array)
-    y = torch.tensor(labels, dtype=torch.int64) if labelled else None
+    n = len(arrays)
     if limit is None:
         n_test = min(max(1, round(n * test_fraction)), n - 1)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
@@ -632,12 +651,8 @@ def load_folder(path: str | Path, image_size: int | None = None, channels: int |
             split = "test" if n_test == 0 else "training"
             raise DataError(f"none of the images drawn for the {split} split of {folder} could be read; "
                             f"{_named(folder, skipped)}")
-    data = ImageData(
-        name=folder.name or str(folder),
-        train_images=x[train_idx].clone(), train_labels=None if y is None else y[train_idx].clone(),
-        test_images=x[test_idx].clone(), test_labels=None if y is None else y[test_idx].clone(),
-        class_names=tuple(class_names),
-    )
+    data = _current().build(folder.name or str(folder), arrays, labels, labelled, class_names,
+                                test_idx, train_idx, channels)
     if report is not None:
         report.loaded = n
         report.skipped.extend(skipped)
