@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import re
 import signal
 import sys
@@ -25,6 +26,7 @@ from explorer import __version__
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
+EXIT_PROCESS_LOST = 4  # a distributed run lost one of its processes
 EXIT_INTERRUPTED = 130
 
 
@@ -98,6 +100,20 @@ IMAGES = _int_in(1, 2**31 - 1, " images")
 N_OUT = _int_in(1, 1_000_000, " images per call")
 MAX_HIDDEN = 65_536
 MAX_LAYERS = 1000
+
+
+def _checkpoint_every(text: str) -> tuple[str, float]:
+    """``N`` (epochs) or ``Nm`` (minutes) -> ("epochs", N) or ("minutes", N)."""
+    text = text.strip().lower()
+    if text.endswith("m"):
+        try:
+            minutes = float(text[:-1])
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{_echo(text)} is not a number of minutes (e.g. 10m)") from None
+        if not (math.isfinite(minutes) and 0 < minutes <= 1e6):
+            raise argparse.ArgumentTypeError(f"{_echo(text)}: the minutes must be more than 0 (at most 1e6)")
+        return ("minutes", minutes)
+    return ("epochs", float(_whole_number(text, 1, 1_000_000, " epochs")))
 
 
 def _class_list(text: str) -> tuple[int, ...]:
@@ -204,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "end, kept in the checkpoint for replay and `timeline` films; about 0.7 MB per epoch for "
                         "vae, at most 64 MiB)")
     p.add_argument("--json", action="store_true", help="print one JSON object per epoch")
+    p.add_argument("--checkpoint-every", type=_checkpoint_every, metavar="N|Nm",
+                   help="also save the checkpoint to --out (atomically) every N epochs, or at the first epoch end "
+                        "N minutes after the last save (e.g. 10m), so the window can follow the run")
     p.add_argument("--out", required=True, metavar="CHECKPOINT", help="where to save (.safetensors)")
 
     p = sub.add_parser("evaluate", help="test-set metrics of a checkpoint: loss, likelihood, sample quality, "
@@ -535,17 +554,48 @@ def cmd_train(args: argparse.Namespace, signals: _Signals | None = None) -> int:
     """Train and save. Only a completed run replaces a file at ``--out`` (atomically); an
     interrupted or diverged run saves there only if nothing is there, else beside it
     (NAME.interrupted.safetensors, NAME.diverged.safetensors), and says where. A run
-    interrupted before it logged a training step saves nothing."""
-    from tqdm import tqdm
+    interrupted before it logged a training step saves nothing. ``--checkpoint-every``
+    also saves to ``--out`` at epoch ends as the run goes.
 
+    Under torchrun each process trains its share (explorer.training.distributed); only
+    rank 0 prints and writes files, the others stay quiet whatever happens to them."""
+    from explorer.training.distributed import env_rank
+
+    rank = env_rank()
+    if rank is None or rank == 0:
+        return _cmd_train(args, signals)
+    from explorer.errors import UserError
+
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        try:
+            return _cmd_train(args, signals)
+        except UserError:
+            return EXIT_USER_ERROR  # rank 0 says it
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+
+
+def _lost_rank(exc: BaseException, rank: int, world: int) -> str:
+    """Which process a failed collective lost, as far as the error tells ("rank K")."""
+    if world == 2:
+        return f" (rank {1 - rank})"
+    found = re.search(r"\brank\s*[:=]?\s*(\d+)", str(exc), flags=re.IGNORECASE)
+    return f" (rank {found.group(1)})" if found and int(found.group(1)) != rank else ""
+
+
+def _collective_reason(exc: BaseException) -> str:
+    """What a failed collective said, without gloo's source location and its advice."""
+    text = re.sub(r"^\s*\[[^\]]*\]\s*", "", str(exc))
+    text = text.split(" This is typically caused", 1)[0].strip().rstrip(".")
+    return _one_line(text or type(exc).__name__, 200)
+
+
+def _cmd_train(args: argparse.Namespace, signals: _Signals | None = None) -> int:
     from explorer.config import DataConfig
     from explorer.errors import UserError
     from explorer.training.device import resolve_device
-    from explorer.training.engine import drive, train
-    from explorer.training.events import EpochEnd, Event, Notice, RunStarted, Snapshot, StepLoss
-    from explorer.training.history import History
-    from explorer.training.runs import model_config_for, prepare_run, train_config_for
-    from explorer.training.timeline import Timeline
+    from explorer.training.distributed import init_from_env, shutdown
+    from explorer.training.runs import model_config_for, train_config_for
 
     out = _output_path(args.out, (".safetensors",))
     model_config = model_config_for(args.model, latent_dim=args.latent_dim, beta=args.beta,
@@ -559,36 +609,94 @@ def cmd_train(args: argparse.Namespace, signals: _Signals | None = None) -> int:
         raise UserError(f"--dataset {args.dataset!r} is not a name or a folder (it holds a NUL character)")
     data_config = DataConfig(dataset=args.dataset, limit=args.limit, classes=args.classes,
                              image_size=args.image_size, channels=args.channels, binarize=args.binarize)
+    dist = init_from_env(args.device)
+    try:
+        if dist is not None and train_config.batch_size % dist.world_size:
+            raise UserError(f"--batch-size {train_config.batch_size} does not split evenly over "
+                            f"{dist.world_size} processes; give a multiple of {dist.world_size} (it is the "
+                            f"global batch, shared by all processes)")
+        return _train_run(args, signals, dist, out, model_config, train_config, data_config)
+    finally:
+        shutdown()
+
+
+def _train_run(args, signals, dist, out, model_config, train_config, data_config) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from explorer.errors import UserError
+    from explorer.oom import is_out_of_memory
+    from explorer.training.engine import drive, train
+    from explorer.training.events import EpochEnd, Event, Notice, RunStarted, Snapshot, StepLoss
+    from explorer.training.history import History
+    from explorer.training.runs import prepare_run
+    from explorer.training.timeline import Timeline
+
+    main_process = dist is None or dist.rank == 0
+
+    def say(text: str) -> None:
+        if main_process:
+            print(text, file=sys.stderr)
+
     run = prepare_run(model_config, data_config, train_config)
-    _check_room(out, run.model)  # a full disk found now, not after the whole run
+    if main_process:
+        _check_room(out, run.model)  # a full disk found now, not after the whole run
     for name, why in run.folder_report.skipped[:10]:
-        print(f"latent-explorer: skipped {_one_line(name, 200)}: {_one_line(why, 200)}", file=sys.stderr)
+        say(f"latent-explorer: skipped {_one_line(name, 200)}: {_one_line(why, 200)}")
     if len(run.folder_report.skipped) > 10:
-        print(f"latent-explorer: skipped {len(run.folder_report.skipped) - 10} more files", file=sys.stderr)
+        say(f"latent-explorer: skipped {len(run.folder_report.skipped) - 10} more files")
     for note in run.folder_report.notes:
-        print(f"latent-explorer: warning: {_one_line(note, 400)}", file=sys.stderr)
+        say(f"latent-explorer: warning: {_one_line(note, 400)}")
 
     model = run.model
     history = History(part_names=model.part_names)
-    timeline = Timeline.for_data(run.data) if train_config.timeline else None
-    show_bar = sys.stderr.isatty() and not args.json
+    timeline = Timeline.for_data(run.data) if train_config.timeline and main_process else None
+    show_bar = main_process and sys.stderr.isatty() and not args.json
     bar = None
     steps = 0  # the last logged global step: 0 until training has taken (and logged) a step
+    epoch_now = 0  # the epoch being trained
     snapshot: Snapshot | None = None  # the weights at the last epoch end
+    every = args.checkpoint_every if main_process else None
+    save_due = False
+    saved: tuple[Path, int] | None = None  # the last periodic checkpoint and its epoch
+    last_save = time.monotonic()
+    signals = signals or _Signals()
+
+    def periodic_save() -> None:
+        nonlocal saved, last_save
+        seen = len(signals.received)
+        with signals.held():  # a signal waits until the file is complete
+            try:
+                where = _save(out, model, run, train_config, history, timeline=timeline)
+                saved = (where, history.last_epoch)
+            except UserError as exc:
+                say(f"latent-explorer: warning: the checkpoint of epoch {history.last_epoch} could not be "
+                    f"saved ({_one_line(exc, 300)}); training goes on")
+        last_save = time.monotonic()
+        if len(signals.received) > seen:
+            raise KeyboardInterrupt(signals.received[-1])
 
     def on_event(ev: Event) -> None:
-        nonlocal bar, steps, snapshot
+        nonlocal bar, steps, snapshot, save_due, epoch_now
         history.record(ev)
         if timeline is not None:
             timeline.record(ev)
         if isinstance(ev, StepLoss):
             steps = ev.global_step
+            epoch_now = ev.epoch
         elif isinstance(ev, Snapshot):
             snapshot = ev
+            if save_due:  # the epoch end's snapshot: history and timeline have that epoch now
+                save_due = False
+                periodic_save()
+        if not main_process:
+            return
         if isinstance(ev, RunStarted):
             if not args.json:
+                procs = f", {dist.world_size} processes ({dist.backend})" if dist is not None else ""
                 print(f"training {args.model} on {run.data.name} ({ev.train_size} train / {ev.test_size} test "
-                      f"images) on {ev.device} ({ev.precision}{', compiled' if ev.compiled else ''})",
+                      f"images) on {ev.device} ({ev.precision}{', compiled' if ev.compiled else ''}{procs})",
                       file=sys.stderr)
             bar = tqdm(total=ev.epochs * ev.steps_per_epoch, unit="step", disable=not show_bar,
                        file=sys.stderr, dynamic_ncols=True)
@@ -599,6 +707,10 @@ def cmd_train(args: argparse.Namespace, signals: _Signals | None = None) -> int:
             bar.set_postfix(epoch=ev.epoch, loss=f"{ev.loss:.2f}", refresh=False)
             bar.refresh()
         elif isinstance(ev, EpochEnd):
+            if every is not None:
+                kind, n = every
+                save_due = (ev.epoch % int(n) == 0) if kind == "epochs" else \
+                    (time.monotonic() - last_save >= n * 60)
             if args.json:
                 record = {"epoch": ev.epoch, "train_loss": ev.train["loss"], "test_loss": ev.test["loss"],
                           **{f"train_{k}": v for k, v in ev.train.items() if k != "loss"},
@@ -609,18 +721,35 @@ def cmd_train(args: argparse.Namespace, signals: _Signals | None = None) -> int:
                 line = _epoch_line(ev, train_config.epochs)
                 (bar.write(line) if bar is not None and show_bar else print(line, flush=True))
 
-    signals = signals or _Signals()
     result = None
     interrupted = False
+    lost: BaseException | None = None
     try:
-        result = drive(train(model, run.data, train_config), on_event)
+        result = drive(train(model, run.data, train_config, dist=dist), on_event)
         signals.hold()  # from here on a signal waits: the save below is never cut short
     except KeyboardInterrupt:
         interrupted = result is None  # a signal just after the run ended: it is saved as completed
+    except RuntimeError as exc:  # a collective failed or timed out: a process of the group is gone
+        if dist is None or is_out_of_memory(exc):
+            raise
+        lost = exc
     signals.hold()
     with signals.held():
         if bar is not None:
             bar.close()
+        if lost is not None:
+            if main_process:
+                if saved is not None:
+                    kept = f"the last checkpoint written ({saved[0]}, epoch {saved[1]}) is kept"
+                else:
+                    kept = "no checkpoint was written by this run" + \
+                           (f" ({out} is untouched)" if out.exists() else "") + \
+                           "; --checkpoint-every N keeps one as the run goes"
+                _error(f"a training process{_lost_rank(lost, dist.rank, dist.world_size)} was lost at epoch "
+                       f"{max(epoch_now, history.last_epoch + 1)}: {_collective_reason(lost)}; {kept}")
+            return EXIT_PROCESS_LOST
+        if not main_process:
+            return EXIT_INTERRUPTED if interrupted else (EXIT_DIVERGED if result.status == "diverged" else 0)
         if interrupted:
             return _save_interrupted(out, model, run, train_config, history, steps, snapshot, signals, timeline)
         assert result is not None

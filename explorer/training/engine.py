@@ -24,6 +24,7 @@ from explorer.models.autoencoder import Autoencoder
 from explorer.training.compiled import CompiledForward
 from explorer.training.control import SetBeta, SetLearningRate, TrainingControl
 from explorer.training.device import resolve_device, use_bf16, use_compile
+from explorer.training.distributed import DistributedContext, all_reduce_sum
 from explorer.training.evaluate import evaluate_tensors
 from explorer.training.events import (
     EpochEnd,
@@ -56,18 +57,26 @@ def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: TrainingControl | None = None,
           start_epoch: int = 0, start_step: int = 0,
-          timeline_from: TimelineFrame | None = None) -> Generator[Event | TimelineFrame, None, RunResult]:
+          timeline_from: TimelineFrame | None = None,
+          dist: DistributedContext | None = None) -> Generator[Event | TimelineFrame, None, RunResult]:
     """Train ``model`` in place for ``cfg.epochs`` epochs (numbered after ``start_epoch``),
     or more when ``cfg.min_steps`` asks for more steps than that on small data (a Notice
     says so; RunStarted.epochs is the raised count). With ``cfg.timeline`` a TimelineFrame
     follows each EpochEnd; ``timeline_from`` (the last frame of the run being continued)
-    aligns the first one to it."""
+    aligns the first one to it.
+
+    With ``dist`` (one process of a torchrun group) the model trains under DDP: every
+    process draws the same seeded permutation and takes its share of each global batch of
+    ``cfg.batch_size`` images; the losses reported and the test metrics are those of the
+    whole batch and the whole test split, the same on every process."""
     control = control if control is not None else TrainingControl()
-    device = resolve_device(cfg.device)
+    device = dist.device if dist is not None else resolve_device(cfg.device)
+    rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
     # Mixed precision: matrix products in bfloat16 where that is fast, with float32
     # weights, optimizer state, losses and evaluation.
     bf16 = use_bf16(cfg.precision, device)
-    torch.manual_seed(cfg.seed + start_epoch)
+    # Every process shuffles alike (the same global batches) but draws its own noise.
+    torch.manual_seed(cfg.seed + start_epoch + 1_000_003 * rank)
     shuffle = torch.Generator().manual_seed(cfg.seed + start_epoch)
     model.to(device)
     conditional = model.is_conditional
@@ -78,19 +87,31 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
     dynamic = data.binarize_train
     n = train_x.shape[0]
     batch = min(cfg.batch_size, n)
-    compiled = use_compile(cfg.compile, device)
-    forward = CompiledForward(model) if compiled else model
+    if dist is None:
+        compiled = use_compile(cfg.compile, device)
+        forward = CompiledForward(model) if compiled else model
+    else:
+        if batch % world:
+            from explorer.errors import ConfigError
+
+            raise ConfigError(f"the batch size {batch} does not split evenly over {world} processes; give a "
+                              f"--batch-size that is a multiple of {world} (it is the global batch)")
+        compiled = False  # DDP's gradient hooks are not traced here; the step runs eagerly
+        forward = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     # A compiled step is specialised to one batch shape; a short last batch would cost a
     # second compile, so compiled runs drop it (the shuffle differs every epoch).
     steps_per_epoch = n // batch if compiled else math.ceil(n / batch)
-    epoch_samples = steps_per_epoch * batch if compiled else n
+    if dist is not None and 0 < n % batch < world:
+        steps_per_epoch = n // batch  # a last batch too short to give every process an image
+    epoch_samples = min(steps_per_epoch * batch, n)
     names = model.part_names
     opt = make_optimizer(model, cfg.lr, device)
     lr = cfg.lr
     epochs = epochs_to_train(cfg, steps_per_epoch, start_step)
     # The timeline encodes the same test subset at every epoch end (in eval mode, without
     # drawing random numbers, so the run trains exactly as it would without it).
-    recorder = TimelineRecorder(data) if cfg.timeline else None
+    recorder = TimelineRecorder(data) if cfg.timeline and rank == 0 else None
     if recorder is not None:
         recorder.align_to(timeline_from)
 
@@ -139,6 +160,9 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
                     yield SettingChanged("beta", command.value)
 
             idx = perm[(step - 1) * batch: step * batch]
+            global_count = idx.numel()
+            if world > 1:
+                idx = idx[rank::world]
             xb = to_float(train_x[idx])
             if dynamic:
                 # Dynamic binarisation: a fresh binary draw of the batch, on the device, from
@@ -148,7 +172,12 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = forward(xb, yb)
             opt.zero_grad(set_to_none=True)
-            out.loss.backward()
+            if world > 1 and idx.numel() * world != global_count:
+                # DDP averages the processes' gradients; shares of unequal size are weighted
+                # so the step is that of the whole batch's mean loss.
+                (out.loss * (idx.numel() * world / global_count)).backward()
+            else:
+                out.loss.backward()
             opt.step()
             global_step += 1
             if isinstance(forward, CompiledForward) and forward.failure is not None:
@@ -163,6 +192,13 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
                 # A NaN gradient can poison the weights while the loss that produced it was
                 # still finite, so the weights are checked too before they count as good.
                 weights_ok = torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()
+                if dist is not None:
+                    # One collective: every process's sums, image counts and weight checks.
+                    shared = all_reduce_sum(torch.cat([window_sum, torch.tensor(
+                        [float(window_samples), float(not bool(weights_ok))], device=device)]))
+                    window_sum.copy_(shared[:-2])
+                    window_samples = int(round(float(shared[-2])))
+                    weights_ok = torch.tensor(float(shared[-1]) == 0.0)
                 values = (window_sum / window_samples).tolist()
                 if not (all(math.isfinite(v) for v in values) and bool(weights_ok)):
                     model.load_state_dict(good_state)
@@ -195,7 +231,10 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
 
         train_seconds = time.perf_counter() - epoch_start
         train_means = (epoch_sum / epoch_samples).tolist()
-        test_metrics = evaluate_tensors(model, test_x, test_y, cfg.eval_batch_size, seed=cfg.seed)
+        if dist is None:
+            test_metrics = evaluate_tensors(model, test_x, test_y, cfg.eval_batch_size, seed=cfg.seed)
+        else:
+            test_metrics = _evaluate_shared(model, test_x, test_y, cfg, dist)
         if not all(math.isfinite(v) for v in test_metrics.values()):
             bad = ", ".join(k for k, v in test_metrics.items() if not math.isfinite(v))
             return result("diverged", f"the test loss ({bad}) became NaN or infinite after epoch {epoch}; the "
@@ -210,6 +249,24 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
         yield Snapshot(epoch, global_step, cpu_state_dict(model))
         last_snapshot = time.perf_counter()
     return result("completed")
+
+
+def _evaluate_shared(model: Autoencoder, test_x: torch.Tensor, test_y: torch.Tensor | None, cfg: TrainConfig,
+                     dist: DistributedContext) -> dict[str, float]:
+    """The whole test split's metrics, each process evaluating one contiguous share and
+    the image-weighted sums added over all of them."""
+    total = test_x.shape[0]
+    lo, hi = total * dist.rank // dist.world_size, total * (dist.rank + 1) // dist.world_size
+    names = ("loss", *model.part_names)
+    device = test_x.device
+    if hi > lo:
+        part = evaluate_tensors(model, test_x[lo:hi], test_y[lo:hi] if test_y is not None else None,
+                                cfg.eval_batch_size, seed=cfg.seed + dist.rank)
+        sums = torch.tensor([part[k] * (hi - lo) for k in names], device=device, dtype=torch.float64)
+    else:
+        sums = torch.zeros(len(names), device=device, dtype=torch.float64)
+    sums = all_reduce_sum(sums)
+    return dict(zip(names, (sums / max(total, 1)).tolist()))
 
 
 def drive(events: Generator[Event, None, RunResult], on_event: Callable[[Event], None]) -> RunResult:
