@@ -68,8 +68,7 @@ def use_tqdm() -> None:
         if bar is None:
             bar = bars["bar"] = tqdm(total=total, unit="img", desc="decoding folder", file=sys.stderr,
                                      dynamic_ncols=True, mininterval=0.5)
-        bar.n = min(done, total)
-        bar.refresh() if done >= total else bar.update(0)
+        bar.update(min(done, total) - bar.n)
         if done >= total:
             bar.close()
             bars.clear()
@@ -122,15 +121,22 @@ def fingerprint(folder: Path, files: list[Path], skipped: list[tuple[str, str]],
     h = hashlib.sha256()
     h.update(json.dumps({"format": FORMAT, "folder": str(folder.resolve()), **settings}, sort_keys=True).encode())
     for file in files:
+        name = str(file)
         try:
-            info = os.stat(file)
+            info = os.stat(name)
             stamp = f"{info.st_size}:{info.st_mtime_ns}"
         except OSError:
             stamp = "?"
-        h.update(f"\0{os.path.relpath(file, folder)}\0{stamp}".encode("utf-8", "surrogateescape"))
+        h.update(f"\0{_relative(name, folder)}\0{stamp}".encode("utf-8", "surrogateescape"))
     for name, why in skipped:
         h.update(f"\1{name}\0{why}".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:24]
+
+
+def _relative(name: str, folder: Path) -> str:
+    """``name`` (a file found under ``folder``) relative to it; a plain slice, as relpath is slow."""
+    prefix = str(folder) + os.sep
+    return name[len(prefix):] if name.startswith(prefix) else os.path.relpath(name, folder)
 
 
 @dataclass(frozen=True)
@@ -179,18 +185,22 @@ class _StreamDecoder(_folder.Decoder):
         order = test_idx.tolist() + train_idx.tolist()
         n, n_test = len(order), len(test_idx)
         raw = np.memmap(self.raw_path, dtype=np.uint8, mode="r")
-        out = np.memmap(self.where / "images.u8", dtype=np.uint8, mode="w+", shape=(n, c, size, size))
-        for start in range(0, n, _CHUNK):
-            for j, i in enumerate(order[start:start + _CHUNK]):
-                st = arrays[i]
-                out[start + j] = raw[st.offset:st.offset + st.nbytes].reshape(st.shape)  # grey broadcasts to 3
+        with open(self.where / "images.u8", "wb") as out:  # written, not mapped: its pages never count as ours
+            for start in range(0, n, _CHUNK):
+                rows = order[start:start + _CHUNK]
+                chunk = np.empty((len(rows), c, size, size), dtype=np.uint8)
+                for j, i in enumerate(rows):
+                    st = arrays[i]
+                    chunk[j] = raw[st.offset:st.offset + st.nbytes].reshape(st.shape)  # grey broadcasts to 3
+                out.write(chunk.tobytes())
             out.flush()
+            os.fsync(out.fileno())
         del raw
         if labelled:
             np.save(self.where / "labels.npy", np.asarray([labels[i] for i in order], dtype=np.int64))
         self.meta = {"format": FORMAT, "name": name, "n": n, "n_test": n_test, "channels": c, "size": size,
                      "labelled": labelled, "class_names": list(class_names),
-                     "files": [os.path.relpath(arrays[i].path, self.folder) for i in order]}
+                     "files": [_relative(str(arrays[i].path), self.folder) for i in order]}
         if self.progress is not None:
             self.progress(self.total, self.total)
         return _data_from(self.where, self.meta)
