@@ -192,3 +192,39 @@ def test_a_followed_run_updates_the_window_while_it_trains(window, qtbot, tmp_pa
         writer.join()
     assert seen[-1] == 4 and seen == sorted(seen)
     assert not window.session.dirty and window.message_box is None
+
+
+def _cli_saves_every_epoch() -> bool:
+    from explorer.cli import build_parser
+
+    try:
+        build_parser().parse_args(["train", "--checkpoint-every", "1", "--out", "x.safetensors"])
+    except SystemExit:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _cli_saves_every_epoch(), reason="train --checkpoint-every is not there yet")
+def test_the_window_follows_a_headless_train_while_it_runs(window, qtbot, tmp_path):
+    """A real ``python -m explorer train --checkpoint-every 1`` in another process."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run.safetensors"
+    seen: list[tuple[int, bool]] = []  # epoch, whether the writer was still running
+    window.follower._timer.setInterval(FAST_MS)
+    window.files.follow(str(run))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    writer = subprocess.Popen([sys.executable, "-m", "explorer", "train", "--epochs", "8", "--limit", "500",
+                               "--checkpoint-every", "1", "--out", str(run)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    window.follower.version_loaded.connect(lambda epoch: seen.append((epoch, writer.poll() is None)))
+    try:
+        qtbot.waitUntil(lambda: window.session.history.last_epoch == 8, timeout=60000)
+    finally:
+        _, err = writer.communicate(timeout=60)
+    assert writer.returncode == 0, err.decode(errors="replace")
+    assert any(running for _, running in seen), f"no version was shown while the run trained: {seen}"
+    assert [e for e, _ in seen] == sorted(e for e, _ in seen)
+    assert window.session.timeline is not None and window.session.timeline.frames  # the plane's replay too
+    assert not window.session.dirty and window.message_box is None
