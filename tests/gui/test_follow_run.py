@@ -228,3 +228,7 @@ def test_the_window_follows_a_headless_train_while_it_runs(window, qtbot, tmp_pa
     assert [e for e, _ in seen] == sorted(e for e, _ in seen)
     assert window.session.timeline is not None and window.session.timeline.frames  # the plane's replay too
     assert not window.session.dirty and window.message_box is None
+    # Let the last version's background work (its load, the plane's encode) finish before the
+    # fixture closes the window: the close joins those threads, which is not what is measured here.
+    window.follower.stop()
+    qtbot.waitUntil(lambda: window.session.tasks.idle and window.latent.stats is not None, timeout=60000)
