@@ -610,14 +610,17 @@ def _cmd_train(args: argparse.Namespace, signals: _Signals | None = None) -> int
     data_config = DataConfig(dataset=args.dataset, limit=args.limit, classes=args.classes,
                              image_size=args.image_size, channels=args.channels, binarize=args.binarize)
     dist = init_from_env(args.device)
+    status = None
     try:
         if dist is not None and train_config.batch_size % dist.world_size:
             raise UserError(f"--batch-size {train_config.batch_size} does not split evenly over "
                             f"{dist.world_size} processes; give a multiple of {dist.world_size} (it is the "
                             f"global batch, shared by all processes)")
-        return _train_run(args, signals, dist, out, model_config, train_config, data_config)
+        status = _train_run(args, signals, dist, out, model_config, train_config, data_config)
+        return status
     finally:
-        shutdown()
+        # Leave together only after a run every process finished (not after a lost one or an error).
+        shutdown(together=status is not None and status != EXIT_PROCESS_LOST)
 
 
 def _train_run(args, signals, dist, out, model_config, train_config, data_config) -> int:

@@ -105,10 +105,14 @@ def init_from_env(device_name: str = "auto") -> DistributedContext | None:
     return DistributedContext(rank=rank, world_size=world, local_rank=local, device=device, backend=backend)
 
 
-def shutdown() -> None:
-    """Leave the process group (quietly: after a lost peer there may be nothing to leave)."""
+def shutdown(together: bool = True) -> None:
+    """Leave the process group (quietly: after a lost peer there may be nothing to leave).
+    ``together``: first wait for every process to get here (rank 0 may still be saving), so
+    no process tears its connections down under another's feet, which can abort it."""
     if tdist.is_available() and tdist.is_initialized():
         try:
+            if together:
+                tdist.barrier()
             tdist.destroy_process_group()
         except Exception:  # noqa: BLE001 - a broken group cannot be left cleanly; the process ends anyway
             pass

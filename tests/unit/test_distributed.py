@@ -38,10 +38,10 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _torchrun(*args: str) -> list[str]:
+def _torchrun(*args: str, monitor_s: float = 0.1) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-            "--master-port", str(_free_port()), "--tee", "3", "--log-dir", "LOGDIR", "-m", "explorer", "train",
-            *args]
+            "--master-port", str(_free_port()), "--tee", "3", "--log-dir", "LOGDIR",
+            "--monitor-interval", str(monitor_s), "-m", "explorer", "train", *args]
 
 
 def _run_torchrun(tmp: Path, name: str, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, Path]:
@@ -156,7 +156,10 @@ def test_a_lost_rank_ends_the_run_and_keeps_the_last_checkpoint(tmp_path: Path) 
     out = tmp_path / "x.safetensors"
     logs = tmp_path / "logs-lost"
     command = [a if a != "LOGDIR" else str(logs)
-               for a in _torchrun(*TRAIN, "--epochs", "500", "--checkpoint-every", "1", "--out", str(out))]
+               # torchrun stops the other processes (SIGTERM) once it sees one gone; a slower look gives
+               # rank 0 time to find the loss itself, as it does when the lost process is on another node.
+               for a in _torchrun(*TRAIN, "--epochs", "500", "--checkpoint-every", "1", "--out", str(out),
+                                  monitor_s=3)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=_env(tmp_path, LATENT_EXPLORER_DIST_TIMEOUT_S="10"))
     try:
