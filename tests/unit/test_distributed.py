@@ -194,7 +194,8 @@ def test_a_lost_rank_ends_the_run_and_keeps_the_last_checkpoint(tmp_path: Path) 
 
 
 @pytest.mark.usefixtures("cli_module_env")
-@pytest.mark.parametrize(("every", "saved_at"), [("1", [1, 2, 3, 3]), ("2", [2, 3]), ("1000m", [3])])
+@pytest.mark.parametrize(("every", "saved_at"), [("1", [1, 2, 3, 3]), ("2", [2, 3]), ("1000m", [3]),
+                                               ("0.0001m", [1, 2, 3, 3])])
 def test_checkpoint_every_saves_at_epoch_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              every: str, saved_at: list[int]) -> None:
     import explorer.cli as cli
