@@ -162,6 +162,8 @@ class _StreamDecoder(_folder.Decoder):
         self.offset = 0
         self.done = 0
         self.meta: dict[str, Any] | None = None
+        if progress is not None:
+            progress(0, self.total)
 
     def read(self, path: Path, channels: int | None, size: int) -> Any:
         array = _folder._read(path, channels, size)
