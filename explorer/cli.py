@@ -583,6 +583,17 @@ def _lost_rank(exc: BaseException, rank: int, world: int) -> str:
     return f" (rank {found.group(1)})" if found and int(found.group(1)) != rank else ""
 
 
+def _from_a_collective(exc: BaseException) -> bool:
+    """Whether an error came from the process group (a peer gone, a timeout), not a bug."""
+    import torch.distributed as tdist
+
+    dist_error = getattr(tdist, "DistError", None)
+    if dist_error is not None and isinstance(exc, dist_error):
+        return True
+    return bool(re.search(r"gloo|nccl|connection|timed? ?out|timeout|peer|socket|broken pipe", str(exc),
+                          flags=re.IGNORECASE))
+
+
 def _collective_reason(exc: BaseException) -> str:
     """What a failed collective said, without gloo's source location and its advice."""
     text = re.sub(r"^\s*\[[^\]]*\]\s*", "", str(exc))
@@ -733,7 +744,7 @@ def _train_run(args, signals, dist, out, model_config, train_config, data_config
     except KeyboardInterrupt:
         interrupted = result is None  # a signal just after the run ended: it is saved as completed
     except RuntimeError as exc:  # a collective failed or timed out: a process of the group is gone
-        if dist is None or is_out_of_memory(exc):
+        if dist is None or is_out_of_memory(exc) or not _from_a_collective(exc):
             raise
         lost = exc
     signals.hold()
