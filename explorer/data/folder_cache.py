@@ -139,6 +139,10 @@ def _relative(name: str, folder: Path) -> str:
     return name[len(prefix):] if name.startswith(prefix) else os.path.relpath(name, folder)
 
 
+class _CacheWriteFailed(BaseException):  # noqa: N818 - BaseException: folder.py skips a file on any Exception
+    """Writing the cache failed (say, a full disk); the folder then loads into memory as before."""
+
+
 @dataclass(frozen=True)
 class _Stored:
     """Where one decoded image lies in the decode-order file (what ``Decoder.read`` returns here)."""
@@ -167,13 +171,19 @@ class _StreamDecoder(_folder.Decoder):
 
     def read(self, path: Path, channels: int | None, size: int) -> Any:
         array = _folder._read(path, channels, size)
-        self.fh.write(np.ascontiguousarray(array).tobytes())
+        self._write(np.ascontiguousarray(array).tobytes())
         stored = _Stored(path, self.offset, tuple(array.shape))  # type: ignore[arg-type]
         self.offset += array.size
         self.done += 1
         if self.progress is not None and (self.done % 256 == 0 or self.done >= self.total):
             self.progress(min(self.done, self.total), self.total)
         return stored
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.fh.write(data)
+        except OSError as exc:  # a full disk is not a bad image file: end the build, not just this file
+            raise _CacheWriteFailed(exc) from exc
 
     def close(self) -> None:
         if not self.fh.closed:
@@ -234,13 +244,16 @@ def _open(where: Path, report: FolderReport | None) -> ImageData | None:
             labels = np.load(where / "labels.npy", mmap_mode="r")
             if labels.shape != (n,) or labels.dtype != np.int64:
                 return None
+        told = meta["report"]
+        loaded, notes = int(told["loaded"]), [str(note) for note in told["notes"]]
+        skipped = [(str(a), str(b)) for a, b in told["skipped"]]
         data = _data_from(where, meta)
     except (OSError, ValueError, KeyError, TypeError, DataError):
         return None
     if report is not None:
-        report.loaded = meta["report"]["loaded"]
-        report.skipped.extend((a, b) for a, b in meta["report"]["skipped"])
-        report.notes.extend(meta["report"]["notes"])
+        report.loaded = loaded
+        report.skipped.extend(skipped)
+        report.notes.extend(notes)
     return data
 
 
@@ -292,6 +305,8 @@ def load_folder_cached(path: str | Path, image_size: int | None = None, channels
             meta = dict(decoder.meta or {})
             meta["report"] = {"loaded": inner.loaded, "skipped": inner.skipped, "notes": inner.notes}
             write_text(tmp / "meta.json", lambda fh: json.dump(meta, fh))  # last: it makes the cache valid
+    except _CacheWriteFailed:
+        return in_memory()
     except WriteError:
         pass  # another process built it first (the rename found a folder), or the cache is not writable
     data = _open(target, report)

@@ -160,3 +160,14 @@ def test_one_epoch_trains_on_the_map(tree: Path) -> None:
     drive(train(run.model, run.data, run.train_config), events.append)
     ends = [ev for ev in events if type(ev).__name__ == "EpochEnd"]
     assert ends and folder_cache.is_memmapped(run.data.train_images)
+
+
+def test_a_full_disk_falls_back_to_memory(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(self, data: bytes) -> None:
+        raise folder_cache._CacheWriteFailed(OSError(28, "No space left on device"))
+
+    monkeypatch.setattr(folder_cache._StreamDecoder, "_write", full)
+    report = FolderReport()
+    data, mapped = folder_cache.load_folder_cached(tree, 6, report=report, mode="always")
+    assert not mapped and report.loaded == 120 and len(report.skipped) == 1
+    assert not list(folder_cache.folders_dir().iterdir())  # nothing half-built left behind
