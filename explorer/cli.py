@@ -653,6 +653,10 @@ def _train_run(args, signals, dist, out, model_config, train_config, data_config
         if main_process:
             print(text, file=sys.stderr)
 
+    if main_process and sys.stderr.isatty() and not args.json:
+        from explorer.data.folder_cache import use_tqdm
+
+        use_tqdm()  # a large folder's first load decodes it into its cache: show how far it got
     run = prepare_run(model_config, data_config, train_config)
     if main_process:
         _check_room(out, run.model)  # a full disk found now, not after the whole run
