@@ -244,10 +244,9 @@ class RunsState(QObject):
         if run is None or encoded.generation != self.generation:
             return
         run.coords, run.axes = encoded.coords, encoded.axes
-        if self.code is None or self.code.shape[0] != run.latent_dim:
-            if self.code is None:
-                self.code = run.axes.origin.astype(np.float32)
-                self.code_changed.emit()
+        if self.code is None:  # the first plane: the cursor starts at its codes' mean
+            self.code = run.axes.origin.astype(np.float32)
+            self.code_changed.emit()
         self.coords_changed.emit(run.name)
 
     # -- a sweep trained here --------------------------------------------------------------

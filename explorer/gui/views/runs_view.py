@@ -42,6 +42,8 @@ class RunPane(QWidget):
         super().__init__(parent)
         self.state, self.slot = state, slot
         self.run: Run | None = None
+        self._brush_key: bytes | None | object = object()  # the labels the cached brushes were built for
+        self._brush_cache: object = None
         self.title = QLabel("", objectName=f"runTitle{slot}")
         self.title.setStyleSheet(f"color: {RUN_COLOURS[slot]}; font-weight: bold")
         self.box = PlaneViewBox()
@@ -94,7 +96,7 @@ class RunPane(QWidget):
         """One brush per point by class, built once per subset (2,000 mkBrush calls took ~50 ms)."""
         labels = self.state.labels
         key = None if labels is None else labels.tobytes()
-        if getattr(self, "_brush_key", object()) != key:
+        if self._brush_key != key:
             palette = [pg.mkBrush(c) for c in CLASS_COLOURS]
             self._brush_cache = [palette[int(k) % len(palette)] for k in labels] if labels is not None \
                 else pg.mkBrush("#bbbbbb")
