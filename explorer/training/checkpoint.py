@@ -95,7 +95,11 @@ def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfi
     from explorer.config import replace
 
     model_config = replace(model.config, beta=float(model.beta))  # keep a beta changed mid-run
-    tensors = {PREFIX + k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    # A signal that lands inside autocast's own enter/exit (Ctrl+C mid-step) can leave CPU
+    # autocast switched on; under it, stacking the timeline's fp16 tensors fails. The save
+    # after an interrupt is the one that must work, so it never depends on that state.
+    with torch.autocast("cpu", enabled=False):
+        tensors = _tensors(model, timeline)
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -110,7 +114,6 @@ def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfi
     if evaluations:
         metadata["evaluations"] = json.dumps(evaluations)
     if timeline is not None and timeline.frames:
-        tensors.update(timeline.to_tensors())
         metadata["timeline"] = timeline.metadata()
     payload = st_save(tensors, metadata=metadata)
     folder = path.parent if str(path.parent) else Path(".")
@@ -123,6 +126,14 @@ def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfi
     if beside:
         return write_beside(path, write, beside, error=CheckpointError)
     return atomic_write(path, write, error=CheckpointError)
+
+
+def _tensors(model: Autoencoder, timeline: Timeline | None) -> dict[str, torch.Tensor]:
+    """The weights (``model.``) and the timeline's stacked frames (``timeline.``), on the CPU."""
+    tensors = {PREFIX + k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    if timeline is not None and timeline.frames:
+        tensors.update(timeline.to_tensors())
+    return tensors
 
 
 MAX_LAYERS = 1000  # hidden plus conv layers: 100000 of them, even on "meta", took about a minute to build

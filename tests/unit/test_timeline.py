@@ -202,6 +202,20 @@ def test_bytes_per_frame_for_vae(run):
 
 # -- checkpoints --------------------------------------------------------------------------
 
+def test_a_save_with_cpu_autocast_left_on_still_writes_the_timeline(run, tmp_path):
+    """A signal inside autocast's enter/exit (Ctrl+C mid-step) can leave CPU autocast on;
+    the interrupted run's save must still work (it failed stacking the fp16 frames)."""
+    model, _, _, timeline = run
+    path = tmp_path / "interrupted.safetensors"
+    torch.set_autocast_enabled("cpu", True)
+    try:
+        save_checkpoint(path, model, DataConfig(limit=300), TrainConfig(epochs=3), timeline=timeline)
+    finally:
+        torch.set_autocast_enabled("cpu", False)
+    loaded = load_checkpoint(path).timeline
+    assert loaded is not None and len(loaded.frames) == len(timeline.frames)
+
+
 def test_round_trip_keeps_every_frame(run, saved):
     original = run[3]
     loaded = load_checkpoint(saved).timeline
