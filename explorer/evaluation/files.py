@@ -1,5 +1,5 @@
 """Evaluating what is on disk: which data a checkpoint is evaluated on, and keeping the
-numbers in the checkpoint (rewritten atomically, weights untouched)."""
+numbers in the checkpoint (rewritten atomically; everything else in it kept as stored)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from explorer.config import DataConfig, ModelConfig, replace
 from explorer.data import ImageData, load_dataset
 from explorer.errors import DataError
 from explorer.evaluation.record import Evaluation, records_from_json, with_record
-from explorer.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from explorer.training.checkpoint import Checkpoint, rewrite_checkpoint
 
 
 def evaluation_data_config(trained_on: DataConfig, model: ModelConfig, dataset: str | None = None,
@@ -46,10 +46,10 @@ def records_of(checkpoint: Checkpoint) -> list[Evaluation]:
 
 
 def store_evaluation(path: str | Path, evaluation: Evaluation) -> Path:
-    """Merge ``evaluation`` into the checkpoint at ``path`` and rewrite it atomically; a
-    failed write leaves the file as it was (CheckpointError)."""
-    checkpoint = load_checkpoint(path)
-    records = with_record(records_of(checkpoint), evaluation)
-    model = checkpoint.build_model()
-    return save_checkpoint(path, model, checkpoint.data_config, checkpoint.train_config, checkpoint.history,
-                           checkpoint.class_names, evaluations=[r.to_dict() for r in records])
+    """Merge ``evaluation`` into the checkpoint at ``path`` and rewrite it atomically,
+    through :func:`rewrite_checkpoint`, so the weights, the timeline and every other entry
+    stay exactly as stored; a failed write leaves the file as it was (CheckpointError)."""
+    def merged(checkpoint: Checkpoint) -> dict[str, object]:
+        return {"evaluations": [r.to_dict() for r in with_record(records_of(checkpoint), evaluation)]}
+
+    return rewrite_checkpoint(path, merged)

@@ -16,6 +16,7 @@ MAX_RECORDS = 8  # per checkpoint: one per dataset evaluated on
 MAX_METRICS = 64
 MAX_DETAIL_NUMBERS = 70_000  # KL per dimension of the widest model, with room to spare
 MAX_NOTES = 16
+MAX_GROUPS = 16
 MAX_TEXT = 600
 
 
@@ -45,9 +46,16 @@ class Evaluation:
         # Notes about groups measured again are the newer record's; the rest are kept.
         redone = set(self.groups) <= set(newer.groups)
         notes = newer.notes if redone else tuple(dict.fromkeys(self.notes + newer.notes))[-MAX_NOTES:]
-        return replace(newer, metrics={**self.metrics, **newer.metrics}, details={**self.details, **newer.details},
-                       notes=notes, iw_k=newer.iw_k or self.iw_k, n_samples=newer.n_samples or self.n_samples,
-                       seconds=self.seconds + newer.seconds, groups=tuple(dict.fromkeys(self.groups + newer.groups)))
+        # The merge stays within the bounds from_dict reads (a record merged past them would
+        # be written, then dropped whole on the next read): the newer numbers first, then as
+        # many of the older ones as still fit.
+        metrics = _newest_first_within({**newer.metrics}, self.metrics, MAX_METRICS)
+        details = _newest_first_within({**newer.details}, self.details, MAX_METRICS,
+                                       size=len, budget=MAX_DETAIL_NUMBERS)
+        groups = tuple(dict.fromkeys(self.groups + newer.groups))[-MAX_GROUPS:]
+        return replace(newer, metrics=metrics, details=details, notes=notes, iw_k=newer.iw_k or self.iw_k,
+                       n_samples=newer.n_samples or self.n_samples, seconds=self.seconds + newer.seconds,
+                       groups=groups)
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "binarize": self.binarize, "step": self.step, "metrics": dict(self.metrics),
@@ -64,7 +72,7 @@ class Evaluation:
         step = _whole(data.get("step", 0), "step")
         metrics = data.get("metrics", {})
         if not isinstance(metrics, dict) or len(metrics) > MAX_METRICS:
-            raise ValueError("evaluation metrics must be an object of at most 64 numbers")
+            raise ValueError(f"evaluation metrics must be an object of at most {MAX_METRICS} numbers")
         checked_metrics = {_text(k, "metric name", 64): _number(v, str(k)) for k, v in metrics.items()}
         details = data.get("details", {})
         if not isinstance(details, dict) or len(details) > MAX_METRICS:
@@ -82,7 +90,7 @@ class Evaluation:
         if not isinstance(notes, list) or len(notes) > MAX_NOTES:
             raise ValueError("evaluation notes must be a short list of lines")
         groups = data.get("groups", [])
-        if not isinstance(groups, list) or len(groups) > 16:
+        if not isinstance(groups, list) or len(groups) > MAX_GROUPS:
             raise ValueError("evaluation groups must be a short list of names")
         return cls(dataset=dataset, binarize=binarize, step=step, metrics=checked_metrics, details=checked_details,
                    notes=tuple(_text(n, "note") for n in notes), iw_k=_whole(data.get("iw_k", 0), "iw_k"),
@@ -115,6 +123,21 @@ def with_record(records: list[Evaluation], new: Evaluation) -> list[Evaluation]:
         elif (old.dataset, old.binarize) != (new.dataset, new.binarize):
             kept.append(old)
     return (kept + [new])[-MAX_RECORDS:]
+
+
+def _newest_first_within(newer: dict[str, Any], older: dict[str, Any], limit: int, size: Any = None,
+                         budget: int = 0) -> dict[str, Any]:
+    """``newer``'s entries (at most ``limit``), then ``older``'s that are not in it while the
+    count stays within ``limit`` and, with ``size``, the summed sizes within ``budget``."""
+    out: dict[str, Any] = {}
+    used = 0
+    for key, value in [*newer.items(), *((k, v) for k, v in older.items() if k not in newer)]:
+        cost = size(value) if size is not None else 0
+        if len(out) >= limit or (size is not None and used + cost > budget):
+            continue
+        out[key] = value
+        used += cost
+    return out
 
 
 def _text(value: Any, what: str, limit: int = MAX_TEXT) -> str:

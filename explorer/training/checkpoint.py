@@ -26,7 +26,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -43,6 +43,7 @@ from explorer.config import DataConfig, ModelConfig, TrainConfig
 from explorer.errors import CheckpointError, ConfigError
 from explorer.memory_budget import MemoryBudgetError, check_open
 from explorer.models.autoencoder import Autoencoder
+from explorer.models.base import loss_part_names
 from explorer.presets import PRESETS
 from explorer.training.history import MAX_STEP_POINTS, History
 from explorer.training.timeline import MAX_TIMELINE_BYTES, Timeline
@@ -71,6 +72,11 @@ class Checkpoint:
     # The training timeline (explorer.training.timeline), or None: trained before timelines,
     # with them off, or stored damaged (dropped on load; the model is fine).
     timeline: Timeline | None = None
+    # Metadata entries this version does not know (written by a later one): kept as they are
+    # and written back by a save of this checkpoint, so no version drops another's data.
+    extra_metadata: dict[str, str] = field(default_factory=dict)
+    # One line for each part of the file that was left out on load (the model itself is fine).
+    notes: tuple[str, ...] = ()
 
     def build_model(self) -> Autoencoder:
         """A CPU model with these weights, in eval mode."""
@@ -83,12 +89,14 @@ class Checkpoint:
 def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfig, train_config: TrainConfig,
                     history: History | None = None, class_names: tuple[str, ...] = (),
                     beside: str | None = None, evaluations: list[dict[str, Any]] | None = None,
-                    timeline: Timeline | None = None) -> Path:
+                    timeline: Timeline | None = None, extra_metadata: dict[str, str] | None = None) -> Path:
     """Write a checkpoint atomically (explorer.atomic) and return where it went.
 
     With ``beside`` (a tag such as "interrupted"), an existing file at ``path`` is never
     replaced: the checkpoint goes to ``NAME.TAG.safetensors`` beside it (``-2``, ``-3``...
     where taken). A failed write raises CheckpointError and leaves any earlier file as it was.
+    ``extra_metadata``: entries of a file this version did not write (Checkpoint.extra_metadata),
+    kept; they never replace an entry this version writes.
     """
     path = Path(path)
     from explorer.atomic import atomic_write, write_beside
@@ -100,7 +108,11 @@ def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfi
     # after an interrupt is the one that must work, so it never depends on that state.
     with torch.autocast("cpu", enabled=False):
         tensors = _tensors(model, timeline)
-    metadata = {
+    history_record, steps = _split_history(history or History(part_names=model.part_names))
+    if steps is not None:
+        tensors[HISTORY_STEPS] = steps
+    metadata = {k: v for k, v in (extra_metadata or {}).items() if k not in KNOWN_KEYS}
+    metadata |= {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "app_version": __version__,
@@ -108,7 +120,7 @@ def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfi
         "model_config": model_config.to_json(),
         "data_config": data_config.to_json(),
         "train_config": train_config.to_json(),
-        "history": json.dumps((history or History(part_names=model.part_names)).to_dict()),
+        "history": json.dumps(history_record),
         "class_names": json.dumps(list(class_names)),
     }
     if evaluations:
@@ -126,6 +138,29 @@ def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfi
     if beside:
         return write_beside(path, write, beside, error=CheckpointError)
     return atomic_write(path, write, error=CheckpointError)
+
+
+# The step curve lives in the tensor body (float64 rows: step, loss, *parts): 4000 rows as JSON
+# were about 0.3 MB to parse on open, and a foreign file's million rows held the GUI for a second.
+HISTORY_STEPS = "history.steps"
+MAX_HISTORY_COLUMNS = 34  # step, loss and up to 32 named terms
+MAX_HISTORY_JSON = 4 * 1024**2  # 10,000 epoch records are about 2.5 MB; the app writes no more
+
+
+def _split_history(history: History) -> tuple[dict[str, Any], torch.Tensor | None]:
+    """The history's JSON record, whose step rows are left empty (so an older reader still
+    opens the file, without the step curve), and those rows as one tensor."""
+    record = history.to_dict()
+    rows = record.pop("steps")
+    record["steps"] = []
+    if not rows:
+        return record, None
+    width = max(len(r) for r in rows)
+    steps = torch.full((len(rows), width), float("nan"), dtype=torch.float64)
+    for i, row in enumerate(rows):
+        steps[i, :len(row)] = torch.tensor(row, dtype=torch.float64)
+    record["steps_tensor"] = HISTORY_STEPS
+    return record, steps
 
 
 def _tensors(model: Autoencoder, timeline: Timeline | None) -> dict[str, torch.Tensor]:
@@ -271,19 +306,85 @@ def _read_up_to(fd: int, n: int, path: Path) -> bytes:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     with _one_line_errors():
-        fd, size = _open_regular(path)
+        raw, front, _ = _read_checked(path)
+        return _finish(front, raw, path)
+
+
+def _read_checked(path: Path) -> tuple[bytes, _Front, tuple[int, int, int]]:
+    """The file's bytes and its checked header, read within every bound above, and the
+    file's (size, mtime_ns, inode) as read (a rewrite refuses to replace a newer file)."""
+    fd, size = _open_regular(path)
+    try:
+        info = os.fstat(fd)
+        head = _read_up_to(fd, 8, path)
+        n = _header_length(head, size, path)
+        header = _read_up_to(fd, n, path)
+        if len(header) < n:
+            raise CheckpointError(f"{path.name} is not a Latent Explorer checkpoint (truncated)")
+        front = _parse_front(header, path)
+        _check_budget(front, size - 8 - n, size, path)
+        rest = _read_up_to(fd, size - 8 - n, path)  # what fstat said; a file that grows is cut there
+    finally:
+        os.close(fd)
+    return head + header + rest, front, (info.st_size, info.st_mtime_ns, info.st_ino)
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns, info.st_ino
+
+
+# The metadata entries this version writes and reads; any other is a later version's, kept.
+KNOWN_KEYS = frozenset({"format", "format_version", "app_version", "created", "model_config", "data_config",
+                        "train_config", "history", "class_names", "evaluations", "timeline"})
+# The metadata keys a rewrite may change; everything else in a file passes through untouched.
+REWRITABLE_KEYS = frozenset({"evaluations"})
+
+
+def rewrite_checkpoint(path: str | Path, change: Callable[[Checkpoint], dict[str, Any]]) -> Path:
+    """Change some of a checkpoint's metadata in place and keep everything else exactly.
+
+    The one way a file on disk is rewritten (evaluation records today): the weights, the
+    timeline and any tensor are written back byte for byte, and every metadata entry not
+    named in ``changes`` (configs, history, class names, entries a later version adds) is
+    kept as stored. ``change`` gets the checkpoint as read and returns a dict mapping keys of
+    :data:`REWRITABLE_KEYS` to their new JSON values (None removes one), so a merge is made
+    with what the file holds at that moment. The file is read and checked as :func:`load_checkpoint` does, written
+    atomically, and left alone, with CheckpointError, when another process replaced it
+    while we worked (a run saving ``--checkpoint-every`` beside an evaluation).
+    """
+    path = Path(path)
+    from explorer.atomic import atomic_write
+
+    with _one_line_errors():
+        raw, front, signature = _read_checked(path)
+        changes = change(_finish(front, raw, path))  # checked as opening it is: a damaged file is not rewritten
+        unknown = set(changes) - REWRITABLE_KEYS
+        if unknown:
+            raise ValueError(f"rewrite_checkpoint cannot change {sorted(unknown)}")
         try:
-            head = _read_up_to(fd, 8, path)
-            n = _header_length(head, size, path)
-            header = _read_up_to(fd, n, path)
-            if len(header) < n:
-                raise CheckpointError(f"{path.name} is not a Latent Explorer checkpoint (truncated)")
-            front = _parse_front(header, path)
-            _check_budget(front, size - 8 - n, size, path)
-            rest = _read_up_to(fd, size - 8 - n, path)  # what fstat said; a file that grows is cut there
-        finally:
-            os.close(fd)
-        return _finish(front, head + header + rest, path)
+            with torch.autocast("cpu", enabled=False):
+                tensors = st_load(raw)
+        except Exception as exc:  # noqa: BLE001 - checked above; anything left is a damaged file
+            raise CheckpointError(f"{path.name} is damaged or truncated ({_quote(exc, 200)})") from None
+        metadata = dict(front.metadata)
+        for key, value in changes.items():
+            if value is None:
+                metadata.pop(key, None)
+            else:
+                metadata[key] = json.dumps(value)
+        payload = st_save(tensors, metadata=metadata)
+
+        def write(fh) -> None:
+            fh.write(payload)
+            if _signature(path) != signature:
+                raise CheckpointError(f"{path.name} was replaced by another process while it was being updated; "
+                                      "it was left as that process wrote it")
+
+        return atomic_write(path, write, error=CheckpointError)
 
 
 def _header_length(head: bytes, size: int, path: Path) -> int:
@@ -344,6 +445,7 @@ class _Front:
     expected: dict[str, tuple[torch.Size, torch.dtype]]
     metadata: dict[str, str]
     entries: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
 
 
 def _parse_front(header_bytes: bytes, path: Path) -> _Front:
@@ -359,10 +461,17 @@ def _parse_front(header_bytes: bytes, path: Path) -> _Front:
     if model_config.preset and model_config.preset not in PRESETS:
         raise CheckpointError(f"{path.name} names an unknown model preset {_quote(repr(model_config.preset))}")
     _check_shape_and_classes(model_config, path)
-    try:
-        history = History.from_dict(_thinned_history(_meta_json(metadata, "history", path)))
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
-        raise CheckpointError(f"{path.name} has a damaged loss history: {_quote(exc, 200)}") from None
+    notes: list[str] = []
+    if len(metadata.get("history", "")) > MAX_HISTORY_JSON:
+        # Parsing it would hold the interpreter (and so the window) for a second or more.
+        notes.append(f"its loss history ({_size(len(metadata['history']))}) is far longer than Latent Explorer "
+                     "writes and was not read; the curves start empty")
+        history = History(part_names=loss_part_names(model_config.variational, model_config.sparsity_weight > 0))
+    else:
+        try:
+            history = History.from_dict(_thinned_history(_meta_json(metadata, "history", path)))
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+            raise CheckpointError(f"{path.name} has a damaged loss history: {_quote(exc, 200)}") from None
     names = _meta_json(metadata, "class_names", path)
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise CheckpointError(f"{path.name} has damaged class names")
@@ -378,7 +487,8 @@ def _parse_front(header_bytes: bytes, path: Path) -> _Front:
         raise CheckpointError(f"{path.name} selects {len(data_config.classes):,} classes; Latent Explorer "
                               f"datasets have at most {MAX_CLASSES:,}")
     expected = _expected_weights(model_config, path)  # before the weights are read
-    return _Front(model_config, data_config, train_config, history, tuple(names), expected, metadata, entries)
+    return _Front(model_config, data_config, train_config, history, tuple(names), expected, metadata, entries,
+                  notes)
 
 
 def _check_shape_and_classes(config: ModelConfig, path: Path) -> None:
@@ -426,12 +536,13 @@ def _check_budget(front: _Front, data_bytes: int, file_bytes: int, path: Path) -
     """Refuse, before reading them, tensor data larger than the config's model could be
     stored in, and a model this machine's free memory cannot hold."""
     timeline = sum(1 for k in front.entries if k.startswith(TIMELINE_PREFIX))
+    steps_bytes = MAX_HISTORY_STEPS * MAX_HISTORY_COLUMNS * 8 if HISTORY_STEPS in front.entries else 0
     # A timeline stacks at most one tensor per decoder weight, plus six of its own.
     if len(front.entries) - timeline > len(front.expected) + 16 or timeline > len(front.expected) + 6:
         raise CheckpointError(f"{path.name} holds {len(front.entries):,} tensors; the model its config describes "
                               f"has {len(front.expected)}")
     numbers = sum(shape.numel() for shape, _ in front.expected.values())
-    if data_bytes > numbers * _WIDEST + 64 * 1024 + (MAX_TIMELINE_BYTES if timeline else 0):
+    if data_bytes > numbers * _WIDEST + 64 * 1024 + steps_bytes + (MAX_TIMELINE_BYTES if timeline else 0):
         raise CheckpointError(f"{path.name} holds {_size(data_bytes)} of tensor data; the model its config "
                               f"describes has only {_size(numbers * 4)} of weights")
     try:
@@ -450,13 +561,37 @@ def _finish(front: _Front, raw: bytes, path: Path) -> Checkpoint:
         raise CheckpointError(f"{path.name} is damaged or truncated ({_quote(exc, 200)})") from None
     state = {k[len(PREFIX):]: v for k, v in tensors.items() if k.startswith(PREFIX)}
     state = _checked_weights(state, front.expected, path)
+    _steps_from_tensor(front, tensors.get(HISTORY_STEPS), path)
     _check_forward(front.model_config, state, path)
     metadata = front.metadata
     return Checkpoint(model_config=front.model_config, data_config=front.data_config,
                       train_config=front.train_config, state_dict=state, history=front.history,
                       class_names=front.class_names, created=metadata.get("created", ""),
                       app_version=metadata.get("app_version", ""), evaluations=_evaluations(metadata, path),
-                      timeline=_timeline(tensors, metadata, front.model_config))
+                      timeline=_timeline(tensors, metadata, front.model_config),
+                      extra_metadata={k: v for k, v in metadata.items() if k not in KNOWN_KEYS},
+                      notes=tuple(front.notes))
+
+
+def _steps_from_tensor(front: _Front, steps: torch.Tensor | None, path: Path) -> None:
+    """Put the stored step rows into ``front.history``: checked as the JSON rows are (numbers,
+    a finite step count first) and thinned to MAX_HISTORY_STEPS."""
+    if steps is None:
+        return
+    if steps.dim() != 2 or not 2 <= steps.shape[1] <= MAX_HISTORY_COLUMNS or not steps.is_floating_point():
+        raise CheckpointError(f"{path.name} has a damaged loss history (its step rows have shape "
+                              f"{tuple(steps.shape)})")
+    steps = steps.to(torch.float64)
+    if not bool(torch.isfinite(steps[:, 0]).all()) or bool((steps[:, 0] < 0).any()):
+        raise CheckpointError(f"{path.name} has a damaged loss history (a step count is not a whole number)")
+    history = front.history
+    if len(steps) > MAX_HISTORY_STEPS:
+        k = math.ceil(len(steps) / MAX_HISTORY_STEPS)
+        steps = torch.cat([steps[:-1:k], steps[-1:]])
+        history._stride = history._stride * k
+    history.steps = steps.tolist()
+    last = int(steps[-1, 0]) if len(steps) else 0
+    history._latest_step = max(history._latest_step, last)
 
 
 def _timeline(tensors: dict[str, torch.Tensor], metadata: dict[str, str], config: ModelConfig) -> Timeline | None:

@@ -232,3 +232,55 @@ def test_the_window_follows_a_headless_train_while_it_runs(window, qtbot, tmp_pa
     # fixture closes the window: the close joins those threads, which is not what is measured here.
     window.follower.stop()
     qtbot.waitUntil(lambda: window.session.tasks.idle and window.latent.stats is not None, timeout=60000)
+
+
+def test_following_never_writes_to_the_followed_file(window, qtbot, versions, tmp_path, monkeypatch):
+    """Save while following once replaced the training process's newer file with the older
+    version shown. While following: Save asks for another name, Save As to the followed
+    file is refused, and Evaluate this model / Add checkpoints leave the file alone."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QFileDialog
+
+    run = tmp_path / "run.safetensors"
+    publish(versions[1], run)
+    follow(window, qtbot, run, 1)
+    qtbot.waitUntil(lambda: window.session.data is not None, timeout=WAIT_MS)
+    publish(versions[2], run)  # the trainer's newer file, not yet shown (or shown: either way)
+    newer = run.read_bytes()
+
+    asked: list[str] = []
+    answers = iter([str(run), str(tmp_path / "mine.safetensors")])
+
+    def ask(parent, caption, suggested, filters):
+        asked.append(caption)
+        return next(answers), filters
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(ask))
+    window.save_action.trigger()  # Save means Save As; the first answer is the followed file
+    assert asked == ["Save checkpoint"]
+    qtbot.waitUntil(lambda: window.message_box is not None, timeout=WAIT_MS)
+    assert "followed" in window.message_box.text(), window.message_box.text()
+    window.message_box.close()
+    assert run.read_bytes() == newer
+
+    window.save_action.trigger()  # this time another name: saved there, the run untouched
+    assert (tmp_path / "mine.safetensors").exists() and run.read_bytes() == newer
+
+    # Evaluating while following shows the numbers and writes nothing to the run's file.
+    window.follower.stop()
+    follow(window, qtbot, run, 2)
+    qtbot.waitUntil(lambda: window.session.data is not None, timeout=WAIT_MS)
+    view = window.evaluation_view
+    window.evaluation_dock.show()
+    view.likelihood.setChecked(False)
+    view.samples.setChecked(False)
+    view.latent.setChecked(False)
+    view.recon.setChecked(False)
+    qtbot.mouseClick(view.evaluate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.session.current_evaluation() is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: not view.progress.isVisible(), timeout=60_000)
+    view.add_checkpoints([str(run)])
+    qtbot.waitUntil(lambda: all(row.record is not None for row in view.rows if row.path is not None),
+                    timeout=60_000)
+    qtbot.waitUntil(lambda: not view.progress.isVisible(), timeout=60_000)
+    assert run.read_bytes() == newer

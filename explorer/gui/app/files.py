@@ -94,7 +94,8 @@ class FileCommands:
         if remember:
             self.add_recent(str(path))
         window.progress.show_opened(path.name, s.model_config.preset or "custom", s.history.last_epoch)
-        window.statusBar().showMessage(f"Opened {one_line(path)}")
+        notes = "".join(f"; {note}" for note in s.open_notes)
+        window.statusBar().showMessage(one_line(f"Opened {path}{notes}", limit=400))
         if on_opened is not None:
             on_opened()
 
@@ -128,8 +129,9 @@ class FileCommands:
     # -- save ---------------------------------------------------------------------------
 
     def save(self) -> bool:
-        """Save to the document's own file; an untitled model asks for a name."""
-        path = self.session.document.path
+        """Save to the document's own file; an untitled model, or the run being followed
+        (read-only: its training process keeps rewriting it), asks for a name."""
+        path = self.session.writable_path
         if path is None:
             return self.ask_save_as()
         return self.save_to(str(path))

@@ -16,6 +16,7 @@ whether it has unsaved work, is ``self.document``'s business.
 
 from __future__ import annotations
 
+import os
 import queue
 from enum import Enum
 from pathlib import Path
@@ -102,6 +103,9 @@ class TrainingSession(QObject):
         # The run's training timeline (explorer.training.timeline): a frame per epoch end,
         # saved with the model and read back from a checkpoint, for the replay bar.
         self.timeline: Timeline | None = None
+        # Entries of the opened file that this version does not know: written back on Save.
+        self.extra_metadata: dict[str, str] = {}
+        self.open_notes: tuple[str, ...] = ()
         self.document = Document(self)
         self.tasks = Tasks(self)
         self.tasks.failed.connect(lambda label, message: self.warning.emit(f"{label} failed: {message}"))
@@ -243,15 +247,34 @@ class TrainingSession(QObject):
         except (UserError, OSError):
             pass  # closing must not fail; the per-epoch autosave is still there
 
+    def is_followed(self, path: str | Path | None) -> bool:
+        """Whether ``path`` is the file a run being followed keeps rewriting: the window
+        never writes there (the other process's newer version would be lost)."""
+        if path is None or self.following is None:
+            return False
+        try:
+            return Path(path).resolve() == self.following.resolve() or os.path.samefile(path, self.following)
+        except OSError:
+            return False
+
+    @property
+    def writable_path(self) -> Path | None:
+        """The model's own file when the window may write to it (None: untitled, or followed)."""
+        path = self.document.path
+        return None if self.is_followed(path) else path
+
     def _write(self, path: Path) -> Path:
         from explorer.training.checkpoint import save_checkpoint
 
         if self.view_model is None or self.model_config is None or self.data_config is None:
             raise UserError("there is no model to save yet: train one or open a checkpoint first")
+        if self.is_followed(path):
+            raise UserError(f"{one_line(path.name)} is the run being followed, which its training process keeps "
+                            "rewriting; save under another name")
         class_names = self.data.class_names if self.data is not None else ()
         save_checkpoint(path, self.view_model, self.data_config, self.train_config or TrainConfig(),
                         self.history, class_names, evaluations=[r.to_dict() for r in self.evaluations],
-                        timeline=self.timeline)
+                        timeline=self.timeline, extra_metadata=self.extra_metadata)
         return path
 
     def add_evaluation(self, record: Evaluation, stored: bool = False) -> None:
@@ -299,6 +322,8 @@ class TrainingSession(QObject):
         self.history = ckpt.history
         self.evaluations = records_from_json(ckpt.evaluations)
         self.timeline = ckpt.timeline
+        self.extra_metadata = dict(ckpt.extra_metadata)
+        self.open_notes = tuple(ckpt.notes)  # what of the file was left out, said once on open
         self.document.opened(path)
         self._run_autosave = None  # continuing an opened model starts a new autosave file
         self.data = None
@@ -337,6 +362,7 @@ class TrainingSession(QObject):
         self.history = ckpt.history
         self.evaluations = records_from_json(ckpt.evaluations)
         self.timeline = ckpt.timeline
+        self.extra_metadata = dict(ckpt.extra_metadata)
         self.history_reset.emit()
         self.evaluations_changed.emit()
         self.model_changed.emit()
@@ -439,6 +465,7 @@ class TrainingSession(QObject):
         if not continuing:  # a new, untitled model with curves that name its own loss terms
             self.history = History(part_names=tuple(model.part_names))
             self.evaluations = []
+            self.extra_metadata = {}
             self.evaluations_changed.emit()
             self.document.new_run()
             self.history_reset.emit()

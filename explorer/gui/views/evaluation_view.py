@@ -70,9 +70,10 @@ def _threads(training: bool) -> int:
 
 
 def _evaluate_file(path: Path, request: EvaluationRequest, progress: SharedProgress,
-                   threads: int) -> tuple[Evaluation, bool]:
+                   threads: int, writable: bool = True) -> tuple[Evaluation, bool]:
     """In the background: the checkpoint's stored numbers when they answer ``request``, else
-    a fresh evaluation kept in the file (``True`` when it could be written there)."""
+    a fresh evaluation kept in the file (``True`` when it could be written there).
+    ``writable`` False (the run being followed): the numbers are shown, the file untouched."""
     import torch
 
     from explorer.evaluation.files import evaluation_data_config, load_evaluation_data, records_of, store_evaluation
@@ -93,6 +94,8 @@ def _evaluate_file(path: Path, request: EvaluationRequest, progress: SharedProgr
     data = load_evaluation_data(config, checkpoint.model_config)
     fresh = evaluate_model(model, data, request, subject, progress=progress.report)
     merged = with_record(records, fresh)[-1]
+    if not writable:
+        return merged, False
     try:
         store_evaluation(path, fresh)
     except UserError:
@@ -209,7 +212,7 @@ class EvaluationView(QWidget):
         subject = Subject(config.dataset, config.binarize, session.history.last_step,
                           (session.train_config.seed if session.train_config else 0))
         # A saved, unchanged model gets the numbers in its file at once; otherwise they wait for Save.
-        store_path = session.checkpoint_path if not session.dirty else None
+        store_path = session.writable_path if not session.dirty else None
         copy, request, progress = ModelCopy.of(model), self.request(), self._progress
         threads = _threads(session.is_running)
 
@@ -288,9 +291,11 @@ class EvaluationView(QWidget):
         threads = _threads(self.session.is_running)
         path = row.path
         assert path is not None
+        writable = not self.session.is_followed(path)
         self._begin(row.label)
         self._running = row
-        self.session.tasks.submit(f"evaluate:{path}", lambda _h: _evaluate_file(path, request, progress, threads),
+        self.session.tasks.submit(f"evaluate:{path}",
+                                  lambda _h: _evaluate_file(path, request, progress, threads, writable),
                                   label=f"Evaluating {one_line(row.label, 60)}", model_bound=False,
                                   on_done=lambda result: self._file_done(row, *result),
                                   on_failed=lambda message: self._file_failed(row, message))
