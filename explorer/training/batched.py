@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -80,13 +80,15 @@ class RunEvent:
 
 def architecture_key(config: ModelConfig) -> ModelConfig:
     """What runs must share to train together: the config without its loss weights (beta,
-    reconstruction weight) and preset name, which change no tensor's shape."""
-    return replace(config, preset="", beta=0.0, recon_weight=1.0)
+    reconstruction weight) and preset name, which change no tensor's shape (a plugin's model
+    keeps its name: the plugin is part of the architecture)."""
+    return replace(config, preset=config.plugin, beta=0.0, recon_weight=1.0)
 
 
 def can_batch(config: ModelConfig) -> bool:
-    """Whether runs of this architecture train in one batched forward (the MLP family)."""
-    return config.family == "mlp"
+    """Whether runs of this architecture train in one batched forward (the MLP family; a
+    model plugin's runs train one after another through the engine)."""
+    return config.family == "mlp" and not config.plugin
 
 
 def _linear_names(config: ModelConfig) -> tuple[list[str], list[str]]:
@@ -284,7 +286,8 @@ def _tagged(run: int, events: Generator[Event, None, RunResult]) -> Generator[Ru
 
 
 def train_together(models: Sequence[Autoencoder], data: ImageData, cfgs: Sequence[TrainConfig] | TrainConfig,
-                   control: TrainingControl | None = None, start_epoch: int = 0, start_step: int = 0
+                   control: TrainingControl | None = None, start_epoch: int = 0, start_step: int = 0,
+                   on_result: Callable[[int, RunResult], None] | None = None
                    ) -> Generator[RunEvent, None, list[RunResult]]:
     """Train each of ``models`` in place, as ``engine.train(models[r], data, cfgs[r])`` would,
     yielding each run's events as :class:`RunEvent` and returning their results in order.
@@ -292,7 +295,14 @@ def train_together(models: Sequence[Autoencoder], data: ImageData, cfgs: Sequenc
     The runs share one architecture (beta, reconstruction weight and seed may differ) and
     every training setting but the seed. MLP-family groups of two or more train together;
     others, one after another through the engine. ``control`` steers the whole group: stop,
-    pause, and lr or beta changes apply to every run still training."""
+    pause, and lr or beta changes apply to every run still training.
+
+    ``on_result(run, result)`` hears of each run as it ends (a diverged run leaves the group
+    early; runs one after another end one by one), because a caller whose group is
+    interrupted gets no return value, yet must tell the runs that ended from those cut short.
+    Closing the generator, or an interrupt during a step, leaves each run still training
+    with the weights of its last logged step (finite: they passed the NaN guard), so what
+    it trained can be saved."""
     models = list(models)
     cfg_list = list(cfgs) if isinstance(cfgs, Sequence) else [cfgs] * len(models)
     _check_configs(models, cfg_list)
@@ -304,15 +314,19 @@ def train_together(models: Sequence[Autoencoder], data: ImageData, cfgs: Sequenc
         results: list[RunResult] = []
         for run, (model, cfg) in enumerate(zip(models, cfg_list)):
             if control.stop_requested:
-                results.append(RunResult("stopped", start_epoch, start_step, beta=model.beta))
-                continue
-            results.append((yield from _tagged(run, train(model, data, cfg, control, start_epoch, start_step))))
+                result = RunResult("stopped", start_epoch, start_step, beta=model.beta)
+            else:
+                result = yield from _tagged(run, train(model, data, cfg, control, start_epoch, start_step))
+            results.append(result)
+            if on_result is not None:
+                on_result(run, result)
         return results
-    return (yield from _together(models, data, cfg_list, control, start_epoch, start_step))
+    return (yield from _together(models, data, cfg_list, control, start_epoch, start_step, on_result))
 
 
 def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig], control: TrainingControl,
-              start_epoch: int, start_step: int) -> Generator[RunEvent, None, list[RunResult]]:
+              start_epoch: int, start_step: int, on_result: Callable[[int, RunResult], None] | None = None
+              ) -> Generator[RunEvent, None, list[RunResult]]:
     cfg = cfgs[0]
     device = resolve_device(cfg.device)
     bf16 = use_bf16(cfg.precision, device)
@@ -340,6 +354,11 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
     active = list(range(len(models)))  # original run index of each stacked row
     results: dict[int, RunResult] = {}
 
+    def ended(run: int, result: RunResult) -> None:
+        results[run] = result
+        if on_result is not None:
+            on_result(run, result)
+
     for run in active:
         yield RunEvent(run, RunStarted(device=str(device), precision="bf16" if bf16 else "fp32", epochs=epochs,
                                        steps_per_epoch=steps_per_epoch, train_size=n,
@@ -357,9 +376,21 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
     def finish(status: str) -> list[RunResult]:
         for row, run in enumerate(active):
             stacked.copy_into(row, models[run])
-            results[run] = RunResult(status=status, epochs_completed=epochs_done, global_step=global_step,
-                                     beta=models[run].beta)
+            ended(run, RunResult(status=status, epochs_completed=epochs_done, global_step=global_step,
+                                 beta=models[run].beta))
         return [results[i] for i in range(len(models))]
+
+    def keep_last_logged() -> None:
+        """The runs still training take the weights of their last logged step (the group was
+        closed or interrupted): finite, and those the caller's last StepLoss reported."""
+        with torch.no_grad():
+            if not all(v.shape[0] == len(active) for v in good.values()) or stacked.beta.shape[0] != len(active):
+                return  # interrupted while a run left the group: the models keep their last epoch's weights
+            for row, run in enumerate(active):
+                state = models[run].state_dict()
+                for k, v in good.items():
+                    state[k].copy_(stacked.row(k, v, row))
+                models[run].beta = float(stacked.beta[row])
 
     def drop(rows: list[int]) -> None:
         """Cut the runs at ``rows`` out of the group (their results are already set)."""
@@ -374,134 +405,139 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
         noise = [noise[i] for i in keep]
         shuffles = [shuffles[i] for i in keep]
 
-    for epoch in range(start_epoch + 1, start_epoch + epochs + 1):
-        perm = torch.stack([torch.randperm(n, generator=g) for g in shuffles]).to(device)
-        epoch_sum = torch.zeros(len(active), 1 + len(names), device=device)
-        window_sum = torch.zeros_like(epoch_sum)
-        window_samples = 0
-        epoch_start = window_start = time.perf_counter()
-        for step in range(1, steps_per_epoch + 1):
-            if control.stop_requested:
-                return finish("stopped")
-            if control.pause_requested:
-                for run in active:
-                    yield RunEvent(run, Paused(global_step))
-                while control.pause_requested and not control.stop_requested:
-                    control.wait_while_paused(0.1)
+    try:
+        for epoch in range(start_epoch + 1, start_epoch + epochs + 1):
+            perm = torch.stack([torch.randperm(n, generator=g) for g in shuffles]).to(device)
+            epoch_sum = torch.zeros(len(active), 1 + len(names), device=device)
+            window_sum = torch.zeros_like(epoch_sum)
+            window_samples = 0
+            epoch_start = window_start = time.perf_counter()
+            for step in range(1, steps_per_epoch + 1):
                 if control.stop_requested:
                     return finish("stopped")
-                for run in active:
-                    yield RunEvent(run, Resumed(global_step))
-                window_start = time.perf_counter()
-            for command in control.drain():
-                if isinstance(command, SetLearningRate):
-                    lr = command.value
-                    for group in opt.param_groups:
-                        group["lr"] = lr
+                if control.pause_requested:
                     for run in active:
-                        yield RunEvent(run, SettingChanged("lr", lr))
-                elif isinstance(command, SetBeta):
-                    stacked.beta.fill_(command.value)
+                        yield RunEvent(run, Paused(global_step))
+                    while control.pause_requested and not control.stop_requested:
+                        control.wait_while_paused(0.1)
+                    if control.stop_requested:
+                        return finish("stopped")
                     for run in active:
-                        yield RunEvent(run, SettingChanged("beta", command.value))
+                        yield RunEvent(run, Resumed(global_step))
+                    window_start = time.perf_counter()
+                for command in control.drain():
+                    if isinstance(command, SetLearningRate):
+                        lr = command.value
+                        for group in opt.param_groups:
+                            group["lr"] = lr
+                        for run in active:
+                            yield RunEvent(run, SettingChanged("lr", lr))
+                    elif isinstance(command, SetBeta):
+                        stacked.beta.fill_(command.value)
+                        for run in active:
+                            yield RunEvent(run, SettingChanged("beta", command.value))
 
-            idx = perm[:, (step - 1) * batch: step * batch]
-            xb = to_float(train_x[idx])
-            if dynamic:
-                xb = torch.stack([torch.bernoulli(xb[i], generator=noise[i]) for i in range(len(active))])
-            yb = train_y[idx] if train_y is not None else None
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss, parts = stacked.parts(xb, yb, generators=noise)
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            opt.step()
-            global_step += 1
-            with torch.no_grad():
-                terms = torch.stack([loss.detach(), *(parts[k].detach() for k in names)], dim=1) * idx.shape[1]
-                window_sum += terms
-            window_samples += idx.shape[1]
-
-            if step % cfg.log_every == 0 or step == steps_per_epoch:
+                idx = perm[:, (step - 1) * batch: step * batch]
+                xb = to_float(train_x[idx])
+                if dynamic:
+                    xb = torch.stack([torch.bernoulli(xb[i], generator=noise[i]) for i in range(len(active))])
+                yb = train_y[idx] if train_y is not None else None
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    loss, parts = stacked.parts(xb, yb, generators=noise)
+                opt.zero_grad(set_to_none=True)
+                loss.sum().backward()
+                opt.step()
+                global_step += 1
                 with torch.no_grad():
-                    weights_ok = torch.stack([torch.isfinite(p).flatten(1).all(1)
-                                              for p in stacked.params.values()]).all(0).tolist()
-                values = (window_sum / window_samples).tolist()
-                bad = [row for row in range(len(active))
-                       if not (all(math.isfinite(v) for v in values[row]) and weights_ok[row])]
-                for row in bad:
-                    run = active[row]
+                    terms = torch.stack([loss.detach(), *(parts[k].detach() for k in names)], dim=1) * idx.shape[1]
+                    window_sum += terms
+                window_samples += idx.shape[1]
+
+                if step % cfg.log_every == 0 or step == steps_per_epoch:
                     with torch.no_grad():
-                        state = models[run].state_dict()
+                        weights_ok = torch.stack([torch.isfinite(p).flatten(1).all(1)
+                                                  for p in stacked.params.values()]).all(0).tolist()
+                    values = (window_sum / window_samples).tolist()
+                    bad = [row for row in range(len(active))
+                           if not (all(math.isfinite(v) for v in values[row]) and weights_ok[row])]
+                    for row in bad:
+                        run = active[row]
+                        with torch.no_grad():
+                            state = models[run].state_dict()
+                            for k, v in good.items():
+                                state[k].copy_(stacked.row(k, v, row))
+                        yield RunEvent(run, Snapshot(epoch, good_step, _cpu(models[run])))
+                        if all(math.isfinite(v) for v in values[row]):
+                            what = "the weights became NaN or infinite"
+                        else:
+                            infinite = any(math.isinf(v) for v in values[row])
+                            what = "the loss became " + ("infinite" if infinite else "NaN")
+                        ended(run, RunResult(
+                            status="diverged", epochs_completed=epochs_done, global_step=global_step,
+                            beta=float(stacked.beta[row]),
+                            message=f"{what} at epoch {epoch}, step {step}; the weights from step {good_step} (the "
+                                    f"last good ones) were kept. Try a lower learning rate (it was {lr:g})."))
+                    with torch.no_grad():
                         for k, v in good.items():
-                            state[k].copy_(stacked.row(k, v, row))
-                    yield RunEvent(run, Snapshot(epoch, good_step, _cpu(models[run])))
-                    if all(math.isfinite(v) for v in values[row]):
-                        what = "the weights became NaN or infinite"
-                    else:
-                        what = "the loss became " + ("infinite" if any(math.isinf(v) for v in values[row]) else "NaN")
-                    results[run] = RunResult(
-                        status="diverged", epochs_completed=epochs_done, global_step=global_step,
-                        beta=float(stacked.beta[row]),
-                        message=f"{what} at epoch {epoch}, step {step}; the weights from step {good_step} (the last "
-                                f"good ones) were kept. Try a lower learning rate (it was {lr:g}).")
-                with torch.no_grad():
-                    for k, v in good.items():
-                        v.copy_(stacked.params[k])
-                if bad:
-                    keep = [i for i in range(len(active)) if i not in bad]
-                    index = torch.tensor(keep, device=device)
-                    window_sum = window_sum.index_select(0, index)
-                    epoch_sum = epoch_sum.index_select(0, index)
-                    values = [values[i] for i in keep]
-                    drop(bad)
-                    if not active:
-                        return [results[i] for i in range(len(models))]
-                good_step = global_step
-                now = time.perf_counter()
-                rate = window_samples / max(now - window_start, 1e-9)
-                for row, run in enumerate(active):
-                    yield RunEvent(run, StepLoss(epoch=epoch, step=step, global_step=global_step, loss=values[row][0],
-                                                 parts=dict(zip(names, values[row][1:])), samples_per_s=rate, lr=lr,
-                                                 beta=float(stacked.beta[row])))
-                epoch_sum += window_sum
-                window_sum.zero_()
-                window_samples = 0
-                window_start = now
-                if cfg.snapshot_interval_s is not None and now - last_snapshot >= cfg.snapshot_interval_s:
+                            v.copy_(stacked.params[k])
+                    if bad:
+                        keep = [i for i in range(len(active)) if i not in bad]
+                        index = torch.tensor(keep, device=device)
+                        window_sum = window_sum.index_select(0, index)
+                        epoch_sum = epoch_sum.index_select(0, index)
+                        values = [values[i] for i in keep]
+                        drop(bad)
+                        if not active:
+                            return [results[i] for i in range(len(models))]
+                    good_step = global_step
+                    now = time.perf_counter()
+                    rate = window_samples / max(now - window_start, 1e-9)
                     for row, run in enumerate(active):
-                        yield RunEvent(run, Snapshot(epoch, global_step, stacked.state_dict(row)))
-                    last_snapshot = time.perf_counter()
+                        yield RunEvent(run, StepLoss(epoch=epoch, step=step, global_step=global_step,
+                                                     loss=values[row][0], parts=dict(zip(names, values[row][1:])),
+                                                     samples_per_s=rate, lr=lr, beta=float(stacked.beta[row])))
+                    epoch_sum += window_sum
+                    window_sum.zero_()
+                    window_samples = 0
+                    window_start = now
+                    if cfg.snapshot_interval_s is not None and now - last_snapshot >= cfg.snapshot_interval_s:
+                        for row, run in enumerate(active):
+                            yield RunEvent(run, Snapshot(epoch, global_step, stacked.state_dict(row)))
+                        last_snapshot = time.perf_counter()
 
-        train_seconds = time.perf_counter() - epoch_start
-        train_means = (epoch_sum / n).tolist()
-        bad = []
-        ends: list[tuple[int, EpochEnd]] = []
-        for row, run in enumerate(active):
-            model = models[run]
-            stacked.copy_into(row, model)
-            test = evaluate_tensors(model, test_x, test_y, cfg.eval_batch_size, seed=cfgs[run].seed)
-            model.train()
-            if not all(math.isfinite(v) for v in test.values()):
-                what = ", ".join(k for k, v in test.items() if not math.isfinite(v))
-                results[run] = RunResult(
-                    status="diverged", epochs_completed=epochs_done, global_step=global_step, beta=model.beta,
-                    message=f"the test loss ({what}) became NaN or infinite after epoch {epoch}; the weights are "
-                            f"kept as they are. Try a lower learning rate (it was {lr:g}).")
-                bad.append(row)
-                continue
-            ends.append((run, EpochEnd(epoch=epoch, train=dict(zip(("loss", *names), train_means[row])), test=test,
-                                       seconds=time.perf_counter() - epoch_start,
-                                       samples_per_s=n / max(train_seconds, 1e-9))))
-        if bad:
-            drop(bad)
-        epochs_done = epoch
-        for run, end in ends:
-            yield RunEvent(run, end)
-            yield RunEvent(run, Snapshot(epoch, global_step, _cpu(models[run])))
-        last_snapshot = time.perf_counter()
-        if not active:
-            return [results[i] for i in range(len(models))]
-    return finish("completed")
+            train_seconds = time.perf_counter() - epoch_start
+            train_means = (epoch_sum / n).tolist()
+            bad = []
+            ends: list[tuple[int, EpochEnd]] = []
+            for row, run in enumerate(active):
+                model = models[run]
+                stacked.copy_into(row, model)
+                test = evaluate_tensors(model, test_x, test_y, cfg.eval_batch_size, seed=cfgs[run].seed)
+                model.train()
+                if not all(math.isfinite(v) for v in test.values()):
+                    what = ", ".join(k for k, v in test.items() if not math.isfinite(v))
+                    ended(run, RunResult(
+                        status="diverged", epochs_completed=epochs_done, global_step=global_step, beta=model.beta,
+                        message=f"the test loss ({what}) became NaN or infinite after epoch {epoch}; the weights are "
+                                f"kept as they are. Try a lower learning rate (it was {lr:g})."))
+                    bad.append(row)
+                    continue
+                ends.append((run, EpochEnd(epoch=epoch, train=dict(zip(("loss", *names), train_means[row])), test=test,
+                                           seconds=time.perf_counter() - epoch_start,
+                                           samples_per_s=n / max(train_seconds, 1e-9))))
+            if bad:
+                drop(bad)
+            epochs_done = epoch
+            for run, end in ends:
+                yield RunEvent(run, end)
+                yield RunEvent(run, Snapshot(epoch, global_step, _cpu(models[run])))
+            last_snapshot = time.perf_counter()
+            if not active:
+                return [results[i] for i in range(len(models))]
+        return finish("completed")
+    except BaseException:  # closed (GeneratorExit) or interrupted mid-step (KeyboardInterrupt)
+        keep_last_logged()
+        raise
 
 
 def _cpu(model: Autoencoder) -> dict[str, torch.Tensor]:

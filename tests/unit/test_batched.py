@@ -220,7 +220,7 @@ def test_run_sweep_writes_checkpoints_and_tables_and_never_overwrites(mnist_300:
     summary = run_sweep(plan, DataConfig(limit=300), out, on_event=lambda run, e: seen.append(run.name),
                         data=mnist_300)
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{r.name}.safetensors" for r in plan]
-                                                           + ["summary.csv", "summary.md"])
+                                                           + ["sweep.json", "summary.csv", "summary.md"])
     rows = list(csv.DictReader(io.StringIO((out / "summary.csv").read_text())))
     assert [r["name"] for r in rows] == [r.name for r in plan]
     assert all(math.isfinite(float(r["test_loss"])) and r["status"] == "completed" for r in rows)
