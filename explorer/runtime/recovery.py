@@ -11,9 +11,21 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from explorer.safe_files import FileRefused, read_regular_file
+
+MAX_LOCK_BYTES = 4096  # ours is about 20 bytes
+MAX_LISTED = 10_000  # entries of the autosave folder looked at; it holds a handful
+
+
+def _warn_on_stderr(message: str) -> None:
+    print(f"latent-explorer: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -35,9 +47,18 @@ def _alive(pid: int) -> bool:
 
 
 class SessionLock:
-    def __init__(self, path: Path) -> None:
+    """The crash lock. Anything may sit at its path (a FIFO, a link to ``/dev/zero``, a
+    folder, a huge file), so it is read as an untrusted file (explorer.safe_files): one
+    that is not a small regular file was not written by us; it is moved aside with one
+    line through ``warn`` (stderr by default) and the start goes on as after a clean exit.
+    The lock is written to a temporary file and renamed into place, so a FIFO or a link
+    there is replaced, never written through."""
+
+    def __init__(self, path: Path, warn: Callable[[str], None] = _warn_on_stderr) -> None:
         self.path = path
         self.held = False
+        self.warn = warn
+        self.notice: str | None = None  # what was said about an unusable lock, for a status line
 
     def acquire(self) -> LastSession:
         """Take the lock; say how the previous holder ended."""
@@ -47,7 +68,7 @@ class SessionLock:
         crashed = previous is not None and previous != os.getpid()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps({"pid": os.getpid()}), encoding="utf-8")
+            self._write(json.dumps({"pid": os.getpid()}).encode("utf-8"))
             self.held = True
         except OSError:
             pass  # an unwritable data folder costs crash detection, nothing else
@@ -61,14 +82,44 @@ class SessionLock:
                 pass
             self.held = False
 
-    def _read_pid(self) -> int | None:
+    def _write(self, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         try:
-            pid = json.loads(self.path.read_text(encoding="utf-8"))["pid"]
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, self.path)  # replaces whatever is there, a link included, never its target
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    def _read_pid(self) -> int | None:
+        """The previous holder's pid; None: no previous session (or an unusable lock, set
+        aside); -1: a damaged lock, whose writer did not finish cleanly either."""
+        try:
+            raw = read_regular_file(self.path, MAX_LOCK_BYTES)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError):
-            return -1  # a damaged lock: its writer did not finish cleanly either
-        return pid if isinstance(pid, int) and pid > 0 else -1
+        except FileRefused as exc:
+            self._set_aside(str(exc))
+            return None
+        try:
+            pid = json.loads(raw.decode("utf-8"))["pid"]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            return -1
+        return pid if isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**31 else -1  # a pid_t
+
+    def _set_aside(self, problem: str) -> None:
+        target = self.path.with_name(f"{self.path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            os.replace(self.path, target)
+            where = f"moved to {target.name}"
+        except OSError:
+            where = "left where it is"
+        self.notice = f"ignored the crash lock: {problem}; {where}"
+        self.warn(self.notice)
 
 
 AUTOSAVE_KEEP = 5
@@ -93,21 +144,25 @@ class AutosaveStore:
         return path
 
     def runs(self) -> list[Path]:
-        """Autosaved runs, newest first (regular files only)."""
+        """Autosaved runs, newest first: regular files only, never links or FIFOs (the
+        listing reads no file; it looks at no more than MAX_LISTED entries)."""
+        entries: list[tuple[float, str, Path]] = []
         try:
-            entries = [p for p in self.folder.iterdir()
-                       if (p.name.startswith("run-") or p.name == LEGACY_AUTOSAVE)
-                       and p.name.endswith(".safetensors") and p.is_file() and not p.is_symlink()]
+            with os.scandir(self.folder) as listing:
+                for n, entry in enumerate(listing):
+                    if n >= MAX_LISTED:
+                        break
+                    name = entry.name
+                    if not ((name.startswith("run-") or name == LEGACY_AUTOSAVE) and name.endswith(".safetensors")):
+                        continue
+                    try:
+                        if entry.is_file(follow_symlinks=False):
+                            entries.append((entry.stat(follow_symlinks=False).st_mtime, name, Path(entry.path)))
+                    except OSError:
+                        continue
         except OSError:
             return []
-
-        def mtime(p: Path) -> float:
-            try:
-                return p.stat().st_mtime
-            except OSError:
-                return 0.0
-
-        return sorted(entries, key=lambda p: (mtime(p), p.name), reverse=True)
+        return [path for _, _, path in sorted(entries, reverse=True)]
 
     def latest(self) -> Path | None:
         runs = self.runs()

@@ -39,7 +39,16 @@ def autosave_store() -> AutosaveStore:
 
 
 def session_lock() -> SessionLock:
+    """The crash lock; an unusable one is set aside with one line on stderr (runtime.recovery)."""
     return SessionLock(autosave_folder() / "running.json")
+
+
+def _when(path: Path, fmt: str) -> str | None:
+    """When ``path`` was saved, or None when it is gone (a file listed a moment ago may not be)."""
+    try:
+        return time.strftime(fmt, time.localtime(path.stat().st_mtime))
+    except (OSError, ValueError, OverflowError):
+        return None
 
 
 class AutosaveCommands:
@@ -86,7 +95,7 @@ class AutosaveCommands:
         if not runs:
             self.runs_menu.addAction("(none yet)").setEnabled(False)
         for path in runs:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(path.stat().st_mtime))
+            when = _when(path, "%Y-%m-%d %H:%M:%S") or "(gone)"
             action = self.runs_menu.addAction(f"{when}  ({one_line(path.name)})")
             action.triggered.connect(lambda checked=False, p=path: self.restore(p))
 
@@ -120,7 +129,9 @@ class AutosaveCommands:
         path = self.store.latest()
         if path is None or self.session.has_model or self.session.is_running:
             return
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+        when = _when(path, "%Y-%m-%d %H:%M")
+        if when is None:
+            return
         self.window.dialogs.offer(
             Icon.Question, "Restore the last run?",
             f"Latent Explorer did not close normally last time. Restore the run it autosaved at {when}?",

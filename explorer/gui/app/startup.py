@@ -15,39 +15,82 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
+import stat
 import sys
 import threading
 import time
 
-from PySide6.QtCore import QEventLoop, QRect, Qt
+from PySide6.QtCore import QEventLoop, QRect, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QPainter, QPixmap
 from PySide6.QtWidgets import QApplication, QWidget
 
+from explorer import startup_signals
 from explorer.paths import RESOURCES
+from explorer.safe_files import read_regular_file
 
 TRACE_ENV = "LATENT_EXPLORER_STARTUP_TRACE"
 # What the main window needs that is slow to import; everything else is quick once these are in.
 HEAVY_MODULES = ("torch", "explorer.training.engine", "explorer.analysis.grids", "explorer.data")
 
 
+MAX_TRACE_BYTES = 16 * 1024 * 1024  # a trace is a few lines
+_event_loop_running = threading.Event()  # set by the "ready" milestone: the first turn of app.exec()
+
+
+def _close_windows_for_signal(signum: int) -> bool:
+    """SIGINT/SIGTERM once the window's event loop runs: close the windows as a normal close
+    does (threads joined, the run autosaved, the crash lock released) and leave the loop
+    with 130 (interrupted). Before that (still starting) False: the process ends at once."""
+    app = QApplication.instance()
+    if app is None or not _event_loop_running.is_set():
+        return False
+    windows = [w for w in app.topLevelWidgets() if callable(getattr(w, "close_without_asking", None))]
+    if not windows:
+        return False
+
+    def close() -> None:
+        name = signal.Signals(signum).name
+        print("latent-explorer: interrupted" + ("" if name == "SIGINT" else f" ({name})") + "; closing the window",
+              file=sys.stderr, flush=True)
+        app.setQuitOnLastWindowClosed(False)  # its quit() would make the exit status 0
+        for window in windows:
+            window.close_without_asking()
+        app.exit(130)
+
+    QTimer.singleShot(0, close)  # not inside the signal handler: it runs between any two lines
+    return True
+
+
 def mark(event: str) -> None:
-    """Record a start-up milestone when tracing is on (a no-op otherwise)."""
+    """Record a start-up milestone when tracing is on (a no-op otherwise). The trace file
+    is opened without blocking and written only when it is a regular file: a FIFO with no
+    reader, or a device, at that path must not stop the start."""
+    if event == "ready":
+        _event_loop_running.set()
     path = os.environ.get(TRACE_ENV)
     if not path:
         return
+    line = json.dumps({"event": event, "monotonic": time.monotonic(), "torch_imported": "torch" in sys.modules}) + "\n"
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"event": event, "monotonic": time.monotonic(),
-                                "torch_imported": "torch" in sys.modules}) + "\n")
+        fd = os.open(path, flags, 0o666)
+    except (OSError, ValueError):
+        return  # tracing must never stop the app
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.write(fd, line.encode("utf-8"))
     except OSError:
-        pass  # tracing must never stop the app
+        pass
+    finally:
+        os.close(fd)
 
 
 def read_trace(path: str | os.PathLike) -> dict[str, dict]:
     """The milestones recorded so far, by name (a line still being written is skipped)."""
     events: dict[str, dict] = {}
     try:
-        text = open(path, encoding="utf-8").read()
+        text = read_regular_file(path, MAX_TRACE_BYTES).decode("utf-8", errors="replace")
     except FileNotFoundError:
         return events
     for line in text.splitlines():
@@ -55,7 +98,8 @@ def read_trace(path: str | os.PathLike) -> dict[str, dict]:
             item = json.loads(line)
         except ValueError:
             continue
-        events[item["event"]] = item
+        if isinstance(item, dict) and isinstance(item.get("event"), str):
+            events[item["event"]] = item
     return events
 
 
@@ -154,6 +198,7 @@ class BackgroundImport:
 def show_splash(app: QApplication, timeout_s: float = 2.0) -> Splash:
     """Show the splash and return once it has been painted (or after ``timeout_s`` on a
     platform that never exposes it, such as offscreen)."""
+    startup_signals.on_signal(_close_windows_for_signal)  # Qt exists from here on
     splash = Splash()
     splash.say("Loading PyTorch…")
     splash.show()

@@ -10,13 +10,13 @@ the default on anything unexpected.
 from __future__ import annotations
 
 import os
-import stat
 import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths
 
 from explorer.display import one_line
+from explorer.safe_files import FileRefused, check_regular_file
 
 APP_NAME = "Latent Explorer"
 MAX_SETTINGS_BYTES = 4 * 1024 * 1024  # a few KB in practice; anything near this is not ours
@@ -30,19 +30,17 @@ def settings_path() -> Path:
 
 
 def unusable_reason(path: Path) -> str | None:
-    """Why ``path`` cannot be our settings file, or None when it can (or does not exist)."""
+    """Why ``path`` cannot be our settings file, or None when it can (or does not exist).
+    The file is opened the way every file read at start-up is (explorer.safe_files: no
+    blocking on a FIFO, ``fstat`` on the descriptor), not merely stat'ed by name."""
     try:
-        info = os.stat(path)
+        check_regular_file(path, MAX_SETTINGS_BYTES)
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    if not stat.S_ISREG(info.st_mode):
-        return "is not a regular file"
-    if info.st_size > MAX_SETTINGS_BYTES:
-        return f"is {info.st_size // (1024 * 1024)} MB, far too large for settings"
-    if not os.access(path, os.R_OK):
-        return "cannot be read (permission denied)"
+    except FileRefused as exc:
+        return exc.reason
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        return f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
     return None
 
 
