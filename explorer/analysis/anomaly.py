@@ -16,6 +16,7 @@ from explorer import cancellation
 from explorer.analysis.metrics import roc_auc
 from explorer.data.dataset import ImageData, to_float
 from explorer.models.autoencoder import Autoencoder
+from explorer.models.base import device_of
 from explorer.models.losses import gaussian_kl, reconstruction_loss
 
 
@@ -24,7 +25,7 @@ def anomaly_scores(model: Autoencoder, images: torch.Tensor, labels: torch.Tenso
                    batch_size: int = 1000) -> np.ndarray:
     """Per-image score: the reconstruction loss of the mean code, plus the KL for the VAE
     family (the negative ELBO, in nats). Higher means more anomalous."""
-    device = model.mean_head.weight.device
+    device = device_of(model)
     scores = []
     for start in range(0, images.shape[0], batch_size):
         cancellation.check()

@@ -22,6 +22,7 @@ from explorer.analysis.latents import ACTIVE_VARIANCE_VAE
 from explorer.analysis.metrics import psnr
 from explorer.data.dataset import to_float
 from explorer.models.autoencoder import Autoencoder
+from explorer.models.base import device_of
 
 KNN_K = 5
 LABEL_BUDGETS = (100, 1000, None)  # None: every training label
@@ -124,7 +125,7 @@ def reconstruction_quality(model: Autoencoder, images: torch.Tensor, labels: tor
     """Mean squared error per pixel and mean PSNR (dB) of the mean-code reconstructions."""
     was_training = model.training
     model.eval()
-    device = model.mean_head.weight.device
+    device = device_of(model)
     squared, values = 0.0, []
     try:
         for start in range(0, images.shape[0], batch_size):

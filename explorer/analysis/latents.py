@@ -15,6 +15,7 @@ from explorer import cancellation
 from explorer.config import ModelConfig
 from explorer.data.dataset import to_float
 from explorer.models.autoencoder import Autoencoder
+from explorer.models.base import device_of
 from explorer.models.losses import kl_per_dimension
 
 # Burda et al. (2016): a VAE unit is active when its mean code varies across the data by
@@ -56,7 +57,7 @@ class LatentStats:
 def encode_images(model: Autoencoder, images: torch.Tensor, labels: torch.Tensor | None = None,
                   batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Mean codes (and log-variances for the VAE family) of uint8 images, in batches."""
-    device = model.mean_head.weight.device
+    device = device_of(model)
     means: list[torch.Tensor] = []
     logvars: list[torch.Tensor] = []
     for start in range(0, images.shape[0], batch_size):

@@ -31,6 +31,7 @@ from explorer import cancellation
 from explorer.data.dataset import to_float
 from explorer.errors import UserError
 from explorer.models.autoencoder import Autoencoder
+from explorer.models.base import device_of
 
 MAX_K = 5000
 # Logits held at once (samples x pixels): 8M floats, 32 MB, and about 4x that in temporaries.
@@ -91,7 +92,7 @@ def iw_log_likelihood(model: Autoencoder, images: torch.Tensor, labels: torch.Te
         raise UserError("a conditional model needs the test images' labels for its likelihood")
     was_training = model.training
     model.eval()
-    device = model.mean_head.weight.device
+    device = device_of(model)
     n = images.shape[0]
     pixels = int(np.prod(images.shape[1:]))
     per_chunk = max(1, logit_budget // pixels)  # (image, sample) pairs per decoder batch
@@ -148,7 +149,7 @@ def grid_log_likelihood(model: Autoencoder, images: torch.Tensor, labels: torch.
         raise UserError("the grid integral of log p(x) is only feasible for 1- or 2-D latent spaces")
     was_training = model.training
     model.eval()
-    device = model.mean_head.weight.device
+    device = device_of(model)
     axis = (torch.arange(points, dtype=torch.float64) + 0.5) / points * 2 * extent - extent
     cell = math.log(2 * extent / points) * d
     grid = torch.cartesian_prod(*([axis] * d)).reshape(-1, d)

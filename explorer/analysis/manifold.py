@@ -14,6 +14,7 @@ from explorer import cancellation
 from explorer.analysis.grids import tile
 from explorer.analysis.projection import PlaneAxes
 from explorer.models.autoencoder import Autoencoder
+from explorer.models.base import device_of
 
 
 def lattice(x_range: tuple[float, float], y_range: tuple[float, float], n: int) -> np.ndarray:
@@ -32,7 +33,7 @@ def decode_codes(model: Autoencoder, codes: np.ndarray, label: int | np.ndarray 
     """(N, D) codes to (N, C, H, W) float32 images in [0, 1], in batches (one for any grid
     on screen). ``label`` is the class a conditional model draws, one for all or one per
     code (ignored by other models; None means class 0)."""
-    device = model.mean_head.weight.device
+    device = device_of(model)
     z = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32)).to(device)
     y = None
     if model.is_conditional:

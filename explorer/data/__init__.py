@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 
 from explorer.config import DataConfig
+from explorer.data.arrays import is_array_file
 from explorer.data.dataset import ImageData, to_float
 from explorer.data.folder import FolderReport
 
@@ -19,6 +20,9 @@ def load_dataset(config: DataConfig, report: FolderReport | None = None,
     Binarising comes first, over the whole splits, so that a filtered or limited test set is
     a subset of the same binary images every other run is evaluated on.
 
+    An ``.npz``/``.npy`` file of images (:mod:`explorer.data.arrays`) is split with the
+    config's test fraction and seed unless it holds its own train and test arrays.
+
     A large folder is decoded once into a memory-mapped cache on disk
     (:mod:`explorer.data.folder_cache`), reporting ``progress(done, total)`` as it decodes.
     """
@@ -31,6 +35,11 @@ def load_dataset(config: DataConfig, report: FolderReport | None = None,
         from explorer.data.downloads import load_download
 
         data = load_download(name)
+    elif is_array_file(name):
+        from explorer.data.arrays import load_array_file, resized
+
+        data = resized(load_array_file(name, config.test_fraction, config.split_seed), config.image_size,
+                       config.channels)
     else:
         from explorer.data.folder_cache import load_folder_cached
 

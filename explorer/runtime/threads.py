@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from explorer.config import ModelConfig
-from explorer.models import Autoencoder
+from explorer.models import Autoencoder, build_model
 
 BACKGROUND_NICENESS = 10
 
@@ -42,9 +42,14 @@ class ModelCopy:
 
     config: ModelConfig
     state: dict[str, torch.Tensor]
+    # A model whose weights never change in the app (a user's own encoder and decoder,
+    # explorer.models.external) is shared, not rebuilt: its code is not the app's to rebuild.
+    shared: torch.nn.Module | None = None
 
     @classmethod
     def of(cls, model: Autoencoder) -> ModelCopy:
+        if getattr(model, "shared_weights", False):
+            return cls(model.config, {}, shared=model)
         return cls(model.config, {k: v.detach().clone() for k, v in model.state_dict().items()})
 
     def build(self) -> Autoencoder:
@@ -52,7 +57,9 @@ class ModelCopy:
         other core is the trainer's), and returns the model in eval mode."""
         lower_this_thread_priority()
         torch.set_num_threads(1)
-        model = Autoencoder(self.config)
+        if self.shared is not None:
+            return self.shared  # type: ignore[return-value]
+        model = build_model(self.config, check=False)  # a copy of a model already checked
         model.load_state_dict(self.state)
         return model.eval()
 

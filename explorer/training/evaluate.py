@@ -11,6 +11,7 @@ import torch
 
 from explorer.data.dataset import to_float
 from explorer.models.autoencoder import Autoencoder
+from explorer.models.base import device_of
 
 
 @torch.no_grad()
@@ -18,7 +19,7 @@ def evaluate_tensors(model: Autoencoder, images: torch.Tensor, labels: torch.Ten
                      batch_size: int = 1000, seed: int = 0) -> dict[str, float]:
     was_training = model.training
     model.eval()
-    device = model.mean_head.weight.device
+    device = device_of(model)
     names = model.part_names
     sums = torch.zeros(1 + len(names), device=device)
     devices = [device] if device.type == "cuda" else []

@@ -36,6 +36,11 @@ def _can_train(w: MainWindow) -> bool:
     return _idle(w) and not w.follower.following
 
 
+def _can_save(w: MainWindow) -> bool:
+    """A model given from Python as an encoder and decoder has no checkpoint form."""
+    return w.session.has_model and getattr(w.session.view_model, "storable", True)
+
+
 ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("open_action", "&Open checkpoint...", lambda w: w.files.ask_open(), Key.Open,
                "Open a trained model", _idle),
@@ -45,10 +50,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("stop_following_action", "Stop f&ollowing", lambda w: w.follower.stop(),
                tip="Stop updating from the followed run (the last version stays)",
                enabled=lambda w: w.follower.following),
-    ActionSpec("save_action", "&Save", lambda w: w.files.save(), Key.Save, "Save the model",
-               lambda w: w.session.has_model),
+    ActionSpec("save_action", "&Save", lambda w: w.files.save(), Key.Save, "Save the model", _can_save),
     ActionSpec("save_as_action", "Save &as...", lambda w: w.files.ask_save_as(), Key.SaveAs,
-               "Save the model to a new file", lambda w: w.session.has_model),
+               "Save the model to a new file", _can_save),
     ActionSpec("generate_folder_action", "Generate a dataset folder...", lambda w: w.exports.ask_generate_folder(),
                tip="Write generated images (the Samples view's count, per class for conditional models) as an "
                    "image folder the app can train on, plus images.npy"),
@@ -56,12 +60,18 @@ ACTIONS: tuple[ActionSpec, ...] = (
                tip="The latent plane through the run, one frame per recorded epoch, with the epoch and loss on "
                    "each frame (and the manifold when it is shown)",
                enabled=lambda w: w.session.timeline is not None and bool(w.session.timeline.frames)),
+    ActionSpec("export_model_action", "&Model...",
+               lambda w: w.exports.ask_model_export(),
+               tip="Write the decoder and encoder for other tools: ONNX, a torch.export program (.pt2), or one "
+                   "HTML page that runs an MLP decoder in any browser",
+               enabled=lambda w: w.session.has_model and getattr(w.session.view_model, "storable", True)),
     ActionSpec("quit_action", "&Quit", lambda w: w.close(), Key.Quit),
     ActionSpec("start_action", "&Start", lambda w: w.training.start(), "F5",
                "Start training a new model (off while following a run)", _can_train, toolbar=True),
     ActionSpec("continue_action", "&Continue training", lambda w: w.training.continue_training(), "Ctrl+F5",
-               "Train the current model for more epochs (off while following a run)",
-               lambda w: _can_train(w) and w.session.has_model),
+               "Train the current model for more epochs (off while following a run, and for your own encoder "
+               "and decoder given from Python)",
+               lambda w: _can_train(w) and w.session.has_model and getattr(w.session.view_model, "trainable", True)),
     ActionSpec("pause_action", "&Pause", lambda w: w.training.toggle_pause(), "F6", "Pause or resume training",
                lambda w: w.session.state in ("training", "paused"), toolbar=True),
     ActionSpec("stop_action", "S&top", lambda w: w.session.stop(), "Shift+F5", "Stop training",

@@ -83,6 +83,8 @@ class MainWindow(QMainWindow):
         self.session.document.changed.connect(self._show_title)
         self.session.model_changed.connect(self._update_for_state)
         self.session.timeline_changed.connect(self._update_for_state)
+        self.session.given.connect(lambda line: self.statusBar().showMessage(line))
+        self.session.given.connect(self._update_for_state)
         self._follow_status()
 
         for spec in VIEWS:
@@ -203,6 +205,8 @@ class MainWindow(QMainWindow):
             menu.addSeparator()
         menu.addAction(self.training_film_action)
         menu.addAction(self.generate_folder_action)
+        menu.addSeparator()
+        menu.addAction(self.export_model_action)
 
     def _make_toolbar(self) -> None:
         toolbar = QToolBar("Training", self)

@@ -22,10 +22,11 @@ class Origin(Enum):
     NEW_RUN = "new run"  # trained in this window, never saved
     OPENED = "opened"  # read from a file the user chose
     RESTORED = "restored"  # an autosaved run brought back
+    GIVEN = "given"  # handed over from Python (explorer.view): a model object, or an encoder and decoder
 
 
 UNTITLED_NAMES = {Origin.EMPTY: "", Origin.NEW_RUN: "Untitled", Origin.RESTORED: "Restored run",
-                  Origin.OPENED: "Untitled"}
+                  Origin.OPENED: "Untitled", Origin.GIVEN: "From Python"}
 
 
 class Document(QObject):
@@ -60,6 +61,11 @@ class Document(QObject):
 
     def opened(self, path: str | Path) -> None:
         self._set(Path(path), Origin.OPENED, False)
+
+    def given(self, path: str | Path | None = None) -> None:
+        """A model handed over from Python: nothing unsaved (its owner holds it), and the
+        file it was loaded from, if any."""
+        self._set(Path(path) if path is not None else None, Origin.GIVEN, False)
 
     def restored(self) -> None:
         """An autosave brought back: unsaved, with no file of its own."""

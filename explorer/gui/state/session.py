@@ -32,7 +32,8 @@ from explorer.errors import UserError
 from explorer.evaluation.record import Evaluation, records_from_json, with_record
 from explorer.gui.state.document import Document
 from explorer.gui.state.tasks import Tasks
-from explorer.models import Autoencoder
+from explorer.models import Autoencoder, build_model
+from explorer.models.external import CANNOT
 from explorer.runtime.recovery import AutosaveStore
 from explorer.runtime.threads import warm_view_imports
 from explorer.runtime.worker import AutosaveFailed, DataReady, Failed, RunRequest, TrainingWorker, WorkerDone
@@ -82,6 +83,7 @@ class TrainingSession(QObject):
     open_failed = Signal(object, str)  # Path, why: the file was refused; nothing changed
     setting_changed = Signal(object)  # SettingChanged
     evaluations_changed = Signal()  # the current model's evaluation records changed
+    given = Signal(str)  # a model handed over from Python is shown: one line saying what it can do
     timeline_changed = Signal()  # a frame was added to the timeline, or another timeline came
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -103,6 +105,9 @@ class TrainingSession(QObject):
         # The run's training timeline (explorer.training.timeline): a frame per epoch end,
         # saved with the model and read back from a checkpoint, for the replay bar.
         self.timeline: Timeline | None = None
+        # The opened file held a timeline that was damaged and dropped on load: the replay bar
+        # says so, rather than "trained before timelines existed" (open_notes says why).
+        self.timeline_damaged = False
         # Entries of the opened file that this version does not know: written back on Save.
         self.extra_metadata: dict[str, str] = {}
         self.open_notes: tuple[str, ...] = ()
@@ -173,6 +178,9 @@ class TrainingSession(QObject):
             return  # following a run is read-only: stop following first
         train_config = replace(train_config, snapshot_interval_s=train_config.snapshot_interval_s or 0.5)
         continuing = continue_training and self.view_model is not None
+        if continuing and not getattr(self.view_model, "trainable", True):
+            self.warning.emit(CANNOT["train"])
+            return
         autosave = self._autosave_for(continuing)
         if continuing:
             assert self.view_model is not None
@@ -268,6 +276,8 @@ class TrainingSession(QObject):
 
         if self.view_model is None or self.model_config is None or self.data_config is None:
             raise UserError("there is no model to save yet: train one or open a checkpoint first")
+        if not getattr(self.view_model, "storable", True):
+            raise UserError(CANNOT["save"])
         if self.is_followed(path):
             raise UserError(f"{one_line(path.name)} is the run being followed, which its training process keeps "
                             "rewriting; save under another name")
@@ -322,6 +332,7 @@ class TrainingSession(QObject):
         self.history = ckpt.history
         self.evaluations = records_from_json(ckpt.evaluations)
         self.timeline = ckpt.timeline
+        self.timeline_damaged = ckpt.timeline_damaged
         self.extra_metadata = dict(ckpt.extra_metadata)
         self.open_notes = tuple(ckpt.notes)  # what of the file was left out, said once on open
         self.document.opened(path)
@@ -333,6 +344,42 @@ class TrainingSession(QObject):
         self.timeline_changed.emit()
         self.opened.emit(path)
         self._load_data_in_background(ckpt.data_config, ckpt.model_config)
+
+    def install_given(self, model: Autoencoder, data: ImageData | None, *, data_config: DataConfig | None = None,
+                      train_config: TrainConfig | None = None, history: History | None = None,
+                      path: Path | None = None, class_names: tuple[str, ...] = ()) -> None:
+        """A model handed over from Python (explorer.view): a model object with its record,
+        or a user's own encoder and decoder (explorer.models.external). ``data`` shown at
+        once; None loads ``data_config``'s in the background as for an opened file."""
+        if self.is_running:
+            raise UserError("stop the current training run before showing another model")
+        self.model_config = model.config
+        self.data_config = data_config or DataConfig(dataset=data.name if data is not None else "mnist")
+        self.train_config = train_config or TrainConfig()
+        self.view_model = model
+        self.history = history or History(part_names=tuple(model.part_names))
+        self.evaluations = []
+        self.timeline = None
+        self.extra_metadata = {}
+        self.open_notes = ()
+        self.document.given(path)
+        self._run_autosave = None
+        self.data = None
+        self.tasks.invalidate()
+        self.history_reset.emit()
+        self.evaluations_changed.emit()
+        self.model_changed.emit()
+        self.timeline_changed.emit()
+        if data is not None:
+            self.data = data
+            self.data_changed.emit()
+        else:
+            self._load_data_in_background(self.data_config, model.config)
+        if getattr(model, "trainable", True):
+            self.given.emit("Showing the model given from Python")
+        else:
+            self.given.emit("Showing your encoder and decoder from Python (training, saving and class "
+                            "choice are off for them)")
 
     # -- following a run (gui/state/follow.py) -------------------------------------------
 
@@ -362,6 +409,7 @@ class TrainingSession(QObject):
         self.history = ckpt.history
         self.evaluations = records_from_json(ckpt.evaluations)
         self.timeline = ckpt.timeline
+        self.timeline_damaged = ckpt.timeline_damaged
         self.extra_metadata = dict(ckpt.extra_metadata)
         self.history_reset.emit()
         self.evaluations_changed.emit()
@@ -457,7 +505,7 @@ class TrainingSession(QObject):
         self._pending_run = None
         self.data = ready.data
         self.model_config = ready.model_config
-        model = Autoencoder(ready.model_config)
+        model = build_model(ready.model_config, check=False)  # the worker's model was checked
         model.load_state_dict(ready.initial_state)
         model.eval()
         self.view_model = model
@@ -472,6 +520,7 @@ class TrainingSession(QObject):
         # A new run records from scratch; a continued one goes on with the timeline it had
         # (Timeline.for_data starts afresh when the points no longer match the data).
         self.timeline = Timeline.for_data(ready.data, previous=self.timeline if continuing else None)
+        self.timeline_damaged = False
         self.timeline_changed.emit()
         if ready.skipped:
             folder = self.data_config.dataset if self.data_config is not None else None

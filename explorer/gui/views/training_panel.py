@@ -30,6 +30,8 @@ from explorer.presets import PRESETS, get_preset
 DATASETS = [("MNIST (bundled)", "mnist"), ("Fashion-MNIST (downloads once)", "fashion-mnist"),
             ("KMNIST (downloads once)", "kmnist"), ("CIFAR-10 (downloads once)", "cifar10")]
 FOLDER_ITEM = "Image folder..."
+ARRAY_FILE_ITEM = "NumPy file (.npz, .npy)..."
+CHOSEN_PREFIXES = ("Folder: ", "File: ")  # the item that shows the folder or file chosen
 DEFAULT_PRESET = "vae"
 DEFAULT_LATENT = 2  # a 2-D latent makes the latent plane exact on first launch
 # A floor on the steps of a run started here: ten epochs of a 400-image folder are 40 steps,
@@ -49,8 +51,10 @@ class TrainingPanel(QWidget):
         for label, key in DATASETS:
             self.dataset.addItem(label, key)
         self.dataset.addItem(FOLDER_ITEM, "")
+        self.dataset.addItem(ARRAY_FILE_ITEM, "")
         self.dataset.setToolTip("MNIST ships with the app; the others download on first use. "
-                                "A folder of images: class sub-folders give labels.")
+                                "A folder of images: class sub-folders give labels. A NumPy file: an images "
+                                "array (N x H x W, N x C x H x W or N x H x W x C), optional labels and class_names.")
         self.dataset.activated.connect(self._on_dataset_activated)
         self.limit = QSpinBox(objectName="limit", minimum=0, maximum=10_000_000, singleStep=1000)
         self.limit.setSpecialValueText("All")
@@ -154,28 +158,36 @@ class TrainingPanel(QWidget):
             self.device.addItem("Apple GPU (MPS)", "mps")
 
     def _on_dataset_activated(self, index: int) -> None:
-        if self.dataset.itemText(index) != FOLDER_ITEM:
+        text = self.dataset.itemText(index)
+        if text == FOLDER_ITEM:
+            chosen = QFileDialog.getExistingDirectory(self, "Choose a folder of images")
+        elif text == ARRAY_FILE_ITEM:
+            chosen, _ = QFileDialog.getOpenFileName(self, "Choose a NumPy file of images", "",
+                                                    "NumPy arrays (*.npz *.npy)")
+        else:
             return
-        folder = QFileDialog.getExistingDirectory(self, "Choose a folder of images")
-        if folder:
-            self.set_dataset(folder)
+        if chosen:
+            self.set_dataset(chosen)
         else:
             self.set_dataset(self._folder or "mnist")
 
     def set_dataset(self, key: str) -> None:
-        """Select a built-in dataset by key, or a folder by path."""
+        """Select a built-in dataset by key, or a folder or NumPy file by path."""
         index = self.dataset.findData(key)
         if index < 0:
             self._folder = key
-            folder_label = f"Folder: {Path(key).name or key}"
-            existing = [i for i in range(self.dataset.count()) if self.dataset.itemText(i).startswith("Folder: ")]
+            from explorer.data.arrays import is_array_file
+
+            prefix = "File: " if is_array_file(key) else "Folder: "
+            label = f"{prefix}{Path(key).name or key}"
+            existing = [i for i in range(self.dataset.count()) if self.dataset.itemText(i).startswith(CHOSEN_PREFIXES)]
             if existing:
-                self.dataset.setItemText(existing[0], folder_label)
+                self.dataset.setItemText(existing[0], label)
                 self.dataset.setItemData(existing[0], key)
                 index = existing[0]
             else:
-                self.dataset.insertItem(self.dataset.count() - 1, folder_label, key)
-                index = self.dataset.count() - 2
+                self.dataset.insertItem(self.dataset.findText(FOLDER_ITEM), label, key)
+                index = self.dataset.findText(FOLDER_ITEM) - 1
             self.dataset.setItemData(index, key, 3)
         self.dataset.setCurrentIndex(index)
 
