@@ -18,6 +18,7 @@ import torch
 from explorer.data.dataset import ImageData
 from explorer.errors import DataError
 from explorer.paths import RESOURCES, cache_dir
+from explorer.safe_files import check_regular_file
 
 BUNDLED_DIR = RESOURCES / "mnist"
 FILES = {
@@ -59,12 +60,32 @@ def _bundle_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+CACHE_MAX_BYTES = 64 * 1024**2  # the largest array, 60,000 images of 28x28 bytes, is 47 MB
+_SHAPES = {"train_images": (60000, 28, 28), "train_labels": (60000,), "test_images": (10000, 28, 28),
+           "test_labels": (10000,)}
+
+
+def _plausible(arrays: dict[str, np.ndarray]) -> bool:
+    """Whether the cached arrays have MNIST's shapes, bytes and labels (else: rebuilt)."""
+    for key, shape in _SHAPES.items():
+        array = arrays[key]
+        if array.shape != shape or array.dtype != np.uint8:
+            return False
+    return all(int(arrays[k].max()) <= 9 for k in ("train_labels", "test_labels"))
+
+
 def _cached_arrays() -> dict[str, np.ndarray]:
     folder = cache_dir() / "mnist" / _bundle_fingerprint()
     paths = {key: folder / f"{key}.npy" for key in FILES}
     if all(p.exists() for p in paths.values()):
         try:
-            return {key: np.load(p, mmap_mode="r", allow_pickle=False) for key, p in paths.items()}
+            cached = {}
+            for key, path in paths.items():
+                # A FIFO or a link to a device in the cache must not hang or flood the load.
+                check_regular_file(path, CACHE_MAX_BYTES)
+                cached[key] = np.load(path, mmap_mode="r", allow_pickle=False)
+            if _plausible(cached):
+                return cached
         except (OSError, ValueError):
             pass  # a damaged cache is rebuilt below
     missing = [name for name in FILES.values() if not (BUNDLED_DIR / name).exists()]
