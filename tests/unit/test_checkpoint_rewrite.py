@@ -35,6 +35,8 @@ from explorer.training.timeline import Timeline
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
 LATER_KEY = "directions"  # what a later version might add: kept as it is
+# Fields that say how the load went (parts left out), not what the file holds.
+LOAD_OUTCOMES = {"notes", "timeline_damaged"}
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +98,8 @@ def test_the_fixture_fills_every_field(full_file) -> None:
     """Guards the tests below: a field left empty here would pass them vacuously."""
     ckpt = load_checkpoint(full_file)
     for f in dataclasses.fields(Checkpoint):
-        assert getattr(ckpt, f.name) not in (None, "", (), [], {}), f.name
+        if f.name not in LOAD_OUTCOMES:
+            assert getattr(ckpt, f.name) not in (None, "", (), [], {}), f.name
     assert ckpt.timeline is not None and len(ckpt.timeline.frames) == 2
     assert LATER_KEY in ckpt.extra_metadata
 

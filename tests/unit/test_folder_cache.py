@@ -120,8 +120,11 @@ def test_half_written_cache_is_rebuilt(tree: Path, monkeypatch: pytest.MonkeyPat
         with open(where / "images.u8", "r+b") as fh:
             fh.truncate(100)
     calls = _count_reads(monkeypatch)
-    _same(first, _load(tree, "always"))
+    report = FolderReport()
+    _same(first, _load(tree, "always", report))
     assert len(calls) == 121
+    (line,) = [note for note in report.notes if "failed a check" in note]  # one line says why
+    assert ("meta.json is missing" if damage == "meta" else "images.u8 holds 100 bytes") in line
 
 
 def test_limit_applies_before_decoding(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
