@@ -23,7 +23,19 @@ the whole run at a coarser step rather than forgetting its start. A decoder over
 :data:`MAX_DECODER_BYTES` in float16 is not recorded (the points still are), so a handful of
 frames always fit. Checkpoints store the record as stacked tensors plus JSON
 (:meth:`Timeline.to_tensors`, :meth:`Timeline.metadata`); :meth:`Timeline.from_parts`
-checks all of it and raises ValueError, which a loader turns into "no timeline".
+checks all of it and raises ValueError, which a loader turns into "a damaged timeline,
+dropped" (never "no timeline": the person must learn the record was there and lost).
+
+Labels are classes of the data the run followed, so they are below the number of classes
+the checkpoint knows (``classes``): a label of 999,999 once made the plane build a scatter
+per class up to it and froze the window for minutes. The frame count is the metadata's but
+every frame must be in the tensors, at most :data:`MAX_TIMELINE_FRAMES` of them.
+
+Each frame carries the bulk of its points (``bulk``: the 0.5th and 99.5th percentiles),
+computed where the frame is made or loaded, off the GUI thread; a timeline keeps the widest
+of them (:attr:`Timeline.extent`) as frames come and go, so framing a replay of 10,000
+frames costs the GUI nothing (the percentiles of every frame at the first scrub held it for
+2-3 s).
 """
 
 from __future__ import annotations
@@ -40,6 +52,7 @@ from explorer.config import ModelConfig
 from explorer.data.dataset import ImageData
 from explorer.models.autoencoder import Autoencoder
 from explorer.models.losses import kl_per_dimension
+from explorer.models.registry import build_model
 
 TIMELINE_POINTS = 5000
 MAX_TIMELINE_BYTES = 64 * 1024**2
@@ -52,7 +65,11 @@ PREFIX = "timeline."
 DECODER_PREFIX = PREFIX + "decoder."
 _MAX_LOSS_KEYS = 32
 _MAX_KEY = 64
-_MAX_LABEL = 1_000_000
+# Classes a timeline's labels may name when the checkpoint says nothing tighter (an
+# unconditional model saved without class names): checkpoint.MAX_CLASSES, the most a
+# checkpoint may know.
+MAX_LABEL_CLASSES = 10_000
+BULK_PERCENTILES = (0.5, 99.5)
 
 
 @dataclass(frozen=True)
@@ -67,10 +84,31 @@ class TimelineFrame:
     kl_per_dim: np.ndarray | None = field(repr=False)  # float32 (D,), the VAE family only
     losses: dict[str, float]  # "train_loss", "train_recon", "test_loss", "test_kl", ...
     decoder: dict[str, torch.Tensor] = field(repr=False)  # float16 CPU copy of model.decoder's state
+    # float64 (2, 2): rows low and high, the 0.5th and 99.5th percentiles of ``coords``;
+    # found here (the engine's or the loader's thread) so no view computes it on the GUI's.
+    bulk: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.bulk is None:
+            object.__setattr__(self, "bulk", coords_bulk(self.coords))
 
     def lift(self, points: np.ndarray) -> np.ndarray:
         """(..., 2) plane points to (..., D) full codes (float32) for decoding."""
         return (self.mean + np.asarray(points, dtype=np.float32) @ self.axes.T).astype(np.float32)
+
+
+def coords_bulk(coords: np.ndarray) -> np.ndarray:
+    """(2, 2) float64: the 0.5th and 99.5th percentiles of (N, 2) plane points (zeros for
+    none), so a few far outliers do not decide how a view is framed."""
+    coords = np.asarray(coords)
+    if coords.shape[0] == 0:
+        return np.zeros((2, 2))
+    return np.percentile(coords, BULK_PERCENTILES, axis=0).astype(np.float64)
+
+
+def widest(bulks: np.ndarray) -> np.ndarray:
+    """(2, 2): the lowest low and the highest high of (F, 2, 2) frame bulks."""
+    return np.stack([bulks[:, 0].min(axis=0), bulks[:, 1].max(axis=0)])
 
 
 def epoch_losses(train: dict[str, float], test: dict[str, float]) -> dict[str, float]:
@@ -162,7 +200,10 @@ class TimelineRecorder:
 def decoder_copy(model: Autoencoder) -> dict[str, torch.Tensor]:
     """The decoder's weights in float16 on the CPU, or none when they are over
     MAX_DECODER_BYTES (a timeline of such a model keeps its points only)."""
-    state = model.decoder.state_dict()
+    decoder = getattr(model, "decoder", None)
+    if not isinstance(decoder, torch.nn.Module):  # a plugin's model without one: the points only
+        return {}
+    state = decoder.state_dict()
     if sum(v.numel() for v in state.values()) * 2 > MAX_DECODER_BYTES:
         return {}
     return {k: v.detach().to("cpu", torch.float16, copy=True) for k, v in state.items()}
@@ -187,6 +228,7 @@ class Timeline:
         self._stride = 1
         self._ordinals: list[int] = []
         self._added = 0
+        self._extent: np.ndarray | None = None
         for frame in frames or []:
             self.add(frame)
 
@@ -209,8 +251,19 @@ class Timeline:
         """Another timeline with the same frames (frames are immutable and shared)."""
         out = Timeline(self.indices, self.labels, max_bytes=self.max_bytes)
         out.frames, out._ordinals = list(self.frames), list(self._ordinals)
-        out._stride, out._added = self._stride, self._added
+        out._stride, out._added, out._extent = self._stride, self._added, self._extent
         return out
+
+    @property
+    def extent(self) -> np.ndarray | None:
+        """(2, 2) float64, rows low and high: the widest of the frames' bulks, which frames
+        the whole replay (None without frames). Kept up to date as frames are added and
+        thinned, so reading it costs nothing however many frames there are."""
+        return None if self._extent is None else self._extent.copy()
+
+    def _fit_extent(self) -> None:
+        # One vectorised pass over (F, 2, 2) numbers, at an epoch end or a load, never a scrub.
+        self._extent = widest(np.stack([f.bulk for f in self.frames])) if self.frames else None
 
     def record(self, event: object) -> None:
         """Add ``event`` if it is a TimelineFrame (so a run's listener can hand it every event)."""
@@ -233,9 +286,11 @@ class Timeline:
     def add(self, frame: TimelineFrame) -> None:
         if frame.coords.shape != (self.indices.size, 2):
             raise ValueError(f"a frame of {frame.coords.shape[0]} points for a timeline of {self.indices.size}")
+        removed = False
         if self.frames and self._ordinals[-1] % self._stride != 0:
             self.frames.pop()  # the newest so far was kept only for being the newest
             self._ordinals.pop()
+            removed = True
         self.frames.append(frame)
         self._ordinals.append(self._added)
         self._added += 1
@@ -244,6 +299,11 @@ class Timeline:
             keep = [i for i, k in enumerate(self._ordinals) if k % self._stride == 0 or i == len(self.frames) - 1]
             self.frames = [self.frames[i] for i in keep]
             self._ordinals = [self._ordinals[i] for i in keep]
+            removed = True
+        if removed or self._extent is None:
+            self._fit_extent()  # a frame left: the extent may shrink
+        else:
+            self._extent = widest(np.stack([self._extent, frame.bulk]))
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -274,9 +334,11 @@ class Timeline:
                            "losses": [f.losses for f in self.frames]})
 
     @classmethod
-    def from_parts(cls, tensors: dict[str, torch.Tensor], metadata_json: str, model_config: ModelConfig) -> Timeline:
+    def from_parts(cls, tensors: dict[str, torch.Tensor], metadata_json: str, model_config: ModelConfig,
+                   classes: int = MAX_LABEL_CLASSES) -> Timeline:
         """A timeline from a checkpoint's "timeline." tensors and JSON, every shape, dtype and
-        value checked against the model config and each other; ValueError (one line) if not."""
+        value checked against the model config and each other; ValueError (one line) if not.
+        ``classes``: how many classes the checkpoint knows (labels must be below it)."""
         try:
             meta = json.loads(metadata_json)
         except (TypeError, ValueError, RecursionError):
@@ -335,8 +397,11 @@ class Timeline:
         if indices[0] < 0 or (n > 1 and not bool(np.all(np.diff(indices) > 0))):
             raise ValueError("the timeline's indices are not sorted distinct test indices")
         labels = whole("labels")
-        if labels is not None and (labels.shape != (n,) or labels.min() < 0 or labels.max() >= _MAX_LABEL):
+        if labels is not None and (labels.shape != (n,) or labels.min() < 0):
             raise ValueError("the timeline's labels do not match its points")
+        if labels is not None and labels.max() >= min(classes, MAX_LABEL_CLASSES):
+            raise ValueError(f"the timeline's labels name class {int(labels.max()):,}; the checkpoint knows "
+                             f"{min(classes, MAX_LABEL_CLASSES):,} classes")
         coords = floats("coords", (count, n, 2)).numpy()
         axes = floats("axes", (count, dim, 2)).numpy()
         mean = floats("mean", (count, dim)).numpy()
@@ -348,8 +413,9 @@ class Timeline:
         decoder: dict[str, torch.Tensor] = {}
         if decoder_names:
             with torch.device("meta"):
-                expected = {DECODER_PREFIX + k: tuple(v.shape)
-                            for k, v in Autoencoder(model_config).decoder.state_dict().items()}
+                decoder_module = getattr(build_model(model_config, check=False), "decoder", None)
+            expected = {DECODER_PREFIX + k: tuple(v.shape) for k, v in decoder_module.state_dict().items()} \
+                if isinstance(decoder_module, torch.nn.Module) else {}
             if set(decoder_names) != set(expected):
                 raise ValueError("the timeline's decoder weights do not match the model's decoder")
             for name in decoder_names:
@@ -361,15 +427,18 @@ class Timeline:
                     raise ValueError(f"the timeline's {name[len(PREFIX):]} holds NaN or infinite values")
                 decoder[name[len(DECODER_PREFIX):]] = t
 
+        # Every frame's bulk in one vectorised call: (2, count, 2) -> (count, 2, 2).
+        bulks = np.percentile(coords, BULK_PERCENTILES, axis=1).astype(np.float64).transpose(1, 0, 2)
         timeline = cls(indices, labels)
         for i in range(count):
             timeline.frames.append(TimelineFrame(
                 epoch=epochs[i], global_step=steps[i], coords=coords[i].copy(), mean=mean[i].copy(),
                 axes=axes[i].copy(), kl_per_dim=None if kl is None else kl[i].copy(),
                 losses={k: float(v) for k, v in losses[i].items()},
-                decoder={k: v[i] for k, v in decoder.items()}))
+                decoder={k: v[i] for k, v in decoder.items()}, bulk=bulks[i].copy()))
             timeline._ordinals.append(i)
         timeline._added = count
+        timeline._fit_extent()
         if timeline.nbytes > MAX_TIMELINE_BYTES:
             raise ValueError(f"the timeline holds {timeline.nbytes:,} bytes, over the cap of {MAX_TIMELINE_BYTES:,}")
         return timeline

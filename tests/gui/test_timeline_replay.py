@@ -170,3 +170,109 @@ def test_file_export_training_film_writes_a_gif_of_every_epoch(qtbot, window, ti
 def test_the_film_action_is_off_without_a_timeline(qtbot, window, trained_checkpoint):
     _open(qtbot, window, trained_checkpoint("vae"))
     assert not window.training_film_action.isEnabled()
+
+
+# -- hostile timelines ------------------------------------------------------------------------
+
+
+def _small_checkpoint(path: Path, frames: int, labels: list[int], class_names: tuple[str, ...] = ()) -> Path:
+    """A small vae on MNIST (300 images) whose timeline is ``frames`` frames of random
+    points with ``labels``, no decoder: what a long run of a big model stores."""
+    from explorer.config import ModelConfig, TrainConfig
+    from explorer.training.timeline import TimelineFrame
+
+    rng = np.random.default_rng(0)
+    n = len(labels)
+    made = [TimelineFrame(epoch=i + 1, global_step=10 * (i + 1), coords=rng.normal(size=(n, 2)).astype(np.float32),
+                          mean=np.zeros(2, np.float32), axes=np.eye(2, dtype=np.float32), kl_per_dim=None,
+                          losses={"test_loss": 1.0}, decoder={})
+            for i in range(frames)]
+    torch.manual_seed(0)
+    model = Autoencoder(ModelConfig(hidden_dims=(8,), latent_dim=2))
+    return save_checkpoint(path, model, DataConfig(limit=300), TrainConfig(epochs=1), class_names=class_names,
+                           timeline=Timeline(np.arange(n), np.asarray(labels, np.int64), frames=made))
+
+
+def test_sparse_labels_draw_one_scatter_per_class_present(qtbot, window, tmp_path):
+    """The plane made a scatter and a legend entry for every class up to the largest label:
+    a dot of class 9,999 meant 10,000 items (999,999 froze the window for minutes). It draws
+    the named classes and the classes present, whatever their numbers."""
+    labels = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9_999]
+    _open(qtbot, window, _small_checkpoint(tmp_path / "sparse.safetensors", 2, labels))
+    window.plane.timeline_bar.slider.setValue(0)
+    assert window.latent.moment == 0
+    names = [s.name() for s in window.plane.scatters]
+    assert names == [str(k) for k in range(10)] + ["9999"]
+    assert len(window.plane.legend.items) == 11
+    assert sorted(_scatter(window)) == list(range(len(labels)))  # every dot is drawn once
+
+
+def test_the_first_scrub_does_no_work_per_recorded_frame(qtbot, window, tmp_path, monkeypatch):
+    """Framing the replay took percentiles of every frame on the GUI thread at the first
+    scrub (2-3 s for 10,000 frames); the extent is found on load, in the background."""
+    _open(qtbot, window, _small_checkpoint(tmp_path / "long.safetensors", 400, [0, 1, 2, 3]))
+    calls = []
+    percentile = np.percentile
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return percentile(*args, **kwargs)
+
+    monkeypatch.setattr(np, "percentile", counted)
+    window.plane.timeline_bar.slider.setValue(0)
+    assert window.latent.moment == 0
+    assert len(calls) <= 4, f"{len(calls)} percentiles for a scrub of a 400-frame timeline"
+    extent = window.session.timeline.extent
+    (x0, x1), (y0, y1) = window.plane.visible_region()
+    assert x0 <= extent[0, 0] and x1 >= extent[1, 0] and y0 <= extent[0, 1] and y1 >= extent[1, 1]
+
+
+def test_a_damaged_timeline_is_called_damaged_in_the_window(qtbot, window, tmp_path):
+    """Not "trained before timelines existed": it was stored and dropped on load."""
+    path = _small_checkpoint(tmp_path / "damaged.safetensors", 2, [0, 1])
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as fh:
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        metadata = fh.metadata()
+    tensors["timeline.coords"][0, 0, 0] = float("nan")
+    save_file(tensors, str(path), metadata=metadata)
+    _open(qtbot, window, path)
+    bar = window.plane.timeline_bar
+    assert not bar.isEnabled() and bar.readout.text() == "damaged"
+    assert "damaged" in bar.readout.toolTip() and "before timelines existed" not in bar.readout.toolTip()
+
+
+def test_a_failed_film_leaves_the_rendering_state(qtbot, window, timeline_checkpoints, tmp_path, monkeypatch):
+    """The status bar said "Rendering..." for good after a film failed (out of memory)."""
+    from explorer.training import film
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(film, "render_frame", exhausted)
+    _open(qtbot, window, timeline_checkpoints[2])
+    folder = tmp_path / "films"
+    folder.mkdir()
+    window.exports.export_training_film(str(folder / "film.gif"))
+    assert "Rendering" in window.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: window.dialogs.current is not None, timeout=TIMEOUT_MS)
+    assert "memory" in window.dialogs.current.text().lower()
+    assert "Rendering" not in window.statusBar().currentMessage()
+    assert "Rendering the training film" not in window.session.tasks.busy_labels
+    assert list(folder.iterdir()) == []  # neither a film nor a temporary file
+
+
+def test_class_groups_grow_with_the_points_not_the_labels():
+    """The plane's scatters, found without building one per number up to the largest label;
+    past MAX_CLASS_GROUPS classes the rest share one scatter, every dot still drawn once."""
+    from explorer.gui.views.latent_plane import MAX_CLASS_GROUPS, class_groups
+
+    groups = class_groups(np.array([0, 999_999, 5, 999_999]), tuple("0123456789"))
+    assert [name for name, _ in groups] == [*"0123456789", "999999"]
+    assert groups[-1][1].tolist() == [1, 3] and groups[5][1].tolist() == [2] and groups[1][1].size == 0
+    many = class_groups(np.arange(500) * 1000, ("a",))
+    assert len(many) == MAX_CLASS_GROUPS and many[-1][0] == "other classes"
+    assert sorted(np.concatenate([rows for _, rows in many]).tolist()) == list(range(500))
+    assert [name for name, _ in class_groups(np.array([1, 2]), ())] == ["test images"]

@@ -3,7 +3,9 @@ byte cap, checkpoints (round trip, damaged records dropped, old files) and films
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -271,7 +273,7 @@ def _nan_loss(t, m):
 def test_a_damaged_timeline_is_dropped_and_the_model_loads(saved, tmp_path, damage):
     path = _rewrite(saved, tmp_path / "damaged.safetensors", damage)
     ckpt = load_checkpoint(path)
-    assert ckpt.timeline is None
+    assert ckpt.timeline is None and ckpt.timeline_damaged
     good = load_checkpoint(saved).state_dict
     assert ckpt.state_dict.keys() == good.keys() and all(torch.equal(v, good[k]) for k, v in ckpt.state_dict.items())
     ckpt.build_model()
@@ -316,8 +318,8 @@ def test_gif_has_a_frame_per_epoch_and_ends_on_the_final_plane(saved, tmp_path):
 
 def test_mp4_and_manifold(saved, tmp_path):
     ckpt = load_checkpoint(saved)
-    plain = film_frames(ckpt, manifold=False, size=(200, 184))
-    with_manifold = film_frames(ckpt, manifold=True, size=(200, 184))
+    plain = list(film_frames(ckpt, manifold=False, size=(200, 184)))
+    with_manifold = list(film_frames(ckpt, manifold=True, size=(200, 184)))
     assert all(np.abs(a.astype(int) - b).mean() > 1 for a, b in zip(plain, with_manifold))
     out = write_film(with_manifold, tmp_path / "run.mp4", fps=4)
     read = iio.imread(out, plugin="FFMPEG", index=None)
@@ -328,3 +330,194 @@ def test_other_suffixes_are_refused(saved, tmp_path):
     with pytest.raises(UserError, match=r"\.gif or \.mp4") as info:
         write_film([np.zeros((16, 16, 3), np.uint8)], tmp_path / "run.avi")
     assert "\n" not in str(info.value) and not (tmp_path / "run.avi").exists()
+
+
+# -- hostile timelines ------------------------------------------------------------------------
+# Built directly as a file the app could have written (a small model, many frames of few
+# points, no decoder), so each test pins one class of fault a probe found.
+
+SMALL = ModelConfig(hidden_dims=(8,), latent_dim=2)
+
+
+def synthetic_timeline(frames: int, labels=None, points: int = 4) -> Timeline:
+    """``frames`` frames of random plane points; ``labels`` sets the points' classes."""
+    labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+    n = points if labels is None else len(labels)
+    rng = np.random.default_rng(0)
+    made = [TimelineFrame(epoch=i + 1, global_step=10 * (i + 1), coords=rng.normal(size=(n, 2)).astype(np.float32),
+                          mean=np.zeros(2, np.float32), axes=np.eye(2, dtype=np.float32), kl_per_dim=None,
+                          losses={"test_loss": 1.0 / (i + 1)}, decoder={})
+            for i in range(frames)]
+    return Timeline(np.arange(n), labels, frames=made)
+
+
+def save_small(path: Path, timeline: Timeline, class_names: tuple[str, ...] = (),
+               config: ModelConfig = SMALL) -> Path:
+    torch.manual_seed(0)
+    return save_checkpoint(path, Autoencoder(config), DataConfig(limit=300), TrainConfig(epochs=1),
+                           class_names=class_names, timeline=timeline)
+
+
+TEN = tuple("0123456789")
+CONDITIONAL = ModelConfig(hidden_dims=(8,), latent_dim=2, conditional=True, num_classes=10)
+
+
+@pytest.mark.parametrize(("labels", "names", "config", "kept"), [
+    ([0, 9], TEN, SMALL, True),
+    ([0, 999_999], TEN, SMALL, False),  # the probe's label: 10 named classes, one dot of class 999,999
+    ([0, 10], TEN, SMALL, False),  # one past the named classes
+    ([0, 9], (), CONDITIONAL, True),
+    ([0, 10], (), CONDITIONAL, False),  # a conditional model knows num_classes classes
+    ([0, 9_999], (), SMALL, True),  # no names, unconditional: at most MAX_CLASSES classes
+    ([0, 10_000], (), SMALL, False),
+])
+def test_labels_beyond_the_classes_the_checkpoint_knows_are_damaged(tmp_path, labels, names, config, kept):
+    """A label is a class of the data the model was trained on, so it is below the number of
+    classes the checkpoint knows; one beyond that made the plane draw a scatter per class up
+    to it (a window frozen for minutes), so such a timeline is dropped as damaged."""
+    path = save_small(tmp_path / "labels.safetensors", synthetic_timeline(2, labels), names, config)
+    ckpt = load_checkpoint(path)
+    assert (ckpt.timeline is not None) is kept
+    assert ckpt.timeline_damaged is not kept
+    ckpt.build_model()  # the model loads either way
+
+
+def test_from_parts_bounds_labels_by_the_classes_given(tmp_path):
+    path = save_small(tmp_path / "t.safetensors", synthetic_timeline(2, [0, 3]))
+    with safe_open(str(path), "pt") as fh:
+        tensors = {k: fh.get_tensor(k) for k in fh.keys() if k.startswith("timeline.")}
+        meta = fh.metadata()["timeline"]
+    assert Timeline.from_parts(tensors, meta, SMALL, classes=4).labels.tolist() == [0, 3]
+    with pytest.raises(ValueError, match="labels") as info:
+        Timeline.from_parts(tensors, meta, SMALL, classes=3)
+    assert "\n" not in str(info.value)
+
+
+def test_damaged_and_absent_timelines_are_told_apart(saved, run, tmp_path):
+    """Both load without a timeline, but a film (and the window) must say which: "trained
+    before timelines existed" about a damaged one sends a person hunting the wrong cause."""
+    damaged = load_checkpoint(_rewrite(saved, tmp_path / "damaged.safetensors", _nan_axes))
+    assert damaged.timeline is None and damaged.timeline_damaged
+    assert [n for n in damaged.notes if "timeline" in n] == [
+        "its training timeline is damaged (the timeline's axes holds NaN or infinite values) and was dropped; "
+        "the model is fine"]  # what the CLI's commands and the window say on open
+    with pytest.raises(UserError, match="damaged") as info:
+        film_frames(damaged)
+    assert "before timelines existed" not in str(info.value) and "\n" not in str(info.value)
+    absent = load_checkpoint(save_checkpoint(tmp_path / "old.safetensors", run[0], DataConfig(limit=300),
+                                             TrainConfig(epochs=3)))
+    assert absent.timeline is None and not absent.timeline_damaged and not absent.notes
+    assert not load_checkpoint(saved).timeline_damaged
+
+
+def test_a_timeline_claiming_more_frames_than_its_tensors_hold_is_damaged(tmp_path):
+    """The frame count is the metadata's, but every frame must be there in the tensors: a
+    short file cannot claim a long film."""
+    path = save_small(tmp_path / "t.safetensors", synthetic_timeline(3))
+
+    def claim_more(t, m):
+        meta = json.loads(m["timeline"])
+        m["timeline"] = json.dumps({**meta, "epochs": list(range(1, 1001)), "steps": list(range(1000)),
+                                    "losses": [{}] * 1000})
+
+    ckpt = load_checkpoint(_rewrite(path, tmp_path / "claims.safetensors", claim_more))
+    assert ckpt.timeline is None and ckpt.timeline_damaged
+
+
+def test_the_extent_is_known_without_looking_at_every_frame(tmp_path):
+    """What frames a replay (each frame's 0.5-99.5 percentiles, the widest) is kept as frames
+    are added and thinned, and computed once on load (off the GUI thread), so a scrub never
+    scans every frame (2-3 s for 10,000 frames on the GUI thread)."""
+
+    def expected(frames):
+        lows = [np.percentile(f.coords, 0.5, axis=0) for f in frames]
+        highs = [np.percentile(f.coords, 99.5, axis=0) for f in frames]
+        return np.stack([np.min(lows, axis=0), np.max(highs, axis=0)])
+
+    timeline = Timeline(np.arange(10), max_bytes=10 * _frame_cost())
+    assert timeline.extent is None
+    for epoch in range(1, 60):
+        timeline.add(_frame(epoch))
+        np.testing.assert_allclose(timeline.extent, expected(timeline.frames), rtol=1e-6)
+    copy = timeline.copy()
+    np.testing.assert_allclose(copy.extent, timeline.extent)
+    loaded = load_checkpoint(save_small(tmp_path / "t.safetensors", synthetic_timeline(40, points=50))).timeline
+    np.testing.assert_allclose(loaded.extent, expected(loaded.frames), rtol=1e-6)
+
+
+def _weakly_counted(frames, held: list[int]):
+    """``frames`` passed on one by one, noting before each how many earlier ones are still
+    alive: a film that keeps every frame shows a count that grows with the film."""
+    refs: list[weakref.ref] = []
+    for frame in frames:
+        gc.collect()
+        held.append(sum(r() is not None for r in refs))
+        refs.append(weakref.ref(frame))
+        yield frame
+        del frame
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".mp4"])
+def test_films_are_written_frame_by_frame(tmp_path, suffix):
+    """A 10,000-frame timeline rendered into RAM took 5.3 GB before failing: the writers
+    take an iterable and hold one frame at a time, whatever the film's length."""
+    held: list[int] = []
+    frames = (np.full((32, 48, 3), 10 * i, dtype=np.uint8) for i in range(20))
+    out = write_film(_weakly_counted(frames, held), tmp_path / f"film{suffix}", fps=10)
+    assert len(held) == 20 and max(held) <= 1, held
+    if suffix == ".gif":
+        with Image.open(out) as gif:
+            read = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(gif)]
+        assert len(read) == 20 and read[0].shape == (32, 48, 3)
+        assert [int(f[0, 0, 0]) for f in read] == [10 * i for i in range(20)]  # every frame, in order
+    else:
+        read = list(iio.imiter(out, plugin="FFMPEG"))
+        assert len(read) == 20 and read[0].shape == (32, 48, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"film{suffix}"]  # no temporary file left
+
+
+def test_a_gif_is_on_disk_as_its_frames_arrive(tmp_path):
+    """Pillow's ``save_all`` keeps every appended frame (as palette images) until the end;
+    the GIF writer encodes each frame as it comes, so the file grows with the film and the
+    memory does not."""
+    rng = np.random.default_rng(0)
+    on_disk: list[int] = []
+
+    def frames():
+        for _ in range(40):
+            on_disk.append(sum(p.stat().st_size for p in tmp_path.iterdir()))
+            yield rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)  # noise: about 5 KB a frame
+
+    out = write_film(frames(), tmp_path / "noise.gif", fps=10)
+    assert on_disk[-1] >= out.stat().st_size // 2, (on_disk, out.stat().st_size)
+
+
+def test_export_film_renders_one_frame_at_a_time(tmp_path, monkeypatch):
+    from explorer.training import film
+
+    held: list[int] = []
+    rendered = film.render_frame
+    alive: list[weakref.ref] = []
+
+    def counting(*args, **kwargs):
+        gc.collect()
+        held.append(sum(r() is not None for r in alive))
+        frame = rendered(*args, **kwargs)
+        alive.append(weakref.ref(frame))
+        return frame
+
+    monkeypatch.setattr(film, "render_frame", counting)
+    ckpt = load_checkpoint(save_small(tmp_path / "long.safetensors", synthetic_timeline(30, [0, 1, 2, 3])))
+    assert export_film(ckpt, tmp_path / "long.gif", size=(64, 64)) == 30
+    assert len(held) == 30 and max(held) <= 1, held
+
+
+def test_a_failed_film_leaves_no_file(tmp_path):
+    def frames():
+        yield np.zeros((16, 16, 3), np.uint8)
+        raise MemoryError
+
+    for suffix in (".gif", ".mp4"):
+        with pytest.raises(MemoryError):
+            write_film(frames(), tmp_path / f"film{suffix}")
+    assert list(tmp_path.iterdir()) == []

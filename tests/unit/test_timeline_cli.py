@@ -137,7 +137,7 @@ def test_gif_last_frame_is_the_final_models_plane(trained, films):
     assert np.abs(shown - expected).mean() < 0.5
     assert np.abs(gif_frames(films["gif"])[0] - expected).mean() > 0.5
     # The rendering the command filmed is the one film_frames makes.
-    assert np.abs(film_frames(ckpt)[-1].astype(np.int16) - shown).mean() < 0.5
+    assert np.abs(list(film_frames(ckpt))[-1].astype(np.int16) - shown).mean() < 0.5
 
 
 def test_manifold_gif_differs_from_the_plain_one(films):
@@ -211,3 +211,51 @@ def test_two_dimensional_model_films(trained, tmp_path):
     frames = gif_frames(out)
     assert len(frames) == 2
     assert not np.array_equal(frames[0], frames[1])
+
+
+# -- hostile inputs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("manifold", [False, True])
+def test_out_of_memory_advice_names_only_what_was_used(trained, tmp_path, monkeypatch, manifold):
+    """Advice to film "without --manifold" when --manifold was not given sends a person
+    looking for a switch they never used."""
+    from explorer.training import film
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(film, "render_frame", exhausted)
+    out = tmp_path / "film.gif"
+    rc, stdout, err = run("timeline", trained["film"], "--out", out, *(("--manifold",) if manifold else ()))
+    line = one_error_line(rc, err)
+    assert "out of memory" in line
+    assert ("--manifold" in line) is manifold
+    assert stdout == "" and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["films", "films.gif"])
+def test_a_folder_given_as_out_is_called_a_folder(trained, tmp_path, name):
+    folder = tmp_path / name
+    folder.mkdir()
+    rc, _, err = run("timeline", trained["film"], "--out", folder)
+    line = one_error_line(rc, err)
+    assert "folder" in line and "suffix" not in line, line
+    assert list(folder.iterdir()) == []
+
+
+def test_a_damaged_timeline_is_called_damaged(trained, tmp_path):
+    """A timeline dropped on load as damaged is not one "trained before timelines existed"."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(trained["film"]), "pt") as fh:
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        metadata = fh.metadata()
+    tensors["timeline.axes"][0, 0, 0] = float("nan")
+    damaged = tmp_path / "damaged.safetensors"
+    save_file(tensors, str(damaged), metadata=metadata)
+    rc, _, err = run("timeline", damaged, "--out", tmp_path / "film.gif")
+    line = one_error_line(rc, err)
+    assert "damaged" in line and "before timelines existed" not in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.safetensors"]

@@ -10,6 +10,10 @@ covers the view and is shaped so each tile is drawn with its image's own aspect 
 lattice stretched over a wide view turns an upright 0 into an oval), so it follows pan and
 zoom; redraws are coalesced by a short timer, so a fast pan costs one decode per frame at
 most. The class legend sits beside the plot, never over the codes, and hides with them.
+
+There is one scatter (and legend entry) per class present or named, never one per number
+up to the largest label: a single dot labelled 999,999 once built a million items and froze
+the window for minutes. Past :data:`MAX_CLASS_GROUPS` classes the rest share one scatter.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ MARKER_COLOUR = "#d62728"
 # Hovering the marker turns it white: no class colour is white, so it never looks like a dot.
 MARKER_HOVER_COLOUR = "#ffffff"
 LEGEND_ROWS = 12  # more classes than this go into further legend columns
+# Scatters (and legend entries) at most: each costs about half a millisecond to build and a
+# legend row; classes past this many are drawn together as "other classes".
+MAX_CLASS_GROUPS = 100
 
 
 class GridSizeBox(QSpinBox):
@@ -65,6 +72,30 @@ class GridSizeBox(QSpinBox):
             return QValidator.State.Invalid, text, pos
         ok = self.minimum() <= int(first) <= self.maximum()
         return (QValidator.State.Acceptable if ok else QValidator.State.Intermediate), text, pos
+
+
+def class_groups(labels: np.ndarray | None, names: tuple[str, ...],
+                 limit: int = MAX_CLASS_GROUPS) -> list[tuple[str, np.ndarray]]:
+    """The plane's scatters: (name, rows) for every named class (when there are at most
+    ``limit`` names, so the legend stays the same from frame to frame) and every class
+    present, in class order; whatever is past ``limit`` goes into one "other classes".
+    Work grows with the points, never with the size of a label."""
+    n = 0 if labels is None else len(labels)
+    if labels is None or not names:
+        return [("test images", np.arange(n))]
+    labels = np.asarray(labels, dtype=np.int64)
+    order = np.argsort(labels, kind="stable")  # rows of each class stay in test-set order
+    present, starts = np.unique(labels[order], return_index=True)
+    ends = np.append(starts[1:], n)
+    rows = {int(k): order[a:b] for k, a, b in zip(present, starts, ends, strict=True)}
+    named = range(len(names)) if len(names) <= limit else range(0)
+    classes = sorted(set(named) | set(rows))
+    empty = np.zeros(0, dtype=np.int64)
+    own = classes if len(classes) <= limit else classes[:limit - 1]
+    groups = [(names[k] if k < len(names) else str(k), rows.get(k, empty)) for k in own]
+    if len(own) < len(classes):
+        groups.append(("other classes", np.sort(np.concatenate([rows.get(k, empty) for k in classes[len(own):]]))))
+    return groups
 
 
 def class_colour(i: int, n: int) -> pg.Qt.QtGui.QColor:
@@ -246,12 +277,7 @@ class LatentPlane(QWidget):
         if stats is None or axes is None:
             return
         points = axes.project(stats.codes)
-        names = self.state.class_names
-        if stats.labels is None or not names:
-            groups = [("test images", np.arange(len(points)))]
-        else:
-            groups = [(names[k] if k < len(names) else str(k), np.flatnonzero(stats.labels == k))
-                      for k in range(max(len(names), int(stats.labels.max()) + 1))]
+        groups = class_groups(stats.labels, self.state.class_names)
         if [s.name() for s in self.scatters] != [name for name, _ in groups]:
             for item in self.scatters:
                 self.plot.removeItem(item)

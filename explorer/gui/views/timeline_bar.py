@@ -13,6 +13,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
 
+from explorer.display import plural
 from explorer.gui.state.latent_state import LatentState
 
 SPEEDS = ((1, "1 epoch/s"), (2, "2 epochs/s"), (4, "4 epochs/s"), (8, "8 epochs/s"))
@@ -100,6 +101,11 @@ class TimelineBar(QWidget):
             self.readout.setText("")
             self.readout.setToolTip("A run records its timeline epoch by epoch; replay it here")
             return
+        if n == 0 and self.session.timeline_damaged:  # stored, then dropped on load: not "never recorded"
+            self.readout.setText("damaged")
+            self.readout.setToolTip("This file's training timeline is damaged and was dropped on load; the model is "
+                                    "fine, and a new run records a new timeline")
+            return
         if n == 0:
             self.readout.setText("not recorded")
             self.readout.setToolTip("This model has no training timeline (trained before timelines existed, or "
@@ -113,7 +119,7 @@ class TimelineBar(QWidget):
         total = timeline.frames[-1].epoch
         loss = frame.losses.get("test_loss")
         self.readout.setText(f"Epoch {frame.epoch}/{total}" + (f" · test loss {loss:.2f}" if loss is not None else ""))
-        self.readout.setToolTip(f"Step {frame.global_step:,}; {len(timeline.frames)} epochs recorded")
+        self.readout.setToolTip(f"Step {frame.global_step:,}; {plural(len(timeline.frames), 'epoch')} recorded")
 
     # -- playing ---------------------------------------------------------------------------
 
