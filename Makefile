@@ -8,9 +8,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint setup benchmark clean
 
-$(STAMP): pyproject.toml
+# The example model plugin is installed too: the tests train and open its models (README, "Model plugins").
+$(STAMP): pyproject.toml examples/latent-explorer-vqvae/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e examples/latent-explorer-vqvae
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -20,7 +22,7 @@ run: $(STAMP)
 
 # The style check and the layer rules (pyproject.toml: [tool.ruff], [tool.importlinter]).
 lint: $(STAMP)
-	$(BIN)/ruff check explorer tests benchmarks packaging scripts
+	$(BIN)/ruff check explorer tests benchmarks packaging scripts examples
 	$(BIN)/lint-imports
 
 test: $(STAMP) lint

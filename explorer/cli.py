@@ -126,8 +126,10 @@ def _class_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _float_list(lo: float, hi: float, what: str) -> Callable[[str], tuple[float, ...]]:
-    one = _float_in(lo, hi, what, inclusive=True)
+def _float_list(lo: float, hi: float, what: str, inclusive: bool = False) -> Callable[[str], tuple[float, ...]]:
+    """Comma-separated numbers, each from ``lo`` to below ``hi`` (or up to it, ``inclusive``):
+    the range the config takes, so a value it would refuse is refused here, as a usage error."""
+    one = _float_in(lo, hi, what, inclusive=inclusive)
 
     def parse(text: str) -> tuple[float, ...]:
         parts = [v for v in text.split(",") if v.strip()]
@@ -163,9 +165,55 @@ def _int_list(text: str) -> tuple[int, ...]:
 class _Parser(argparse.ArgumentParser):
     """argparse that exits with our user-error status."""
 
+    # A description worked out only when the help is shown (train's lists the installed model
+    # plugins, from package metadata: nothing is imported), so parsing stays fast.
+    late_description: Callable[[], str] | None = None
+
     def error(self, message: str) -> None:  # type: ignore[override]
         # One line, as every other refusal: the usage is a --help away.
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+    def format_help(self) -> str:
+        if self.late_description is not None:
+            self.description = self.late_description()
+        return super().format_help()
+
+
+def _with_plugins(description: str) -> Callable[[], str]:
+    """``description`` plus the installed model plugins' names, read when help is shown."""
+    def late() -> str:
+        from explorer.plugins import installed
+
+        found = installed()
+        if not found:
+            return description
+        names = "; ".join(f"{name} (model plugin from {' '.join(p for p in (dist, version) if p) or 'unknown'})"
+                          for name, dist, version in found)
+        return f"{description}; {names}. `latent-explorer plugins` says whether each works and lists its settings."
+
+    return late
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    """NAME=VALUE: true/false, a whole number, a number, or else text (the plugin's schema
+    checks it)."""
+    name, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name.strip()):
+        raise argparse.ArgumentTypeError(f"{_echo(text)} is not NAME=VALUE (e.g. codebook_size=64)")
+    value = value.strip()
+    parsed: Any = value
+    if value.lower() in ("true", "false"):
+        parsed = value.lower() == "true"
+    elif re.fullmatch(r"[+-]?\d{1,18}", value):
+        parsed = int(value)
+    else:
+        try:
+            parsed = float(value)
+        except ValueError:
+            parsed = value
+        if isinstance(parsed, float) and not math.isfinite(parsed):
+            raise argparse.ArgumentTypeError(f"{_echo(text)}: the value is not a finite number")
+    return name.strip(), parsed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,7 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and save a checkpoint",
                        description="Train a model. Presets: " + "; ".join(f"{k}: {v.description}"
                                                                           for k, v in PRESETS.items()))
-    p.add_argument("--model", default="vae", metavar="PRESET", help=f"one of {', '.join(PRESETS)} (default vae)")
+    p.late_description = _with_plugins(p.description or "")
+    p.add_argument("--model", default="vae", metavar="PRESET",
+                   help=f"one of {', '.join(PRESETS)}, or an installed model plugin's name (default vae)")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE", type=_setting, dest="settings",
+                   help="a model plugin's setting (repeatable; `latent-explorer plugins` lists them)")
     p.add_argument("--dataset", default="mnist",
                    help="mnist (bundled), fashion-mnist, kmnist, cifar10 (downloaded once), or a folder of images")
     p.add_argument("--epochs", type=EPOCHS, help="default: the preset's")
@@ -256,9 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="train a grid of runs (together where they share an architecture)",
                        description="Train every combination of the values given (comma-separated), one checkpoint "
-                                   "per run in --out-dir plus summary.csv and summary.md. Runs of one MLP "
-                                   "architecture train together in one batched step. The window opens the "
-                                   "folder as runs side by side.")
+                                   "per run in --out-dir plus sweep.json, summary.csv and summary.md. Runs of one "
+                                   "MLP architecture train together in one batched step. An interrupt keeps the "
+                                   "finished runs and saves the runs cut short as NAME.interrupted.safetensors; "
+                                   "--resume continues. The window opens the folder as runs side by side.")
     p.add_argument("--model", default="vae", metavar="PRESET", help="the preset every run starts from")
     p.add_argument("--beta", type=_float_list(0.0, 1e6, "beta"), metavar="B,B", help="KL weights, e.g. 0.1,1,4")
     p.add_argument("--latent-dim", type=_int_list_of(1, 65_536, "latent size"), metavar="D,D", help="latent sizes")
@@ -278,6 +331,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--json", action="store_true", help="print one JSON object per run at the end")
     p.add_argument("--out-dir", required=True, metavar="DIR", help="a new or empty folder (nothing is overwritten)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the sweep of these same options in --out-dir (after an interrupt): runs whose "
+                        "finished checkpoint is there are skipped, the others are trained again, and the summary "
+                        "is completed")
+
+    p = sub.add_parser("plugins", help="list the installed model plugins and whether each works",
+                       description="Model plugins are packages that add model families (README, \"Model "
+                                   "plugins\"). Each is loaded and its model checked; a broken one is listed with "
+                                   "why, and the others still work.")
+    p.add_argument("--json", action="store_true", help="one JSON object per plugin")
 
     p = sub.add_parser("timeline", help="export a checkpoint's training timeline as a film (GIF or MP4)",
                        description="The latent plane through the run, one frame per recorded epoch, classes "
@@ -314,6 +377,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--split", choices=("train", "test"), default="test")
     p.add_argument("--out", required=True, metavar="FILE.npy|FILE.csv")
+
+    from explorer.export import FORMATS, PARTS
+
+    p = sub.add_parser("export", help="write the model for other tools: ONNX, a torch.export program (.pt2) or a "
+                                      "web page",
+                       description="Decoders take codes (and a one-hot class for conditional models) and return "
+                                   "images in [0, 1] (N, C, H, W); encoders take such images and return the mean "
+                                   "code (and the log-variance for the VAE family). The web page is one HTML file "
+                                   "that runs an MLP decoder in the browser (README, 'Exporting a model').")
+    p.add_argument("checkpoint")
+    p.add_argument("--format", choices=FORMATS, help="default: from --out's suffix (.onnx, .pt2, .html)")
+    p.add_argument("--part", choices=PARTS,
+                   help="default: both for onnx and pt2 (written beside --out as NAME.encoder.SUFFIX and "
+                        "NAME.decoder.SUFFIX), the decoder for web")
+    p.add_argument("--out", required=True, metavar="PATH.onnx|PATH.pt2|PATH.html")
     return parser
 
 
@@ -332,7 +410,9 @@ _OOM_ADVICE = {
     "encode": ("--split test (the smaller split)", "a machine with more memory"),
     "anomaly": ("a machine with more memory", "fewer normal classes"),
     "timeline": ("a machine with more memory", "a film without --manifold"),
+    "plugins": ("a machine with more memory", "fewer model plugins installed"),
     "sweep": ("a smaller --batch-size", "fewer runs or fewer images (--limit)"),
+    "export": ("one part at a time (--part encoder or --part decoder)", "a machine with more memory"),
 }
 
 
@@ -364,12 +444,19 @@ def _main(argv: Sequence[str] | None, process: bool = False) -> int:
         return run_self_test()
     command = args.command or "gui"
     if command == "gui":
-        from explorer.app import run_gui
+        from explorer.app import missing_display, run_gui
 
+        no_display = missing_display()
+        if no_display is not None:  # Qt would abort the process (status 134) instead of saying so
+            _error(no_display)
+            return EXIT_USER_ERROR
         return run_gui(getattr(args, "checkpoint", None))
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "generate": cmd_generate, "timeline": cmd_timeline,
-               "sweep": cmd_sweep,
-               "reconstruct": cmd_reconstruct, "encode": cmd_encode, "anomaly": cmd_anomaly}[command]
+               "sweep": cmd_sweep, "plugins": cmd_plugins,
+               "reconstruct": cmd_reconstruct, "encode": cmd_encode, "anomaly": cmd_anomaly,
+               "export": cmd_export}[command]
+    if process:
+        _import_while_starting()
     with _Signals(restore=not process) as signals:
         try:
             return handler(args, signals)
@@ -390,6 +477,30 @@ def _main(argv: Sequence[str] | None, process: bool = False) -> int:
 
 # -- signals ------------------------------------------------------------------------------
 
+# What every command needs and what must never be left half-imported: numpy and torch fail
+# in odd ways after a KeyboardInterrupt in the middle of their import.
+STARTUP_IMPORTS = ("numpy", "torch")
+
+
+def _import_while_starting() -> None:
+    """Import the heavy modules while the entry point's start-up handlers are in place
+    (explorer.startup_signals): a signal now ends the process at once with 128 + signum,
+    before ``_Signals`` (which raises KeyboardInterrupt) takes over."""
+    from explorer import startup_signals
+
+    if startup_signals.installed():
+        for name in STARTUP_IMPORTS:
+            __import__(name)
+
+
+def _importing(frame: Any) -> bool:
+    """Whether ``frame`` (the main thread's, where a signal landed) is inside an import."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
+            return True
+        frame = frame.f_back
+    return False
+
 
 class _Signals:
     """SIGINT, SIGTERM and SIGHUP all interrupt a command the way Ctrl+C does: the first
@@ -407,6 +518,7 @@ class _Signals:
         self._holding = False
         self._restore = restore
         self._previous: dict[int, Any] = {}
+        self._redelivery: threading.Thread | None = None
 
     def __enter__(self) -> _Signals:
         if threading.current_thread() is threading.main_thread():
@@ -427,11 +539,42 @@ class _Signals:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: object) -> None:
+        if not self._holding and _importing(frame) and self._redeliver_after_import(signum):
+            # Raising in the middle of an import leaves a half-initialised module behind;
+            # the signal is delivered again, and raised, once the import is over.
+            return
         self.received.append(signal.Signals(signum).name)
         if self._holding:
             return
         self._holding = True  # the unwinding and the save that follow are not to be cut short
         raise KeyboardInterrupt(self.received[-1])
+
+    def _redeliver_after_import(self, signum: int) -> bool:
+        """Send ``signum`` to the main thread again once it is out of every import (a
+        watcher thread polls its frames); False where that cannot be done (no pthread_kill)."""
+        if self._redelivery is not None and self._redelivery.is_alive():
+            return True  # one pending signal interrupts once; the rest would be held anyway
+        main = threading.main_thread().ident
+        if main is None or not hasattr(signal, "pthread_kill"):
+            return False
+        tick = threading.Event()
+
+        def watch() -> None:
+            while True:
+                frame = sys._current_frames().get(main)
+                if frame is None:
+                    return
+                busy = _importing(frame)
+                del frame
+                if not busy:
+                    break
+                tick.wait(0.005)
+            if signal.getsignal(signum) == self._handle:  # not after the command has put the old handlers back
+                signal.pthread_kill(main, signum)
+
+        self._redelivery = threading.Thread(target=watch, name="latent-explorer-signal", daemon=True)
+        self._redelivery.start()
+        return True
 
     def hold(self) -> None:
         """Count signals instead of raising them from now on."""
@@ -484,6 +627,8 @@ def _load(path: str, device: str = "cpu"):  # -> (Checkpoint, Autoencoder, torch
     if "\x00" in path:
         raise CheckpointError(f"{path!r} is not a file name (it holds a NUL character)")
     ckpt = load_checkpoint(path)
+    for note in ckpt.notes:  # parts of the file left out on load; the model itself is fine
+        print(f"latent-explorer: note: {_one_line(note)}", file=sys.stderr)
     dev = resolve_device(device)
     model = ckpt.build_model().to(dev)
     return ckpt, model, dev
@@ -611,7 +756,8 @@ def _cmd_train(args: argparse.Namespace, signals: _Signals | None = None) -> int
     out = _output_path(args.out, (".safetensors",))
     model_config = model_config_for(args.model, latent_dim=args.latent_dim, beta=args.beta,
                                     recon_loss=args.recon_loss, noise=args.noise, noise_level=args.noise_level,
-                                    sparsity_weight=args.sparsity, hidden_dims=args.hidden)
+                                    sparsity_weight=args.sparsity, hidden_dims=args.hidden,
+                                    settings=dict(args.settings or ()))
     train_config = train_config_for(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                     seed=args.seed, device=args.device, precision=args.precision,
                                     compile=args.compile, timeline=not args.no_timeline)
@@ -932,30 +1078,48 @@ def _progress_bar(wanted: bool) -> _Bar | None:
 
 def cmd_sweep(args: argparse.Namespace, signals: _Signals | None = None) -> int:
     """Train the grid (explorer.training.sweep): the out-dir is checked before any training,
-    each group's checkpoints are written as it ends, then the summary tables."""
+    each group's checkpoints are written as it ends, then the summary tables. Writes hold
+    signals, so no file is cut short; an interrupt saves what the group in progress trained,
+    and says what was written and how ``--resume`` continues."""
     from tqdm import tqdm
 
     from explorer.config import DataConfig
     from explorer.training.device import resolve_device
     from explorer.training.events import EpochEnd, RunStarted
-    from explorer.training.sweep import check_out_dir, group_runs, plan_sweep, run_sweep
+    from explorer.training.sweep import SweepInterrupted, check_out_dir, group_runs, plan_sweep, run_sweep
 
     plan = plan_sweep(args.model, betas=args.beta, latent_dims=args.latent_dim, seeds=args.seeds,
                       recon_weights=args.recon_weight, lecture=args.lecture, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, device=args.device)
     resolve_device(args.device)
-    check_out_dir(args.out_dir, plan)
     data_config = DataConfig(dataset=args.dataset, limit=args.limit, binarize=args.binarize)
-    groups = group_runs(plan)
+    found = check_out_dir(args.out_dir, plan, data_config, resume=args.resume)
+    todo = [run for run in plan if run.name not in found.finished]
+    groups = group_runs(todo)
     if not args.json:
-        print(f"sweep of {len(plan)} runs in {len(groups)} group(s) trained together: "
-              + "; ".join(", ".join(r.name for r in g) for g in groups), file=sys.stderr)
+        if found.finished:
+            print(f"resuming the sweep in {_one_line(found.path)}: {len(found.finished)} of {len(plan)} runs are "
+                  f"finished", file=sys.stderr)
+        if todo:
+            print(f"sweep of {len(todo)} runs in {len(groups)} group(s) trained together: "
+                  + _one_line("; ".join(", ".join(r.name for r in g) for g in groups), 2000), file=sys.stderr)
+    signals = signals or _Signals()
     bar = None
+
+    @contextlib.contextmanager
+    def saving() -> Iterator[None]:
+        """A write is never cut short: a signal during it is held, and (the first one) raised after."""
+        seen = len(signals.received)
+        with signals.held():
+            yield
+        if seen == 0 and signals.received:
+            signals.hold()  # as after any first signal: the saves that follow are not cut short
+            raise KeyboardInterrupt(signals.received[-1])
 
     def on_event(run, event) -> None:
         nonlocal bar
         if isinstance(event, RunStarted) and bar is None and sys.stderr.isatty() and not args.json:
-            bar = tqdm(total=len(plan) * event.epochs, unit="epoch", file=sys.stderr, dynamic_ncols=True)
+            bar = tqdm(total=len(todo) * event.epochs, unit="epoch", file=sys.stderr, dynamic_ncols=True)
         elif isinstance(event, EpochEnd):
             if bar is not None:
                 bar.update(1)
@@ -963,21 +1127,101 @@ def cmd_sweep(args: argparse.Namespace, signals: _Signals | None = None) -> int:
             elif not args.json:
                 print(f"{run.name}: epoch {event.epoch}  test {event.test['loss']:.2f}", file=sys.stderr, flush=True)
 
-    try:
-        summary = run_sweep(plan, data_config, args.out_dir, on_event=on_event)
-    finally:
-        if bar is not None:
-            bar.close()
-    if args.json:
-        for row in summary.rows:
+    def print_rows(rows) -> None:
+        for row in rows:
             print(_strict_json({"name": row.name, "beta": row.beta, "recon_weight": row.recon_weight,
                                 "latent_dim": row.latent_dim, "seed": row.seed, "epochs": row.epochs,
                                 "status": row.status, **{f"test_{k}": v for k, v in row.test.items()},
                                 "seconds": row.seconds, "together": row.together, "checkpoint": row.checkpoint}))
+
+    try:
+        summary = run_sweep(plan, data_config, args.out_dir, on_event=on_event, resume=args.resume, saving=saving)
+    except SweepInterrupted as stop:
+        if bar is not None:
+            bar.close()
+            bar = None
+        if args.json:
+            print_rows(stop.report.rows)
+        more = len(signals.received) - 1
+        print(f"latent-explorer: interrupted{signals.named()}; {_sweep_kept(stop.report)}"
+              + (f" ({more} more interrupt(s) waited until the files were complete)" if more > 0 else ""),
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if bar is not None:
+            bar.close()
+    signals.hold()  # the sweep is complete: a signal now changes nothing
+    if args.json:
+        print_rows(summary.rows)
     else:
         print(summary.markdown_path.read_text(encoding="utf-8"))
-        print(f"wrote {len(summary.rows)} checkpoints, {summary.csv_path.name} and {summary.markdown_path.name} "
-              f"to {summary.out_dir} in {summary.seconds:.1f} s", file=sys.stderr)
+        earlier = f" ({summary.earlier} finished earlier were kept)" if summary.earlier else ""
+        removed = (f"; removed {len(summary.removed)} interrupted checkpoint(s) that the finished runs replace"
+                   if summary.removed else "")
+        print(f"wrote {len(summary.rows) - summary.earlier} checkpoints{earlier}, {summary.csv_path.name} and "
+              f"{summary.markdown_path.name} to {_one_line(summary.out_dir)} in {summary.seconds:.1f} s{removed}",
+              file=sys.stderr)
+    return 0
+
+
+def _sweep_kept(report) -> str:  # report: explorer.training.sweep.SweepReport
+    """What an interrupted sweep wrote, by kind and name, and how far it is: one clause."""
+    def names(items: Sequence[str]) -> str:
+        shown = ", ".join(items[:3])
+        return shown + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+
+    where = _one_line(report.out_dir, 200)
+    if not report.written:
+        kept = "nothing was written"
+        if report.finished:
+            kept += f"; {where} holds the {report.finished} runs finished earlier"
+    else:
+        pieces = []
+        if report.finished_now:
+            pieces.append(f"{len(report.finished_now)} finished checkpoint(s) ({names(report.finished_now)})")
+        if report.interrupted_now:
+            pieces.append(f"{len(report.interrupted_now)} interrupted run(s) saved beside their names "
+                          f"({names(report.interrupted_now)})")
+        tables = [n for n in report.written if n not in report.finished_now and n not in report.interrupted_now]
+        pieces.append(", ".join(tables))
+        kept = f"wrote {'; '.join(p for p in pieces if p)} to {where}"
+    left = report.runs - report.finished
+    progress = f"{report.finished} of {report.runs} runs are finished"
+    if left:
+        progress += f"; the same command with --resume trains the other {left}"
+    failed = "".join(f"; could not save {what}" for what in report.failed[:3])
+    return _one_line(f"{kept}; {progress}{failed}", 2000)
+
+
+def cmd_plugins(args: argparse.Namespace, signals: _Signals | None = None) -> int:
+    """List the installed model plugins: each is loaded and checked (explorer.plugins); a
+    broken one is one line saying why. Exit 0 whatever they are: the listing worked."""
+    from explorer.plugins import GROUP, discover
+
+    infos = discover()
+    if args.json:
+        for info in infos:
+            plugin = info.plugin if info.ok else None
+            print(json.dumps({
+                "name": info.name, "status": "ok" if info.ok else "broken", "distribution": info.distribution,
+                "version": info.version, "description": plugin.description if plugin is not None else "",
+                "error": info.error,
+                "settings": [{"name": f.name, "type": f.type, "default": f.default, "min": f.min, "max": f.max,
+                              "choices": list(f.choices), "help": f.help} for f in (plugin.schema if plugin else ())],
+            }), flush=True)
+        return 0
+    if not infos:
+        print(f"no model plugins are installed (a package adds one through the entry-point group {GROUP}; "
+              "see the README, \"Model plugins\")")
+        return 0
+    for info in infos:
+        print(_one_line(info.line()))
+        for f in info.plugin.schema if info.ok and info.plugin is not None else ():
+            bounds = f" from {f.min:g}" if f.min is not None else ""
+            bounds += f" to {f.max:g}" if f.max is not None else ""
+            kind = f"one of {', '.join(f.choices)}" if f.type == "choice" else f.type + bounds
+            print(_one_line(f"    --set {f.name}=  {kind}, default {json.dumps(f.default)}"
+                            + (f": {f.help}" if f.help else "")))
     return 0
 
 
@@ -993,7 +1237,19 @@ def cmd_timeline(args: argparse.Namespace, signals: _Signals | None = None) -> i
         from explorer.errors import CheckpointError
 
         raise CheckpointError(f"{args.checkpoint!r} is not a file name (it holds a NUL character)")
-    frames = export_film(load_checkpoint(args.checkpoint), args.out, fps=args.fps, manifold=args.manifold)
+    try:
+        frames = export_film(load_checkpoint(args.checkpoint), args.out, fps=args.fps, manifold=args.manifold)
+    except Exception as exc:
+        from explorer.errors import UserError
+        from explorer.oom import is_out_of_memory
+
+        if not is_out_of_memory(exc):
+            raise
+        # Frames stream to the file one at a time, so the film's length is not what ran out;
+        # advise only what this call used (telling someone to drop a --manifold they never
+        # gave sends them looking for the wrong cause).
+        advice = "a film without --manifold or " if args.manifold else ""
+        raise UserError(f"out of memory while making the film; try {advice}a machine with more memory") from None
     print(f"wrote {frames} frames to {args.out}", file=sys.stderr)
     return 0
 
@@ -1120,4 +1376,43 @@ def cmd_encode(args: argparse.Namespace, signals: _Signals | None = None) -> int
     labels = data.train_labels if args.split == "train" else data.test_labels
     codes, _ = encode_images(model, images, labels.to(dev) if labels is not None else None)
     save_codes(out, codes.numpy(), labels)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, signals: _Signals | None = None) -> int:
+    """The model for tools other than this app (explorer.export): ONNX files, torch.export
+    programs or one web page. Every file is proven writable, and a missing package or a
+    model the format cannot hold is said, before the checkpoint is even loaded where it can."""
+    from explorer.errors import UserError
+    from explorer.export import DEFAULT_PART, SUFFIXES, export_model, format_for_suffix
+    from explorer.export.common import check_targets, targets
+
+    named = Path(args.out).name or args.out
+    by_suffix = format_for_suffix(args.out)
+    fmt = args.format or by_suffix
+    if fmt is None:
+        raise UserError(f"{named}: end --out in .onnx, .pt2 or .html, or say --format onnx, pt2 or web")
+    if by_suffix != fmt:
+        raise UserError(f"{named}: a {fmt} export must end in {SUFFIXES[fmt]}")
+    part = args.part or DEFAULT_PART[fmt]
+    if fmt == "web" and part != "decoder":
+        raise UserError("the web page runs the decoder only; use --part decoder (the default for web)")
+    if fmt == "onnx":
+        from explorer.export.onnx import require_packages
+
+        require_packages()
+    check_targets(targets(args.out, part, ".htm" if args.out.lower().endswith(".htm") else SUFFIXES[fmt]))
+    ckpt, model, _ = _load(args.checkpoint)
+    codes = labels = None
+    class_names = ckpt.class_names
+    if fmt == "web":
+        from explorer.export.web import check_web, first_codes
+
+        check_web(model)  # a conv model is refused before its data is loaded
+        data = _load_data(ckpt)
+        codes, labels = first_codes(model, data.test_images, data.test_labels)
+        class_names = class_names or data.class_names
+    written = export_model(model, fmt, part, args.out, codes=codes, labels=labels, class_names=class_names)
+    for path in written:
+        print(f"wrote {path} ({path.stat().st_size / 1024**2:,.1f} MB)", file=sys.stderr)
     return 0

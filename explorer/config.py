@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
@@ -65,7 +66,8 @@ class _Serialisable:
         known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ConfigError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
+            raise ConfigError(f"{cls.__name__} has no {'field' if len(unknown) == 1 else 'fields'} "
+                              f"{', '.join(unknown)}")
         kwargs: dict[str, Any] = {}
         for name, value in data.items():
             kwargs[name] = tuple(value) if isinstance(value, list) else value
@@ -126,6 +128,13 @@ class ModelConfig(_Serialisable):
     # The reconstruction term's weight: 0 leaves the KL alone (the lecture's "KL only" run).
     # Absent from older configs and checkpoints, which trained with 1.
     recon_weight: float = 1.0
+    # A model from an installed plugin (explorer.plugins): its entry-point name ("" for the
+    # built-in Autoencoder; then ``preset`` is the plugin's name too), and its settings as
+    # canonical JSON (an object of scalars, keys sorted), checked against the plugin's schema
+    # where the plugin is installed. Both are left out of to_dict when empty, so files of
+    # built-in models stay readable by versions that predate plugins.
+    plugin: str = ""
+    plugin_params: str = ""
 
     def __post_init__(self) -> None:
         _check(isinstance(self.preset, str), "preset must be a string")
@@ -160,11 +169,63 @@ class ModelConfig(_Serialisable):
                f"sparsity weight must be a number >= 0, not {self.sparsity_weight!r}")
         _check(_is_number(self.recon_weight) and 0 <= self.recon_weight < 1e6,
                f"reconstruction weight must be a number >= 0, not {self.recon_weight!r}")
+        _check(isinstance(self.plugin, str) and (self.plugin == "" or PLUGIN_NAME.fullmatch(self.plugin) is not None),
+               f"plugin must be a model plugin's name (letters, digits, '.', '_', '-'), not {self.plugin!r}"[:300])
+        _check(not self.plugin or self.preset == self.plugin,
+               f"a plugin model's preset is its plugin's name ({self.plugin!r}), not {self.preset!r}"[:300])
+        _check(isinstance(self.plugin_params, str), "plugin settings must be a JSON string")
+        _check(self.plugin or not self.plugin_params, "plugin settings need a plugin")
+        if self.plugin_params:
+            # Canonical form, so equal settings make equal configs (frozen: set through object).
+            object.__setattr__(self, "plugin_params", canonical_params(parse_params(self.plugin_params)))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        for name in ("plugin", "plugin_params"):
+            if not out[name]:
+                del out[name]
+        return out
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The plugin's settings as a dict (empty for a built-in model)."""
+        return parse_params(self.plugin_params) if self.plugin_params else {}
 
     @property
     def input_size(self) -> int:
         c, h, w = self.image_shape
         return c * h * w
+
+
+# A model plugin's name: its entry point's name, which is also its preset name.
+PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_PARAMS_CHARS = 16 * 1024  # a plugin's settings as JSON; a real one is a few hundred characters
+
+
+def parse_params(text: str) -> dict[str, Any]:
+    """A plugin's settings from JSON: an object whose keys are names and whose values are
+    numbers, booleans or strings (ConfigError otherwise)."""
+    _check(len(text) <= MAX_PARAMS_CHARS, f"plugin settings are over {MAX_PARAMS_CHARS:,} characters")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ConfigError("plugin settings are not valid JSON") from None
+    _check(isinstance(data, dict), "plugin settings must be a JSON object")
+    for key, value in data.items():
+        _check(PARAM_NAME.fullmatch(key) is not None, f"{key[:60]!r} is not a plugin setting's name")
+        _check(isinstance(value, (bool, int, float, str))
+               and not (isinstance(value, float) and not math.isfinite(value))
+               and not (isinstance(value, str) and len(value) > 200),
+               f"plugin setting {key} must be a finite number, true/false or a short text")
+    return data
+
+
+def canonical_params(values: dict[str, Any]) -> str:
+    """Settings as the one JSON text a config stores: keys sorted, no spaces."""
+    return json.dumps(values, sort_keys=True, separators=(",", ":"), allow_nan=False) if values else ""
+
+
+PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from explorer.config import ModelConfig, stage_sizes
+from explorer.display import with_article
 from explorer.errors import UserError
 
 FLOAT = 4  # bytes in a float32
@@ -311,8 +312,8 @@ def check_model(cfg: ModelConfig, *, available: int | None = None, device: objec
     ``hint`` replaces it."""
     hint = WORDS[ui]["model"] if hint is None else hint
     needed = model_bytes(cfg) + inference_bytes(cfg, VIEW_BATCH)
-    _check(needed, f"a {cfg.preset or 'custom'} model of {weight_count(cfg):,} weights for {_shape(cfg)} images",
-           hint, available, device)
+    what = f"{with_article(cfg.preset or 'custom')} model of {weight_count(cfg):,} weights for {_shape(cfg)} images"
+    _check(needed, what, hint, available, device)
     return needed
 
 
@@ -367,8 +368,8 @@ def check_training(cfg: ModelConfig, data_shape: Sequence[int], batch_size: int,
         else:
             fits = _largest(lambda b: training_bytes(cfg, data_shape, b, on_device), free)
             hint = WORDS[ui]["batch"] + (f" (at most about {fits:,})" if fits else "")
-    _check(needed, f"training a {cfg.preset or 'custom'} model on {_shape(cfg)} images in batches of {batch:,}",
-           hint, available, device)
+    what = f"training {with_article(cfg.preset or 'custom')} model on {_shape(cfg)} images in batches of {batch:,}"
+    _check(needed, what, hint, available, device)
     return needed
 
 

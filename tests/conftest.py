@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+if os.environ["QT_QPA_PLATFORM"] == "offscreen":
+    # Qt's offscreen screen is 800x800 by default, smaller than the window's default size;
+    # the window fits itself to its screen, so give it a common desktop's 1920x1080.
+    os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={Path(__file__).with_name('offscreen-screen.json')}"
 os.environ.setdefault("LATENT_EXPLORER_SLOW_MS", "50")  # log GUI-thread handlers over 50 ms
 
 

@@ -21,6 +21,7 @@ import torch
 from explorer import cancellation
 from explorer.analysis.classifier import LeNet
 from explorer.data.dataset import ImageData, to_float
+from explorer.display import with_article
 from explorer.errors import UserError
 
 Progress = Callable[[int, int], None]
@@ -87,7 +88,7 @@ def classifier_features(classifier: LeNet, images: torch.Tensor, batch_size: int
 def _check(model, data: ImageData, classifier: LeNet, n: int) -> int:
     if not getattr(model, "is_generative", False):
         preset = getattr(getattr(model, "config", None), "preset", "") or "plain"
-        raise UserError(f"a {preset} autoencoder cannot sample, so its sample quality cannot be measured; "
+        raise UserError(f"{with_article(preset)} autoencoder cannot sample, so its sample quality cannot be measured; "
                         "use a VAE-family model")
     shape = tuple(model.config.image_shape)
     if shape != data.image_shape or tuple(classifier.image_shape) != data.image_shape:

@@ -29,6 +29,7 @@ import torch
 
 from explorer import cancellation
 from explorer.data.dataset import to_float
+from explorer.display import with_article
 from explorer.errors import UserError
 from explorer.models.autoencoder import Autoencoder
 from explorer.models.base import device_of
@@ -45,7 +46,7 @@ def check_likelihood_model(model: Autoencoder) -> None:
     """Refuse, in one line, a model whose likelihood has no meaning here."""
     cfg = model.config
     if not cfg.variational:
-        raise UserError(f"a {cfg.preset or 'plain'} autoencoder has no prior or posterior, so it gives no "
+        raise UserError(f"{with_article(cfg.preset or 'plain')} autoencoder has no prior or posterior, so it gives no "
                         "likelihood; importance-weighted log p(x) needs a VAE-family model "
                         "(vae, beta-vae, conv-vae, cvae, conv-cvae)")
     if cfg.recon_loss != "bce":
@@ -54,10 +55,12 @@ def check_likelihood_model(model: Autoencoder) -> None:
 
 
 def likelihood_notes(images: torch.Tensor) -> list[str]:
-    """Warnings about what the numbers mean for these uint8 images."""
+    """Warnings about what the numbers mean for these uint8 (N, C, H, W) images (one
+    channel: grey levels; more: colour levels)."""
     sample = images[: min(images.shape[0], 2000)]
     if bool(((sample != 0) & (sample != 255)).any()):
-        return ["the test images are grey levels, not binary: the Bernoulli decoder's BCE on grey levels is a "
+        levels = "colour levels" if images.dim() == 4 and images.shape[1] > 1 else "grey levels"
+        return [f"the test images are {levels}, not binary: the Bernoulli decoder's BCE on {levels} is a "
                 "cross-entropy, not a likelihood, so these nats are not comparable with published "
                 "log-likelihoods (train with --binarize dynamic for those)"]
     return []

@@ -73,3 +73,44 @@ def pca_axes(codes: np.ndarray) -> PlaneAxes:
     total = float(variance.sum())
     explained = (float(variance[0] / total), float(variance[1] / total)) if total > 0 and len(variance) > 1 else None
     return PlaneAxes(origin=origin, basis=vt, names=("PC1", "PC2"), explained=explained)
+
+
+def orthogonal_turn(current: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """The orthogonal 2x2 ``R`` (rotation or reflection) minimising ``|current @ R - previous|``
+    for (N, 2) arrays (orthogonal Procrustes: ``U V^T`` from the SVD of ``current^T previous``)."""
+    u, _, vt = np.linalg.svd(np.asarray(current, np.float64).T @ np.asarray(previous, np.float64))
+    return u @ vt
+
+
+def turned(axes: PlaneAxes, turn: np.ndarray) -> PlaneAxes:
+    """The same plane with its two axes turned by the orthogonal 2x2 ``turn``: a code's
+    coordinates ``p`` become ``p @ turn``, and the way back stays exact. The share of
+    variance along each turned axis follows (principal axes are uncorrelated)."""
+    basis = np.array(axes.basis, dtype=np.float64, copy=True)
+    basis[:2] = turn.T @ basis[:2]
+    explained = None
+    if axes.explained is not None:
+        explained = tuple(float(v) for v in (turn ** 2).T @ np.asarray(axes.explained, dtype=np.float64))
+    return PlaneAxes(origin=axes.origin, basis=basis, names=axes.names, explained=explained)
+
+
+def aligned_plane(axes: PlaneAxes, codes: np.ndarray | None, previous: PlaneAxes | None,
+                  previous_points: np.ndarray | None = None) -> PlaneAxes:
+    """``axes`` (a refit of the principal axes to ``codes``) turned to agree with the plane
+    shown before, so the picture never mirror-flips or swaps its axes between fits (the
+    sign of a principal axis is arbitrary, and two axes of similar variance trade places).
+
+    With ``previous_points`` (the (N, 2) coordinates on the previous plane of the images
+    ``codes`` (N, D) encode, in the same order) the turn maps the new coordinates onto the
+    old ones as closely as an orthogonal turn can (orthogonal Procrustes, as the training
+    timeline aligns its frames); without them it maps the new axes onto the previous axes.
+    A plane of raw dimensions is never turned."""
+    if previous is None or previous.dim != axes.dim or axes.dim <= 2:
+        return axes
+    if codes is not None and previous_points is not None and np.shape(previous_points) == (len(codes), 2) \
+            and len(codes) > 1:
+        now, before = axes.project(codes), np.asarray(previous_points, dtype=np.float64)
+        turn = orthogonal_turn(now - now.mean(axis=0), before - before.mean(axis=0))
+    else:
+        turn = orthogonal_turn(axes.basis[:2].T, previous.basis[:2].T)
+    return turned(axes, turn)

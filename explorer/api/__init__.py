@@ -5,7 +5,8 @@
 """
 
 from explorer.api.files import load, save
+from explorer.api.maps import fit_map
 from explorer.api.training import train
 from explorer.api.viewer import Viewer, run, view
 
-__all__ = ["Viewer", "load", "run", "save", "train", "view"]
+__all__ = ["Viewer", "fit_map", "load", "run", "save", "train", "view"]

@@ -34,6 +34,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from explorer.data.dataset import ImageData
+from explorer.display import plural
 from explorer.errors import DataError
 
 DEFAULT_IMAGE_SIZE = 32
@@ -326,7 +327,7 @@ def _nothing_found(folder: Path, skipped: list[tuple[str, str]], ignored: int) -
     if skipped:
         return _named(folder, skipped)
     if ignored:
-        return (f"only {ignored} hidden or system file(s), which are ignored "
+        return (f"only {plural(ignored, 'hidden or system file')}, which {'is' if ignored == 1 else 'are'} ignored "
                 "(names starting with '.', Thumbs.db, desktop.ini, .npy arrays)")
     return "the folder is empty"
 

@@ -22,6 +22,7 @@ from explorer import cancellation
 from explorer.analysis.latent_metrics import active_units, label_efficiency, reconstruction_quality
 from explorer.analysis.latents import encode_images
 from explorer.data.dataset import ImageData
+from explorer.display import with_article
 from explorer.errors import UserError
 from explorer.evaluation.metrics import Group
 from explorer.evaluation.record import Evaluation
@@ -189,8 +190,8 @@ def _sample_metrics(model: Autoencoder, data: ImageData, subject: Subject, reque
     from explorer.analysis.fid import sample_quality
 
     if not model.is_generative:
-        raise UserError(f"a {model.config.preset or 'plain'} autoencoder has no prior to sample from, so sample "
-                        "quality (FID) needs a VAE-family model")
+        raise UserError(f"{with_article(model.config.preset or 'plain')} autoencoder has no prior to sample from, "
+                        "so sample quality (FID) needs a VAE-family model")
     # Another dataset's classifier is trained once (minutes on a CPU) and cached: its own
     # progress shows as the first part of this stage.
     classifier, _ = classifier_for(data, subject.dataset, progress=lambda done, total: report(done, 2 * total))

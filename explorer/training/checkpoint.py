@@ -24,8 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,18 +31,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from explorer import __version__
+from explorer.bounded_json import json_depth
 from explorer.config import DataConfig, ModelConfig, TrainConfig
 from explorer.errors import CheckpointError, ConfigError
 from explorer.memory_budget import MemoryBudgetError, check_open
-from explorer.models.autoencoder import Autoencoder
-from explorer.models.base import loss_part_names
+from explorer.models.base import LatentModel, loss_part_names
+from explorer.models.registry import build_model
 from explorer.presets import PRESETS
+from explorer.safe_files import FileRefused, open_regular, read_up_to
 from explorer.training.history import MAX_STEP_POINTS, History
 from explorer.training.timeline import MAX_TIMELINE_BYTES, Timeline
 from explorer.training.timeline import PREFIX as TIMELINE_PREFIX
@@ -72,21 +71,25 @@ class Checkpoint:
     # The training timeline (explorer.training.timeline), or None: trained before timelines,
     # with them off, or stored damaged (dropped on load; the model is fine).
     timeline: Timeline | None = None
+    # The file held a timeline that failed its checks and was dropped (``notes`` says why):
+    # kept apart from "none stored" so messages never blame an old version for damage.
+    timeline_damaged: bool = False
     # Metadata entries this version does not know (written by a later one): kept as they are
     # and written back by a save of this checkpoint, so no version drops another's data.
     extra_metadata: dict[str, str] = field(default_factory=dict)
     # One line for each part of the file that was left out on load (the model itself is fine).
     notes: tuple[str, ...] = ()
 
-    def build_model(self) -> Autoencoder:
-        """A CPU model with these weights, in eval mode."""
-        model = Autoencoder(self.model_config)
+    def build_model(self) -> LatentModel:
+        """A CPU model with these weights, in eval mode (a model plugin's through that
+        installed plugin: explorer.models.registry.build_model)."""
+        model = build_model(self.model_config)
         model.load_state_dict(self.state_dict)
         model.eval()
         return model
 
 
-def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfig, train_config: TrainConfig,
+def save_checkpoint(path: str | Path, model: LatentModel, data_config: DataConfig, train_config: TrainConfig,
                     history: History | None = None, class_names: tuple[str, ...] = (),
                     beside: str | None = None, evaluations: list[dict[str, Any]] | None = None,
                     timeline: Timeline | None = None, extra_metadata: dict[str, str] | None = None) -> Path:
@@ -127,6 +130,11 @@ def save_checkpoint(path: str | Path, model: Autoencoder, data_config: DataConfi
         metadata["evaluations"] = json.dumps(evaluations)
     if timeline is not None and timeline.frames:
         metadata["timeline"] = timeline.metadata()
+    if model_config.plugin:
+        # Names only (the entry point, its package and version), for messages: never code to import.
+        from explorer.plugins import record_of
+
+        metadata[PLUGIN_KEY] = json.dumps(record_of(model_config.plugin))
     payload = st_save(tensors, metadata=metadata)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
@@ -163,7 +171,7 @@ def _split_history(history: History) -> tuple[dict[str, Any], torch.Tensor | Non
     return record, steps
 
 
-def _tensors(model: Autoencoder, timeline: Timeline | None) -> dict[str, torch.Tensor]:
+def _tensors(model: LatentModel, timeline: Timeline | None) -> dict[str, torch.Tensor]:
     """The weights (``model.``) and the timeline's stacked frames (``timeline.``), on the CPU."""
     tensors = {PREFIX + k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     if timeline is not None and timeline.frames:
@@ -207,21 +215,6 @@ def _one_line_errors() -> Iterator[None]:
         raise
 
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-
-
-def json_depth(text: str) -> int:
-    """How deep ``text``'s arrays and objects nest, found without parsing it (strings are
-    cut out first, then the brackets counted with numpy): fast on megabytes of JSON."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    if not brackets:
-        return 0
-    codes = np.frombuffer(brackets.encode("ascii"), dtype=np.uint8)
-    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int64)
-    return int(np.cumsum(steps).max())
-
-
 def _bounded_json(text: str, what: str, path: Path) -> Any:
     if json_depth(text) > MAX_JSON_DEPTH:
         raise CheckpointError(f"{path.name} has a damaged {what} (nested more than {MAX_JSON_DEPTH} deep)")
@@ -241,66 +234,39 @@ def _size(n: float) -> str:
     return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.1f} MiB"
 
 
-def _file_kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
 def _open_regular(path: Path) -> tuple[int, int]:
-    """A descriptor of ``path`` and its size, only when it is a regular file.
+    """A descriptor of ``path`` and its size, only when it is a regular file of at most
+    :data:`MAX_BYTES`.
 
-    Opened with O_NONBLOCK, so a FIFO without a writer cannot hang us, then checked with
-    ``fstat`` on the descriptor itself (no race with a file swapped in between): a link to
-    ``/dev/zero`` or a FIFO is refused before a byte is read.
+    :func:`explorer.safe_files.open_regular` opens it with O_NONBLOCK, so a FIFO without a
+    writer cannot hang us, then checks it with ``fstat`` on the descriptor itself (no race
+    with a file swapped in between): a link to ``/dev/zero`` or a FIFO is refused before a
+    byte is read. Its refusals are worded here for a checkpoint, and the size is checked
+    here so that the message says how large the file is.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, flags)
+        fd, size = open_regular(path, 2**63 - 1)  # no cap there: MAX_BYTES is checked below
     except FileNotFoundError:
         if path.is_symlink():
             raise CheckpointError(f"{path} is a broken link") from None
         raise CheckpointError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{path} is a folder, not a checkpoint file") from None
-    except OSError as exc:
+    except FileRefused as exc:
         if path.is_dir():  # Windows refuses to open a folder with a permission error
             raise CheckpointError(f"{path} is a folder, not a checkpoint file") from None
-        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise CheckpointError(f"{path} is a folder, not a checkpoint file")
-        if not stat.S_ISREG(info.st_mode):
-            raise CheckpointError(f"{path} is {_file_kind(info.st_mode)}, not a checkpoint file")
-        if info.st_size > MAX_BYTES:
-            raise CheckpointError(f"{path.name} is {_size(info.st_size)}, "
-                                  "far larger than any Latent Explorer checkpoint")
-    except BaseException:
+        raise CheckpointError(f"{path} {exc.reason}") from None
+    if size > MAX_BYTES:
         os.close(fd)
-        raise
-    return fd, int(info.st_size)
+        raise CheckpointError(f"{path.name} is {_size(size)}, far larger than any Latent Explorer checkpoint")
+    return fd, size
 
 
 def _read_up_to(fd: int, n: int, path: Path) -> bytes:
-    """Exactly ``n`` bytes from ``fd`` (fewer only at the end of the file), never more."""
-    chunks, left = [], n
+    """Exactly ``n`` bytes from ``fd`` (fewer only at the end of the file), never more
+    (:func:`explorer.safe_files.read_up_to`, its refusal a CheckpointError)."""
     try:
-        while left > 0:
-            chunk = os.read(fd, min(left, 64 * 1024**2))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-    except BlockingIOError:
-        raise CheckpointError(f"cannot read {path}: it gives no data without waiting") from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return b"".join(chunks)
+        return read_up_to(fd, n, path)
+    except FileRefused as exc:
+        raise CheckpointError(f"{path} {exc.reason}") from None
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -339,7 +305,9 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
 
 # The metadata entries this version writes and reads; any other is a later version's, kept.
 KNOWN_KEYS = frozenset({"format", "format_version", "app_version", "created", "model_config", "data_config",
-                        "train_config", "history", "class_names", "evaluations", "timeline"})
+                        "train_config", "history", "class_names", "evaluations", "timeline", "model_plugin"})
+# A model plugin's checkpoint: {"name", "distribution", "version"} of the plugin that made it.
+PLUGIN_KEY = "model_plugin"
 # The metadata keys a rewrite may change; everything else in a file passes through untouched.
 REWRITABLE_KEYS = frozenset({"evaluations"})
 
@@ -458,10 +426,12 @@ def _parse_front(header_bytes: bytes, path: Path) -> _Front:
         raise CheckpointError(f"{path.name} has an invalid config: {_quote(exc, 300)}") from None
     except RecursionError:  # a value nested so deep that its repr() in the message overflows
         raise CheckpointError(f"{path.name} has an invalid config (values nested too deeply)") from None
-    if model_config.preset and model_config.preset not in PRESETS:
+    notes: list[str] = []
+    if model_config.plugin:
+        model_config = _plugin_config(model_config, metadata, path, notes)
+    elif model_config.preset and model_config.preset not in PRESETS:
         raise CheckpointError(f"{path.name} names an unknown model preset {_quote(repr(model_config.preset))}")
     _check_shape_and_classes(model_config, path)
-    notes: list[str] = []
     if len(metadata.get("history", "")) > MAX_HISTORY_JSON:
         # Parsing it would hold the interpreter (and so the window) for a second or more.
         notes.append(f"its loss history ({_size(len(metadata['history']))}) is far longer than Latent Explorer "
@@ -489,6 +459,28 @@ def _parse_front(header_bytes: bytes, path: Path) -> _Front:
     expected = _expected_weights(model_config, path)  # before the weights are read
     return _Front(model_config, data_config, train_config, history, tuple(names), expected, metadata, entries,
                   notes)
+
+
+def _plugin_config(config: ModelConfig, metadata: dict[str, str], path: Path, notes: list[str]) -> ModelConfig:
+    """A model plugin's config, its settings checked by the installed plugin of that name.
+    Only installed entry points are looked up (explorer.plugins): the package and version
+    the file names are words for the message, never anything to import. A missing plugin is
+    refused in one line naming the package to install."""
+    from explorer.plugins import find, parse_record, require
+
+    record = parse_record(metadata.get(PLUGIN_KEY, ""))
+    try:
+        plugin = require(config.plugin, record["distribution"])
+        config = plugin.complete(config)
+    except ConfigError as exc:  # PluginError included: missing, broken, or a setting it refuses
+        text = str(exc)
+        raise CheckpointError(f"{path.name} {text}" if text.startswith("needs ") else
+                              f"{path.name} has an invalid config: {_quote(text, 300)}") from None
+    info = find(config.plugin)
+    if info is not None and record["version"] and info.version and record["version"] != info.version:
+        notes.append(f"it was made with the model plugin {config.plugin} {_quote(record['version'], 40)}; "
+                     f"{_quote(info.version, 40)} is installed")
+    return config
 
 
 def _check_shape_and_classes(config: ModelConfig, path: Path) -> None:
@@ -564,11 +556,14 @@ def _finish(front: _Front, raw: bytes, path: Path) -> Checkpoint:
     _steps_from_tensor(front, tensors.get(HISTORY_STEPS), path)
     _check_forward(front.model_config, state, path)
     metadata = front.metadata
+    timeline, damage = _timeline(tensors, metadata, front.model_config, front.class_names)
+    if damage:  # said where notes are said (the CLI's commands, the window on open)
+        front.notes.append(TIMELINE_DAMAGED_NOTE.format(why=damage))
     return Checkpoint(model_config=front.model_config, data_config=front.data_config,
                       train_config=front.train_config, state_dict=state, history=front.history,
                       class_names=front.class_names, created=metadata.get("created", ""),
                       app_version=metadata.get("app_version", ""), evaluations=_evaluations(metadata, path),
-                      timeline=_timeline(tensors, metadata, front.model_config),
+                      timeline=timeline, timeline_damaged=bool(damage),
                       extra_metadata={k: v for k, v in metadata.items() if k not in KNOWN_KEYS},
                       notes=tuple(front.notes))
 
@@ -594,20 +589,37 @@ def _steps_from_tensor(front: _Front, steps: torch.Tensor | None, path: Path) ->
     history._latest_step = max(history._latest_step, last)
 
 
-def _timeline(tensors: dict[str, torch.Tensor], metadata: dict[str, str], config: ModelConfig) -> Timeline | None:
+# The note a damaged timeline leaves (Checkpoint.notes); explorer.training.film quotes it.
+TIMELINE_DAMAGED_NOTE = "its training timeline is damaged ({why}) and was dropped; the model is fine"
+
+
+def timeline_classes(config: ModelConfig, class_names: tuple[str, ...]) -> int:
+    """How many classes a checkpoint's timeline labels may name: a conditional model's own
+    count, else the stored class names', else MAX_CLASSES (all a checkpoint may know)."""
+    if config.conditional:
+        return config.num_classes
+    return len(class_names) if class_names else MAX_CLASSES
+
+
+def _timeline(tensors: dict[str, torch.Tensor], metadata: dict[str, str], config: ModelConfig,
+              class_names: tuple[str, ...]) -> tuple[Timeline | None, str]:
     """The stored training timeline, or None when there is none or it is damaged (a replay
-    is lost, never the model)."""
+    is lost, never the model), and for a damaged one why (one line; empty otherwise), so no
+    message calls a damaged timeline absent."""
     parts = {k: v for k, v in tensors.items() if k.startswith(TIMELINE_PREFIX)}
-    if not parts or "timeline" not in metadata:
-        return None
+    if not parts and "timeline" not in metadata:
+        return None, ""
     try:
+        if not parts or "timeline" not in metadata:
+            raise ValueError("the timeline lacks its " + ("tensors" if not parts else "metadata"))
         if json_depth(metadata["timeline"]) > MAX_JSON_DEPTH:
-            return None
-        return Timeline.from_parts(parts, metadata["timeline"], config)
+            raise ValueError(f"the timeline's metadata is nested more than {MAX_JSON_DEPTH} deep")
+        return Timeline.from_parts(parts, metadata["timeline"], config,
+                                   classes=timeline_classes(config, class_names)), ""
     except MemoryError:
         raise
-    except (ValueError, TypeError, RuntimeError):
-        return None
+    except (ValueError, TypeError, RuntimeError) as exc:
+        return None, _quote(exc, 200) or "it failed its checks"
 
 
 def _evaluations(metadata: dict[str, str], path: Path) -> list[Any]:
@@ -628,7 +640,7 @@ def _check_forward(config: ModelConfig, state: dict[str, torch.Tensor], path: Pa
     layer whose output is not is named."""
     try:
         with torch.device("meta"):
-            model = Autoencoder(config)
+            model = build_model(config, check=False)
         model.load_state_dict(state, assign=True)
     except MemoryError:
         raise
@@ -678,7 +690,7 @@ def _expected_weights(config: ModelConfig, path: Path) -> dict[str, tuple[torch.
                               f"Latent Explorer models have at most {MAX_LAYERS}")
     try:
         with torch.device("meta"):
-            expected = {k: (v.shape, v.dtype) for k, v in Autoencoder(config).state_dict().items()}
+            expected = {k: (v.shape, v.dtype) for k, v in build_model(config, check=False).state_dict().items()}
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - a config the model classes cannot build is a bad file

@@ -16,6 +16,7 @@ from explorer.data import FolderReport, ImageData, load_dataset
 from explorer.errors import ConfigError
 from explorer.memory_budget import check_model, check_training
 from explorer.models import Autoencoder, build_model, config_for_data, get_preset
+from explorer.plugins import require
 
 
 @dataclass
@@ -27,10 +28,18 @@ class PreparedRun:
     folder_report: FolderReport
 
 
-def model_config_for(preset: str, **overrides: Any) -> ModelConfig:
-    """The preset's model config with any non-None overrides applied."""
+def model_config_for(preset: str, settings: dict[str, Any] | None = None, **overrides: Any) -> ModelConfig:
+    """The preset's model config with any non-None overrides applied, and for a model
+    plugin's preset, ``settings`` of its schema (the rest stay its defaults)."""
     changes = {k: v for k, v in overrides.items() if v is not None}
-    return replace(get_preset(preset).model, **changes)
+    config = replace(get_preset(preset).model, **changes)
+    if settings:
+        if not config.plugin:
+            raise ConfigError(f"{preset} is a built-in preset: it has no plugin settings to set "
+                              f"({', '.join(sorted(settings))})")
+        config = require(config.plugin).config(**{**config.params, **settings})
+        config = replace(config, **changes)
+    return config
 
 
 def train_config_for(preset: str, **overrides: Any) -> TrainConfig:

@@ -278,3 +278,25 @@ def test_an_unsaved_model_keeps_its_numbers_until_save(qtbot, window, files, tmp
     assert not window.isWindowModified()
     stored = load_checkpoint(saved).evaluations
     assert stored and stored[-1]["metrics"]["test_loss"] == pytest.approx(record.metrics["test_loss"])
+
+
+def test_the_open_row_says_evaluating_and_its_notes_leave_with_the_model(qtbot, window, files):
+    """The row read "not evaluated yet" while it was being evaluated, and after switching to
+    a followed run the notes still spoke of the previous model."""
+    open_model(qtbot, window, files["ae"])
+    view = view_of(window)
+    only(view, likelihood=True, k=5)
+    assert cell(view, 0, 0).endswith("not evaluated yet"), cell(view, 0, 0)
+    qtbot.mouseClick(view.evaluate_button, LEFT)
+    assert cell(view, 0, 0).endswith("evaluating…"), cell(view, 0, 0)
+    qtbot.waitUntil(lambda: window.session.current_evaluation() is not None, timeout=EVAL_TIMEOUT_MS)
+    wait_idle(qtbot, view)
+    assert cell(view, 0, 0).endswith("(open)"), cell(view, 0, 0)
+    assert "an ae autoencoder has no prior" in view.status.text(), view.status.text()  # its note, in good English
+
+    window.follower._timer.setInterval(100)
+    assert window.files.follow(str(files["vae1"]))
+    qtbot.waitUntil(lambda: window.session.document.path == files["vae1"].absolute(), timeout=RUN_TIMEOUT_MS)
+    assert "autoencoder" not in view.status.text() and "Notes" not in view.status.text(), view.status.text()
+    assert cell(view, 0, 0).startswith("vae1.safetensors")
+    window.follower.stop()

@@ -106,11 +106,33 @@ def test_a_followed_file_updates_the_window_at_each_new_version(window, qtbot, v
     assert s.data is data  # the data was not loaded again
     assert window.loss_plot.point_count() > points  # the curves show the longer history
     assert not window.isWindowModified() and not s.dirty
-    assert status(window) == "Following run.safetensors: epoch 3"
+    # Epoch 3 of the run's 3: the status bar says the run is over.
+    assert status(window) == "Following run.safetensors: the run has ended (epoch 3)"
+    assert window.follower.ended
     # The plane follows: the latent state re-encodes the new weights.
     stats = window.latent.stats
     qtbot.waitUntil(lambda: window.latent.stats is not stats, timeout=WAIT_MS)
     assert window.message_box is None
+
+
+def test_a_followed_run_that_goes_quiet_is_said_to_have_ended_once(window, qtbot, versions, tmp_path):
+    """Epoch 1 of 3, and the file stops changing (the writer was killed, or saves rarely)."""
+    run = tmp_path / "run.safetensors"
+    publish(versions[1], run)
+    ended: list[int] = []
+    window.follower.run_ended.connect(ended.append)
+    follow(window, qtbot, run, 1)
+    assert status(window) == "Following run.safetensors: epoch 1" and not window.follower.ended
+    window.follower.quiet_s = 0.3
+    qtbot.waitUntil(lambda: "the run seems to have ended" in status(window), timeout=WAIT_MS)
+    assert status(window).startswith("Following run.safetensors: the run seems to have ended (epoch 1; "), \
+        status(window)
+    qtbot.wait(5 * FAST_MS)
+    assert ended == [1], "said once"
+    window.follower.quiet_s = 3600
+    publish(versions[2], run)  # it was not over after all: following goes on
+    qtbot.waitUntil(lambda: window.session.history.last_epoch == 2, timeout=WAIT_MS)
+    assert not window.follower.ended and status(window) == "Following run.safetensors: epoch 2"
 
 
 def test_a_half_written_file_is_not_shown_and_the_next_good_one_is(window, qtbot, versions, tmp_path):

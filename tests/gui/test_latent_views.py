@@ -72,16 +72,38 @@ def test_dragging_the_marker_redraws_the_decoded_image_for_its_code(qtbot, windo
     np.testing.assert_allclose(after, expected_image(window, state.code), atol=1e-6)
 
 
+def isolated_dot(window: MainWindow) -> tuple[float, float, int]:
+    """The dot farthest (in screen pixels) from every other dot and from the marker, among
+    those well inside the visible region: a click on it can only hit that dot. (The first
+    dot of a class was clicked once, and under load another dot on top of it took the click.)"""
+    xs = np.concatenate([s.data["x"] for s in window.plane.scatters])
+    ys = np.concatenate([s.data["y"] for s in window.plane.scatters])
+    index = np.concatenate([np.asarray([int(d) for d in s.data["data"]], dtype=np.int64)
+                            for s in window.plane.scatters])
+    pixels = np.array([[p.x(), p.y()] for p in (to_pixels(window, x, y) for x, y in zip(xs, ys))], dtype=float)
+    (x0, x1), (y0, y1) = window.plane.visible_region()
+    inside = (xs > x0 + 0.1 * (x1 - x0)) & (xs < x1 - 0.1 * (x1 - x0)) & (ys > y0 + 0.1 * (y1 - y0)) \
+        & (ys < y1 - 0.1 * (y1 - y0))
+    marker = to_pixels(window, *marker_xy(window))
+    room = np.full(len(xs), -1.0)
+    for i in np.flatnonzero(inside):
+        gaps = np.hypot(pixels[:, 0] - pixels[i, 0], pixels[:, 1] - pixels[i, 1])
+        gaps[i] = np.inf
+        room[i] = min(gaps.min(), np.hypot(pixels[i, 0] - marker.x(), pixels[i, 1] - marker.y()))
+    best = int(np.argmax(room))  # argmax takes the first of equals: the same dot every run
+    assert room[best] > 6, f"no dot stands clear of the others (best gap {room[best]:.1f} px)"
+    return float(xs[best]), float(ys[best]), int(index[best])
+
+
 def test_clicking_a_dot_loads_that_test_image(qtbot, window, trained_checkpoint):
     open_model(qtbot, window, trained_checkpoint("vae", latent_dim=2))
     state, data = window.latent, window.session.data
-    scatter = window.plane.scatters[7]
-    x, y = scatter.data["x"][0], scatter.data["y"][0]
     window.plane.show_codes.setChecked(True)
+    x, y, wanted = isolated_dot(window)
     qtbot.mouseClick(window.plane.plot.viewport(), Qt.MouseButton.LeftButton, pos=to_pixels(window, x, y))
     qtbot.waitUntil(lambda: state.picked is not None, timeout=3000)
     picked = state.picked
-    # The dot under the click (another may overlap the first 7): its code is where we clicked.
+    assert picked == wanted, "the click loaded another test image than the dot clicked"
     (x0, x1), _ = window.plane.visible_region()
     assert np.linalg.norm(state.stats.codes[state.stats.indices == picked][0] - [x, y]) < 0.01 * (x1 - x0)
     with torch.no_grad():

@@ -103,3 +103,24 @@ def test_the_lecture_comparison_trains_three_runs_together_and_saves_them(qtbot,
 def test_a_folder_without_checkpoints_is_one_clear_line(qtbot, window, tmp_path):
     window.runs_view.open_folder(str(tmp_path))
     assert "holds no checkpoints" in window.runs_view.status.text()
+
+
+def test_a_run_s_refitted_plane_keeps_its_orientation():
+    """A run trained side by side re-encodes as it trains and refits its principal axes;
+    the refit is turned to the plane shown, so the pane never mirror-flips."""
+    from explorer.gui.state.runs import _encode
+    from explorer.models import build_model
+    from explorer.runtime.threads import ModelCopy
+    from explorer.training.runs import model_config_for
+
+    torch.manual_seed(0)
+    model = build_model(model_config_for("vae", latent_dim=6)).eval()
+    images = torch.randint(0, 256, (300, 1, 28, 28), dtype=torch.uint8)
+    first = _encode(ModelCopy.of(model), images, None, "run", 0)
+    with torch.no_grad():  # the next weights give mirrored codes: a bare refit would show the plane flipped
+        model.mean_head.weight.neg_()
+        model.mean_head.bias.neg_()
+    again = _encode(ModelCopy.of(model), images, None, "run", 0, shown=(first.coords, first.axes))
+    np.testing.assert_allclose(again.coords, first.coords, atol=1e-4)
+    bare = _encode(ModelCopy.of(model), images, None, "run", 0)
+    np.testing.assert_allclose(bare.coords, -first.coords, atol=1e-4)

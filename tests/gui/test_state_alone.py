@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from explorer.analysis.projection import pca_axes
 from explorer.gui.state.document import Document, Origin
 from explorer.gui.state.latent_state import LatentState
 from explorer.gui.state.session import TrainingSession
@@ -89,6 +90,31 @@ def test_the_latent_state_fits_axes_off_thread_and_starts_each_model_afresh(qtbo
     np.testing.assert_allclose(latent.code, latent.stats.mean, err_msg="the old model's code must not carry over")
     busiest = tuple(sorted(int(d) for d in latent.stats.order[:2]))
     assert latent.raw_dims == busiest, "raw axes go to the new model's two busiest dimensions"
+    latent.shutdown()
+
+
+def test_a_refit_of_mirrored_codes_keeps_the_plane_the_way_it_was(qtbot, session, trained_checkpoint):
+    """The live PCA plane mirror-flipped while a run trained: each re-encode refits the axes,
+    and a principal axis's sign is arbitrary. Here the model's next weights give exactly
+    mirrored codes (as a sign-flipped refit would show them): the plane keeps its picture."""
+    import torch
+
+    latent = LatentState(session)
+    open_and_encode(qtbot, session, latent, trained_checkpoint("vae", latent_dim=6))
+    before, codes = latent.axes.project(latent.stats.codes), latent.stats.codes.copy()
+    code = latent.code.copy()
+    model = session.view_model
+    with torch.no_grad():  # z -> -z: new weights in the same model, as a training snapshot brings
+        model.mean_head.weight.neg_()
+        model.mean_head.bias.neg_()
+    with qtbot.waitSignal(latent.stats_changed, timeout=TIMEOUT_MS):
+        session.model_changed.emit()
+    np.testing.assert_allclose(latent.stats.codes, -codes, atol=1e-5)  # the same images' codes, mirrored
+    refit = pca_axes(latent.stats.codes)
+    np.testing.assert_allclose(refit.project(latent.stats.codes), -before, atol=1e-4)  # what a bare refit shows
+    after = latent.axes.project(latent.stats.codes)
+    np.testing.assert_allclose(after, before, atol=1e-4, err_msg="the plane flipped over")
+    np.testing.assert_allclose(latent.code, code)  # the marker's code stays; the view does not jump
     latent.shutdown()
 
 

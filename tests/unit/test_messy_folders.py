@@ -97,7 +97,7 @@ NO_IMAGES = {
                      ["3 skipped", "broken.png: not an image", "empty.jpg: an empty file", "cut.png: damaged"]),
     "hidden-only": ({".DS_Store": b"\x00\x00\x00\x01Bud1", ".hidden.png": _noise_bytes("PNG"),
                      ".git/config": "[core]"},
-                    ["only 3 hidden or system file(s)", "ignored"]),
+                    ["only 3 hidden or system files", "are ignored"]),
     "junk-in-class-folders": ({"cats/a.txt": "meow", "dogs/b.jpg": b""},
                               ["2 skipped", "a.txt: not an image", "b.jpg: an empty file"]),
 }

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QMenu
 
-from explorer.display import one_line
+from explorer.display import one_line, plural
 from explorer.gui.app.dialogs import Button, Icon
 from explorer.gui.state.settings import read_flag, read_int
 from explorer.paths import data_dir
@@ -117,8 +117,8 @@ class AutosaveCommands:
         def restored() -> None:
             self.session.document.restored()
             self.session.adopt_autosave(path)  # continuing it keeps writing the same autosave
-            window.statusBar().showMessage(f"Restored the autosaved run ({self.session.history.last_epoch} "
-                                           "epoch(s)); save it with Ctrl+S")
+            epochs = plural(self.session.history.last_epoch, "epoch")
+            window.statusBar().showMessage(f"Restored the autosaved run ({epochs}); save it with Ctrl+S")
 
         # A file that fails to open is broken itself: set aside, never offered again.
         return window.files.open_checkpoint(str(path), remember=False, on_opened=restored,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtWidgets import QFileDialog
 
 from explorer.config import TrainConfig
-from explorer.display import one_line
+from explorer.display import one_line, plural
 from explorer.errors import UserError
 from explorer.gui.app.dialogs import Icon
 from explorer.gui.views.registry import CODES, Export
@@ -91,7 +91,7 @@ class ExportCommands:
             return export_film(snapshot, path, fps, manifold)
 
         def done(n: int) -> None:
-            window.statusBar().showMessage(f"Exported {n} frames to {one_line(path)}")
+            window.statusBar().showMessage(f"Exported {plural(n, 'frame')} to {one_line(path)}")
 
         def failed(message: str) -> None:
             window.statusBar().showMessage(f"Could not export the training film to {one_line(path)}", 10_000)
@@ -141,7 +141,8 @@ class ExportCommands:
         window.statusBar().showMessage(f"Generating images into {one_line(folder)}...")
         window.session.tasks.submit(
             "generate-folder", work, label="Generating a dataset folder", model_bound=False,
-            on_done=lambda written: window.statusBar().showMessage(f"Wrote {written} images to {one_line(folder)}"),
+            on_done=lambda written: window.statusBar().showMessage(
+                f"Wrote {plural(written, 'image')} to {one_line(folder)}"),
             on_failed=lambda message: window.dialogs.message(Icon.Warning, "Could not generate", message))
 
     # -- the model for other tools (explorer.export) ---------------------------------------------

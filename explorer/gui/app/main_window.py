@@ -10,7 +10,7 @@ painting.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -31,6 +31,7 @@ from explorer.gui.app.dialogs import Dialogs, Icon
 from explorer.gui.app.exports import TEST_CODES, ExportCommands
 from explorer.gui.app.files import FileCommands
 from explorer.gui.app.progress import RunProgress
+from explorer.gui.app.screen_fit import fit_to_screen, size_within
 from explorer.gui.app.text_size import TextSize
 from explorer.gui.app.training import TrainingCommands
 from explorer.gui.state.follow import RunFollower
@@ -40,7 +41,10 @@ from explorer.gui.state.session import PAUSED, TrainingSession
 from explorer.gui.state.settings import APP_NAME, open_settings
 from explorer.gui.views.registry import VIEWS, Place, Reads, ViewSpec
 
-DEFAULT_SIZE = (1280, 800)
+DEFAULT_SIZE = (1280, 800)  # shrunk to fit a smaller screen
+# The latent plane is the window's point: no dock may squeeze it below this (four runs side
+# by side once left it a 200 px strip, and the saved layout kept it so).
+PLANE_MIN_SIZE = (360, 300)
 TAB_TOUCH_PX = 4  # a live tab bar sits this close to the dock it switches
 DOCK_AREAS = {Place.LEFT: Qt.DockWidgetArea.LeftDockWidgetArea, Place.RIGHT: Qt.DockWidgetArea.RightDockWidgetArea,
               Place.BOTTOM_LEFT: Qt.DockWidgetArea.BottomDockWidgetArea,
@@ -94,7 +98,8 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.docks["loss_plot"]], [270], Qt.Orientation.Vertical)
         self.resizeDocks([self.docks["loss_plot"], self.docks["recon_view"]], [1, 1], Qt.Orientation.Horizontal)
         self.resize(*DEFAULT_SIZE)
-        self._default_size_pending = self.settings.value("window/geometry") is None
+        self._saved_geometry: QByteArray | None = None
+        self._fit_pending = True  # the size is set again, and fitted to the screen, once shown
         self._restore_layout()
         self._show_title()
         self._update_for_state()
@@ -111,6 +116,8 @@ class MainWindow(QMainWindow):
         self.views[spec.name] = widget
         setattr(self, spec.name, widget)
         if spec.place is Place.CENTRE:
+            floor = widget.minimumSizeHint()  # what its own controls need, if more
+            widget.setMinimumSize(max(floor.width(), PLANE_MIN_SIZE[0]), max(floor.height(), PLANE_MIN_SIZE[1]))
             self.setCentralWidget(widget)
             return
         content: QWidget = widget
@@ -283,18 +290,25 @@ class MainWindow(QMainWindow):
 
     def _restore_layout(self) -> None:
         geometry, state = self.settings.value("window/geometry"), self.settings.value("window/state")
-        if isinstance(geometry, QByteArray):
-            self.restoreGeometry(geometry)
+        if isinstance(geometry, QByteArray) and self.restoreGeometry(geometry):
+            self._saved_geometry = geometry
         if isinstance(state, QByteArray):
             self.restoreState(state)  # Qt refuses a damaged state itself and keeps the layout
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().showEvent(event)
         # Until the window is first shown, tabbed docks count their full title widths in the
-        # minimum size, and 1280 px gets widened to ~1400; once shown they elide and it fits.
-        if self._default_size_pending:
-            self._default_size_pending = False
-            self.resize(*DEFAULT_SIZE)
+        # minimum size, and 1280 px got widened to ~1400 (a saved 1280 px to 1723 px); once
+        # shown they elide: set the size again, then fit it to the screen it landed on, and
+        # once more when the window manager has framed it.
+        if self._fit_pending:
+            self._fit_pending = False
+            if self._saved_geometry is not None:
+                self.restoreGeometry(self._saved_geometry)
+            else:
+                self.resize(size_within(QSize(*DEFAULT_SIZE), self))
+            self._fit_to_screen()
+            QTimer.singleShot(0, self._fit_to_screen)
         QTimer.singleShot(0, self._hide_stale_tab_bars)  # once the docks have their geometry
         if self._settings_warning:
             message, self._settings_warning = self._settings_warning, None
@@ -303,6 +317,9 @@ class MainWindow(QMainWindow):
             self._lock_checked = True
             if self._lock.acquire().crashed:
                 QTimer.singleShot(0, self.autosave.offer_after_crash)
+
+    def _fit_to_screen(self) -> None:
+        fit_to_screen(self)
 
     # -- closing -------------------------------------------------------------------------
 

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from explorer.display import plural
+
 if TYPE_CHECKING:
     from PySide6.QtCore import QSettings
 
@@ -145,14 +147,16 @@ def _train_once(root: Path, timeout_s: float) -> str:
             raise SelfTestFailure("the run completed but the window has no model")
         epochs = session.history.epochs
         if len(epochs) != EPOCHS:
-            raise SelfTestFailure(f"expected {EPOCHS} finished epoch(s), the history has {len(epochs)}")
+            raise SelfTestFailure(f"expected {plural(EPOCHS, 'finished epoch')}, the history has "
+                                  f"{plural(len(epochs), 'epoch')}")
         train_loss, test_loss = epochs[-1]["train"]["loss"], epochs[-1]["test"]["loss"]
         if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
             raise SelfTestFailure(f"the loss is not finite (train {train_loss}, test {test_loss})")
         if "warning" in outcome:
             raise SelfTestFailure(f"the app warned: {_one_line(str(outcome['warning']))}")
         preset = session.model_config.preset if session.model_config is not None else "?"
-        return (f"{PREFIX}: ok: trained {preset} for {EPOCHS} epoch on {LIMIT} MNIST images on {session.device} "
+        return (f"{PREFIX}: ok: trained {preset} for {plural(EPOCHS, 'epoch')} on {LIMIT} MNIST images on "
+                f"{session.device} "
                 f"in {seconds:.1f} s; train loss {train_loss:.2f}, test loss {test_loss:.2f}"
                 + (f"; note: {settings_note}" if settings_note else ""))
     finally:

@@ -6,7 +6,10 @@ changes it only through this object's methods and redraws on its signals, so the
 disagree (napari's Dims model with its Qt views is the pattern). The test set is encoded
 off the GUI thread, with a copy of the weights, and at most once a second while a run is
 training, through the session's task runner; the principal axes are fitted in the same
-background task, so nothing that grows with the test set runs on the GUI thread. Decoding
+background task, so nothing that grows with the test set runs on the GUI thread. Each refit
+is turned to agree with the plane on screen (orthogonal Procrustes on the same test images'
+codes, as the timeline aligns its frames): a principal axis's sign is arbitrary, and the
+live plane once mirror-flipped from one re-encode to the next while a run trained. Decoding
 single codes and grids stays on the GUI thread because it takes about a millisecond with
 the session's one-thread CPU model.
 """
@@ -22,10 +25,10 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from explorer.analysis.latents import LatentStats, latent_stats
 from explorer.analysis.manifold import decode_codes
-from explorer.analysis.projection import PlaneAxes, pca_axes, raw_axes
+from explorer.analysis.projection import PlaneAxes, aligned_plane, pca_axes, raw_axes
 from explorer.display import one_line
 from explorer.gui.state.session import TrainingSession
-from explorer.models import Autoencoder
+from explorer.models import Autoencoder, build_model
 from explorer.runtime.threads import ModelCopy
 
 # While training, re-encode the test set at most this often (each pass is ~0.1 s of CPU
@@ -44,9 +47,19 @@ class Encoded:
     pca: PlaneAxes | None  # None for 1- and 2-D codes, which are their own plane
 
 
-def _encode_off_thread(copy: ModelCopy, images: torch.Tensor, labels: torch.Tensor | None) -> Encoded:
+def _encode_off_thread(copy: ModelCopy, images: torch.Tensor, labels: torch.Tensor | None,
+                       shown: tuple[LatentStats | None, PlaneAxes | None] = (None, None)) -> Encoded:
+    """The codes and their principal axes, turned to agree with the plane ``shown`` (the
+    live codes and axes on screen when the encode began): a refit must not mirror the plane."""
     stats = latent_stats(copy.build(), images, labels, limit=MAX_CODES)
-    return Encoded(stats, pca_axes(stats.codes) if stats.dim > 2 else None)
+    if stats.dim <= 2:
+        return Encoded(stats, None)
+    shown_stats, shown_pca = shown
+    same_points = shown_stats is not None and np.array_equal(shown_stats.indices, stats.indices)
+    points = shown_pca.project(shown_stats.codes) if same_points and shown_pca is not None \
+        and shown_stats is not None else None
+    pca = aligned_plane(pca_axes(stats.codes), stats.codes, shown_pca, points)
+    return Encoded(stats, pca)
 
 
 def frame_axes(frame) -> PlaneAxes:
@@ -316,26 +329,34 @@ class LatentState(QObject):
             return
         copy, generation = ModelCopy.of(model), self.generation
         images, labels = data.test_images, data.test_labels
+        shown = self._live_plane()
         self._encoding_generation = generation
         self._last_encode = time.monotonic()
-        self.session.tasks.submit(ENCODE_TASK, lambda _: _encode_off_thread(copy, images, labels),
+        self.session.tasks.submit(ENCODE_TASK, lambda _: _encode_off_thread(copy, images, labels, shown),
                                   label="Encoding the test images",
-                                  on_done=lambda encoded: self._on_encoded(generation, encoded),
+                                  on_done=lambda encoded: self._on_encoded(generation, encoded, shown[1]),
                                   on_failed=self._on_encode_failed)
 
-    def _on_encoded(self, generation: int, encoded: Encoded) -> None:
-        stats = encoded.stats
+    def _live_plane(self) -> tuple[LatentStats | None, PlaneAxes | None]:
+        """The live model's codes and principal axes (kept aside while the timeline replays)."""
+        return self._live if self.moment is not None else (self.stats, self._pca)
+
+    def _on_encoded(self, generation: int, encoded: Encoded, aligned_to: PlaneAxes | None = None) -> None:
+        stats, pca = encoded.stats, encoded.pca
         live_model = self.session.view_model
+        current = self._live_plane()[1]
+        if pca is not None and current is not None and current is not aligned_to:
+            pca = aligned_plane(pca, None, current)  # the plane changed meanwhile: turn to the one shown now
         if self.moment is not None:  # replaying: keep the live codes for when the replay ends
             if generation == self.generation and live_model is not None \
                     and stats.dim == live_model.config.latent_dim:
-                self._live = (stats, encoded.pca)
+                self._live = (stats, pca)
             self._encode_done()
             return
         if generation == self.generation and live_model is not None \
                 and stats.dim == live_model.config.latent_dim:
             first = self.stats is None
-            self.stats, self._pca = stats, encoded.pca
+            self.stats, self._pca = stats, pca
             if first and stats.dim > 2:
                 self.raw_dims = tuple(sorted((int(stats.order[0]), int(stats.order[1]))))
             self._refit_axes(emit=False)  # stats_changed tells the views about both
@@ -361,7 +382,7 @@ class LatentState(QObject):
         point = self.plane_point()
         if self.moment is None:
             self._live = (self.stats, self._pca)
-            self._replay_model = Autoencoder(live.config).eval()
+            self._replay_model = build_model(live.config, check=False).eval()
             self._replay_model.load_state_dict(live.state_dict())
         assert self._replay_model is not None
         if frame.decoder:
@@ -379,13 +400,12 @@ class LatentState(QObject):
 
     def replay_points(self) -> np.ndarray:
         """Two corner points spanning the bulk of every recorded epoch's points (each
-        frame's 0.5-99.5 percentiles, then the widest): what frames the whole replay."""
+        frame's 0.5-99.5 percentiles, then the widest): what frames the whole replay. The
+        timeline keeps them as frames arrive and finds them on load, in the background: at
+        the first scrub, percentiles of 10,000 frames held the GUI thread for 2-3 s."""
         timeline = self.session.timeline
-        if timeline is None or not timeline.frames:
-            return np.zeros((2, 2))
-        lows = [np.percentile(f.coords, 0.5, axis=0) for f in timeline.frames]
-        highs = [np.percentile(f.coords, 99.5, axis=0) for f in timeline.frames]
-        return np.stack([np.min(lows, axis=0), np.max(highs, axis=0)]).astype(np.float64)
+        extent = timeline.extent if timeline is not None else None
+        return np.zeros((2, 2)) if extent is None else extent
 
     def _leave_replay(self, emit: bool) -> None:
         point = self.plane_point()

@@ -31,13 +31,13 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from explorer.analysis.latents import encode_images, pick_subset
 from explorer.analysis.manifold import decode_codes
-from explorer.analysis.projection import PlaneAxes, pca_axes, raw_axes
+from explorer.analysis.projection import PlaneAxes, aligned_plane, pca_axes, raw_axes
 from explorer.config import DataConfig, ModelConfig, TrainConfig
 from explorer.data import ImageData
 from explorer.display import one_line
 from explorer.errors import UserError, describe_failure
 from explorer.gui.state.session import TrainingSession
-from explorer.models import Autoencoder
+from explorer.models import Autoencoder, build_model
 from explorer.paths import data_dir
 from explorer.runtime.threads import ModelCopy
 from explorer.training.control import TrainingControl
@@ -75,11 +75,19 @@ class _Encoded:
 
 
 def _encode(copy: ModelCopy, images: torch.Tensor, labels: torch.Tensor | None, name: str,
-            generation: int) -> _Encoded:
+            generation: int, shown: tuple[np.ndarray, PlaneAxes] | None = None) -> _Encoded:
+    """The run's codes of the shared subset on its plane; a refit of its principal axes is
+    turned to agree with the plane ``shown`` (the subset's codes and the axes on screen),
+    so a training run's plane never mirror-flips between encodes."""
     model = copy.build()
     means, _ = encode_images(model, images, labels if model.is_conditional else None)
     codes = means.numpy().astype(np.float64)
-    axes = pca_axes(codes) if codes.shape[1] > 2 else raw_axes(codes.shape[1])
+    if codes.shape[1] > 2:
+        axes = pca_axes(codes)
+        if shown is not None:
+            axes = aligned_plane(axes, codes, shown[1], shown[0])
+    else:
+        axes = raw_axes(codes.shape[1])
     return _Encoded(name, generation, axes.project(codes), axes)
 
 
@@ -235,7 +243,9 @@ class RunsState(QObject):
         images = self.data.test_images[idx]
         labels = self.data.test_labels[idx] if self.data.test_labels is not None else None
         copy, name, generation = ModelCopy.of(run.model), run.name, self.generation
-        self.session.tasks.submit(f"runs-encode:{name}", lambda _h: _encode(copy, images, labels, name, generation),
+        shown = (run.coords, run.axes) if run.coords is not None and run.axes is not None else None
+        self.session.tasks.submit(f"runs-encode:{name}",
+                                  lambda _h: _encode(copy, images, labels, name, generation, shown),
                                   label=f"Encoding for {one_line(name, 60)}", model_bound=False,
                                   on_done=self._on_encoded)
 
@@ -371,7 +381,7 @@ class _SweepThread(threading.Thread):
             shown = []
             for run in self.plan:
                 config: ModelConfig = config_for_data(run.model_config, data.image_shape, data.num_classes)
-                shown.append((run.name, Autoencoder(config).eval(), self.data_config))
+                shown.append((run.name, build_model(config, check=False).eval(), self.data_config))
             self.outbox.put(_Prepared(tuple(shown), data))
             run_sweep(self.plan, self.data_config, self.folder, control=self.control, data=data,
                       on_event=lambda run, event: self.outbox.put((run.name, event)))

@@ -27,7 +27,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from explorer.config import DataConfig, ModelConfig, TrainConfig, replace
 from explorer.data import ImageData
 from explorer.data.folder import relative_name
-from explorer.display import one_line
+from explorer.display import one_line, plural
 from explorer.errors import UserError
 from explorer.evaluation.record import Evaluation, records_from_json, with_record
 from explorer.gui.state.document import Document
@@ -527,7 +527,7 @@ class TrainingSession(QObject):
             names = "\n".join(f"{one_line(relative_name(n, folder))}: {one_line(why)}"
                               for n, why in ready.skipped[:10])
             more = f"\n... and {len(ready.skipped) - 10} more" if len(ready.skipped) > 10 else ""
-            self.warning.emit(f"Skipped {len(ready.skipped)} entries that could not be used:\n{names}{more}")
+            self.warning.emit(f"Skipped {plural(len(ready.skipped), 'entry')} that could not be used:\n{names}{more}")
         for note in ready.notes:
             self.warning.emit(one_line(note, limit=400))
         self.data_changed.emit()

@@ -28,6 +28,9 @@ from explorer.gui.state.latent_state import LatentState
 from explorer.gui.widgets.image_pane import ImagePane, chw_to_display
 
 SLIDER_STEPS = 1000
+# The decoded image's floor: large enough to read a digit, small enough that the dock's
+# minimum (with the buttons and sliders) lets the window fit a 1366x768 screen.
+DECODED_MIN_PX = 150
 
 
 class DimensionSlider:
@@ -78,7 +81,7 @@ class CodeView(QWidget):
         self._order: list[int] = []
 
         self.decoded = ImagePane("decodedImage")
-        self.decoded.setMinimumHeight(180)
+        self.decoded.setMinimumHeight(DECODED_MIN_PX)
         self.caption = QLabel("Drag the marker on the latent plane or move a slider.", objectName="codeCaption")
         self.caption.setWordWrap(True)
         self.picked = ImagePane("pickedPair")

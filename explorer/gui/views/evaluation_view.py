@@ -60,7 +60,7 @@ class Row:
     label: str
     path: Path | None = None
     record: Evaluation | None = None
-    state: str = ""  # "waiting", "evaluating", a failure, or "" when the numbers are in
+    state: str = ""  # "waiting", "evaluating…", a failure, or "" when the numbers are in
     stored_in_file: bool = False
 
 
@@ -111,6 +111,8 @@ class EvaluationView(QWidget):
         self._queue: list[Row] = []
         self._running: Row | None = None
         self._current_model: object = None  # the model an evaluation of the open one is measuring
+        self._shown_model: object = None  # the open model the status line may speak of
+        self._status_of_open_model = False  # whether the status line speaks of the open model
         self._progress = SharedProgress()
 
         self.evaluate_button = QPushButton("Evaluate this model", objectName="evaluateModel")
@@ -207,6 +209,7 @@ class EvaluationView(QWidget):
         model, data = session.view_model, session.data
         if model is None or data is None or session.data_config is None:
             self.status.setText("Train a model or open a checkpoint first (and wait for its data to load).")
+            self._status_of_open_model = True
             return
         config = session.data_config
         subject = Subject(config.dataset, config.binarize, session.history.last_step,
@@ -237,6 +240,7 @@ class EvaluationView(QWidget):
         session.tasks.submit(CURRENT_KEY, work, label="Evaluating the model",
                              on_done=lambda result: self._current_done(model, *result),
                              on_failed=self._failed)
+        self.refresh()  # its row says it is being evaluated
 
     def _current_done(self, model: object, record: Evaluation, stored: bool) -> None:
         self._current_model = None
@@ -245,7 +249,7 @@ class EvaluationView(QWidget):
             return
         self.session.add_evaluation(record, stored=stored)
         where = " and kept in its file" if stored else "; Save keeps them with the model"
-        self._say(f"Evaluated this model in {record.seconds:.0f} s{where}.", record)
+        self._say(f"Evaluated this model in {record.seconds:.0f} s{where}.", record, of_open_model=True)
         self._next()
 
     # -- saved checkpoints -------------------------------------------------------------------
@@ -286,7 +290,7 @@ class EvaluationView(QWidget):
         if self._running is not None or not self._queue:
             return
         row = self._queue.pop(0)
-        row.state = "evaluating"
+        row.state = "evaluating…"
         request, progress = self.request(), self._progress
         threads = _threads(self.session.is_running)
         path = row.path
@@ -360,18 +364,29 @@ class EvaluationView(QWidget):
         self._current_model = None
         self._end()
         self.status.setText(f"Could not evaluate this model: {one_line(message, 300)}")
+        self._status_of_open_model = True
+        self.refresh()
         self._next()
 
-    def _say(self, text: str, record: Evaluation) -> None:
+    def _say(self, text: str, record: Evaluation, of_open_model: bool = False) -> None:
         notes = " ".join(one_line(n, 300) for n in record.notes[:3])
         self.status.setText(text + (f" Notes: {notes}" if notes else ""))
+        self._status_of_open_model = of_open_model
 
     # -- the table ---------------------------------------------------------------------------
 
     def _on_model_changed(self) -> None:
-        if self._current_model is not None and self._current_model is not self.session.view_model:
+        model = self.session.view_model
+        if self._current_model is not None and self._current_model is not model:
             self._current_model = None  # the runner drops that result: another model is shown
             self._end()
+        if model is not self._shown_model:
+            # Another model (opened, followed, a new run): what the status line said of the
+            # previous one (its numbers, its notes) is not about this one.
+            self._shown_model = model
+            if self._status_of_open_model:
+                self.status.setText("")
+                self._status_of_open_model = False
         self.refresh()
 
     def _current_row(self) -> Row | None:
@@ -381,6 +396,8 @@ class EvaluationView(QWidget):
         state = "" if record is not None else "not evaluated yet"
         if self.session.is_running:
             state = "training" if record is None else ""
+        if self._current_model is not None and self._current_model is self.session.view_model:
+            state = "evaluating…"
         return Row(label=f"{self.session.document.name} (open)", record=record, state=state)
 
     def _shown_rows(self) -> list[Row]:

@@ -18,12 +18,13 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
 from explorer.config import replace
-from explorer.display import one_line
+from explorer.display import one_line, plural
 from explorer.errors import UserError
 from explorer.gui.state.runs import MAX_RUNS, Run, RunsState
 from explorer.gui.views.latent_plane import CLASS_COLOURS, PlaneViewBox
@@ -32,6 +33,9 @@ from explorer.gui.widgets.plot_legibility import legible_axes
 
 RUN_COLOURS = ("#f28e2b", "#59a14f", "#4e79a7", "#e15759")
 PANE_MIN_PX = 160
+# The panes and the loss overlay scroll inside the view: four panes asked the dock for
+# ~600 px, and the window took them from the latent plane, for good (the layout is saved).
+SCROLL_MIN_HEIGHT_PX = 80
 
 
 class RunPane(QWidget):
@@ -163,15 +167,18 @@ class RunsView(QWidget):
         self.clear_button = QPushButton("Clear", objectName="clearRuns")
         self.status = QLabel("Train a sweep or add 2 to 4 checkpoints.", objectName="runsStatus")
         self.status.setWordWrap(True)
+        # Three narrow rows: the dock shares the window's bottom with another group of views.
         controls = QGridLayout()
-        controls.addWidget(QLabel("Betas:"), 0, 0)
-        controls.addWidget(self.betas, 0, 1)
-        controls.addWidget(self.beta_button, 0, 2)
-        controls.addWidget(self.lecture_button, 0, 3)
-        controls.addWidget(self.stop_button, 0, 4)
-        controls.addWidget(self.add_button, 1, 1)
-        controls.addWidget(self.folder_button, 1, 2)
-        controls.addWidget(self.clear_button, 1, 3)
+        betas = QHBoxLayout()
+        betas.addWidget(QLabel("Betas:"))
+        betas.addWidget(self.betas, 1)
+        controls.addLayout(betas, 0, 0)
+        controls.addWidget(self.beta_button, 0, 1)
+        controls.addWidget(self.lecture_button, 0, 2)
+        controls.addWidget(self.add_button, 1, 0)
+        controls.addWidget(self.folder_button, 1, 1)
+        controls.addWidget(self.stop_button, 2, 0)
+        controls.addWidget(self.clear_button, 2, 1)
         self.panes = [RunPane(state, slot) for slot in range(MAX_RUNS)]
         grid = QGridLayout()
         for slot, pane in enumerate(self.panes):
@@ -183,12 +190,21 @@ class RunsView(QWidget):
         self.losses.setMinimumHeight(110)
         self.legend = self.losses.addLegend(offset=(-10, 10))
         self.curves: list[pg.PlotDataItem] = []
+        shown = QWidget(objectName="runsShown")
+        column = QVBoxLayout(shown)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addLayout(grid, 4)
+        column.addWidget(self.losses, 1)
+        self.scroll = QScrollArea(objectName="runsScroll")
+        self.scroll.setWidget(shown)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.scroll.setMinimumHeight(SCROLL_MIN_HEIGHT_PX)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(controls)
         layout.addWidget(self.status)
-        layout.addLayout(grid, 4)
-        layout.addWidget(self.losses, 1)
+        layout.addWidget(self.scroll, 1)
 
         self.beta_button.clicked.connect(self.train_beta_sweep)
         self.lecture_button.clicked.connect(self.train_lecture)
@@ -260,7 +276,7 @@ class RunsView(QWidget):
         except UserError as exc:
             self.status.setText(one_line(exc, 300))
             return
-        self.status.setText(f"Opening {n} runs from {one_line(folder, 200)}")
+        self.status.setText(f"Opening {plural(n, 'run')} from {one_line(folder, 200)}")
 
     def _clear(self) -> None:
         try:

@@ -7,11 +7,14 @@ only the learning rate and beta stay editable; their changes go to the session l
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import QSettings, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -25,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from explorer.config import BINARIZE_LABELS, MAX_MIN_STEPS, NOISE_LABELS, DataConfig, ModelConfig, TrainConfig, replace
 from explorer.gui.state.settings import read_text
-from explorer.presets import PRESETS, get_preset
+from explorer.presets import PRESETS, Preset
 
 DATASETS = [("MNIST (bundled)", "mnist"), ("Fashion-MNIST (downloads once)", "fashion-mnist"),
             ("KMNIST (downloads once)", "kmnist"), ("CIFAR-10 (downloads once)", "cifar10")]
@@ -38,6 +41,9 @@ DEFAULT_LATENT = 2  # a 2-D latent makes the latent plane exact on first launch
 # which leave grey blobs, so small data trains more epochs (the engine says how many).
 # The CLI keeps 0: there epochs mean epochs. The form's "At least (steps)" field starts here.
 MIN_STEPS = 1000
+# Model plugins are discovered (their packages imported, their models checked) in a thread
+# this long after the panel is first shown: never on the first paint's path.
+PLUGIN_DELAY_MS = 300
 
 
 class TrainingPanel(QWidget):
@@ -126,6 +132,14 @@ class TrainingPanel(QWidget):
         form.addRow("Input noise", self.noise)
         form.addRow("Noise level", self.noise_level)
         form.addRow("Sparsity weight", self.sparsity)
+        # A model plugin's own settings, drawn from its schema when its preset is chosen.
+        self.plugin_box = QGroupBox("Plugin settings", objectName="pluginSettings")
+        self.plugin_form = QFormLayout(self.plugin_box)
+        self.plugin_box.hide()
+        self.plugin_fields: dict[str, QWidget] = {}
+        self._plugins: dict[str, Any] = {}  # the working model plugins, by name (explorer.plugins.ModelPlugin)
+        self._plugins_state = "none"  # "loading" in a thread, then "done"
+        self._pending: ModelConfig | None = None  # a plugin model shown before its plugin was loaded
         train_box = QGroupBox("Training")
         form = QFormLayout(train_box)
         form.addRow("Epochs", self.epochs)
@@ -136,7 +150,7 @@ class TrainingPanel(QWidget):
         form.addRow("Device", self.device)
 
         layout = QVBoxLayout(self)
-        for box in (data_box, model_box, train_box):
+        for box in (data_box, model_box, self.plugin_box, train_box):
             layout.addWidget(box)
         layout.addStretch(1)
 
@@ -196,18 +210,38 @@ class TrainingPanel(QWidget):
     def _on_preset_changed(self) -> None:
         name = self.preset.currentData()
         if name:
+            self._pending = None  # the user's choice wins over a plugin model still being loaded
             self.apply_preset(name)
             self.preset_changed.emit(name)
 
+    def _preset(self, name: str | None) -> Preset:
+        """A built-in preset or a loaded plugin's (never discovers: that is load_plugins')."""
+        if name in self._plugins:
+            return self._plugins[name].preset()
+        return PRESETS.get(name or DEFAULT_PRESET, PRESETS[DEFAULT_PRESET])
+
     def apply_preset(self, name: str) -> None:
         """Reset the model and training fields to the preset's defaults."""
-        preset = get_preset(name)
+        preset = self._preset(name)
         self._show_model_config(preset.model)
         self.epochs.setValue(preset.epochs)
         self.batch_size.setValue(preset.batch_size)
         self.lr.setValue(preset.lr)
 
     def _show_model_config(self, cfg: ModelConfig) -> None:
+        if cfg.plugin and cfg.plugin not in self._plugins:
+            # A plugin's model (an opened file, the last session's form) before its plugin is
+            # loaded: shown once it is (load_plugins), unless the user picks a preset first.
+            # An opened file has loaded it already; the last session's form waits for the
+            # discovery after the first paint.
+            from explorer import plugins
+
+            self._pending = cfg
+            if plugins.loaded():
+                self.load_plugins()
+            else:
+                QTimer.singleShot(PLUGIN_DELAY_MS, self, self.load_plugins)
+            return
         self.preset.blockSignals(True)
         self.preset.setCurrentIndex(max(0, self.preset.findData(cfg.preset)))
         self.preset.blockSignals(False)
@@ -217,6 +251,7 @@ class TrainingPanel(QWidget):
         self.noise.setCurrentIndex(self.noise.findData(cfg.noise))
         self.noise_level.setValue(cfg.noise_level)
         self.sparsity.setValue(cfg.sparsity_weight)
+        self._show_plugin_fields(self._plugins.get(cfg.plugin) if cfg.plugin else None, cfg.params)
         self._sync_enabled()
 
     def show_configs(self, model: ModelConfig, data: DataConfig, train: TrainConfig) -> None:
@@ -237,10 +272,15 @@ class TrainingPanel(QWidget):
 
     def configs(self) -> tuple[ModelConfig, DataConfig, TrainConfig]:
         """The form as configs; raises ConfigError with a readable message."""
-        base = get_preset(self.preset.currentData()).model
+        base = self._preset(self.preset.currentData()).model
         model = replace(base, latent_dim=self.latent.value(), recon_loss=self.recon_loss.currentData(),
                         beta=float(self.beta.value()), noise=self.noise.currentData(),
                         noise_level=float(self.noise_level.value()), sparsity_weight=float(self.sparsity.value()))
+        if base.plugin:
+            from explorer.config import canonical_params
+
+            values = self._plugins[base.plugin].check_params(self.plugin_values())
+            model = replace(model, plugin_params=canonical_params(values))
         data = DataConfig(dataset=self.dataset.currentData() or "mnist", limit=self.limit.value() or None,
                           classes=self.class_filter(), binarize=self.binarize.currentData())
         train = TrainConfig(epochs=self.epochs.value(), batch_size=self.batch_size.value(),
@@ -267,10 +307,12 @@ class TrainingPanel(QWidget):
 
     def _sync_enabled(self) -> None:
         running = getattr(self, "_running", False)
-        variational = get_preset(self.preset.currentData() or DEFAULT_PRESET).model.variational
+        variational = self._preset(self.preset.currentData()).model.variational
         for widget in (self.dataset, self.limit, self.binarize, self.classes, self.preset, self.latent,
                        self.recon_loss, self.noise, self.noise_level, self.sparsity, self.epochs, self.min_steps,
                        self.batch_size, self.device, self.seed):
+            widget.setEnabled(not running)
+        for widget in self.plugin_fields.values():
             widget.setEnabled(not running)
         self.noise_level.setEnabled(not running and self.noise.currentData() != "none")
         self.beta.setEnabled(variational)  # live-editable while training
@@ -280,6 +322,7 @@ class TrainingPanel(QWidget):
 
     def save_settings(self, settings: QSettings) -> None:
         model, data, train = self.configs()
+        model = self._pending or model  # a plugin model whose plugin has not loaded yet is kept
         settings.setValue("panel/model", model.to_json())
         settings.setValue("panel/data", data.to_json())
         settings.setValue("panel/train", train.to_json())
@@ -293,8 +336,143 @@ class TrainingPanel(QWidget):
             train = TrainConfig.from_json(read_text(settings, "panel/train"))
         except (ConfigError, RecursionError):
             return  # first launch, settings from another version, or junk: keep the defaults
-        if model.preset not in PRESETS:
+        if model.preset not in PRESETS and not model.plugin:
             return
         self.show_configs(model, data, train)
         if '"min_steps"' in read_text(settings, "panel/train"):  # settings older than the field keep the default
             self.min_steps.setValue(train.min_steps)  # including Off, which the user chose here
+
+    # -- model plugins -----------------------------------------------------------------------
+
+    def load_plugins(self) -> None:
+        """Add the installed model plugins to the preset list: at once when discovery has
+        run (opening a plugin's checkpoint runs it), else from a background thread (each
+        plugin's package is imported and its model checked), polled from here."""
+        if self._plugins_state != "none":
+            return
+        from explorer import plugins
+
+        if plugins.loaded():
+            self._plugins_state = "done"
+            self._add_plugins(plugins.discover())
+            return
+        self._plugins_state = "loading"
+        found: list[Any] = []
+
+        def work() -> None:
+            from explorer.runtime.threads import lower_this_thread_priority
+
+            lower_this_thread_priority()
+            try:
+                found.append(plugins.discover())
+            except Exception:  # noqa: BLE001 - discovery lists broken plugins itself; this is a last guard
+                found.append(())
+
+        threading.Thread(target=work, name="latent-explorer-plugins", daemon=True).start()
+
+        def poll() -> None:
+            if found:
+                # Stopped, never deleted from its own timeout: deleteLater there crashed Qt
+                # now and then in the next event delivery.
+                self._plugin_timer.stop()
+                self._plugins_state = "done"
+                self._add_plugins(found[0])
+
+        self._plugin_timer = QTimer(self, interval=50)
+        self._plugin_timer.timeout.connect(poll)
+        self._plugin_timer.start()
+
+    def plugins_loaded(self) -> bool:
+        return self._plugins_state == "done"
+
+    def _add_plugins(self, infos: Any) -> None:
+        """One preset item per plugin: a working one selectable, a broken one greyed out with
+        why in its tooltip."""
+        for info in infos:
+            if self.preset.findData(info.name) >= 0 or info.name in PRESETS:
+                continue
+            self.preset.addItem(info.name if info.ok else f"{info.name} (broken)", info.name)
+            index = self.preset.count() - 1
+            if info.ok:
+                self._plugins[info.name] = info.plugin
+                tip = f"{info.plugin.description} (model plugin from {info.source})"
+            else:
+                tip = f"Model plugin from {info.source}, broken: {info.error}"
+                item = self.preset.model().item(index)
+                if item is not None:
+                    item.setEnabled(False)
+            self.preset.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
+        pending, self._pending = self._pending, None
+        if pending is not None and pending.plugin in self._plugins:
+            self._show_model_config(pending)
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if self._plugins_state == "none":
+            QTimer.singleShot(PLUGIN_DELAY_MS, self, self.load_plugins)
+
+    def _show_plugin_fields(self, plugin: Any, values: dict[str, Any]) -> None:
+        """The plugin's schema as form fields (none for a built-in preset)."""
+        while self.plugin_form.rowCount():
+            self.plugin_form.removeRow(0)
+        self.plugin_fields = {}
+        if plugin is None or not plugin.schema:
+            self.plugin_box.hide()
+            return
+        self.plugin_box.setTitle(f"{plugin.name} settings")
+        for field in plugin.schema:
+            widget = _field_widget(field, values.get(field.name, field.default))
+            self.plugin_fields[field.name] = widget
+            self.plugin_form.addRow(field.title, widget)
+        self.plugin_box.show()
+
+    def plugin_values(self) -> dict[str, Any]:
+        """The plugin settings as the form has them."""
+        values: dict[str, Any] = {}
+        for name, widget in self.plugin_fields.items():
+            if isinstance(widget, QCheckBox):
+                values[name] = widget.isChecked()
+            elif isinstance(widget, QComboBox):
+                values[name] = widget.currentData()
+            elif isinstance(widget, QSpinBox):
+                values[name] = int(widget.value())
+            elif isinstance(widget, QDoubleSpinBox):
+                values[name] = float(widget.value())
+        return values
+
+
+def _field_widget(field: Any, value: Any) -> QWidget:
+    """A form widget for one plugin setting (explorer.plugins.Field), showing ``value``."""
+    name = f"plugin_{field.name}"
+    widget: QWidget
+    if field.type == "bool":
+        widget = QCheckBox(objectName=name)
+        widget.setChecked(bool(value))
+    elif field.type == "choice":
+        widget = QComboBox(objectName=name)
+        for choice in field.choices:
+            widget.addItem(choice, choice)
+        widget.setCurrentIndex(max(0, widget.findData(value)))
+    elif field.type == "int":
+        lo = int(field.min) if field.min is not None else -(2**31)
+        hi = int(field.max) if field.max is not None else 2**31 - 1
+        widget = QSpinBox(objectName=name, minimum=max(lo, -(2**31)), maximum=min(hi, 2**31 - 1))
+        widget.setValue(int(value))
+    else:
+        lo = float(field.min) if field.min is not None else -1e9
+        hi = float(field.max) if field.max is not None else 1e9
+        widget = QDoubleSpinBox(objectName=name, minimum=lo, maximum=hi, decimals=4)
+        widget.setSingleStep(_step(lo, hi, float(value)))
+        widget.setValue(float(value))
+    if field.help:
+        widget.setToolTip(field.help)
+    return widget
+
+
+def _step(lo: float, hi: float, value: float) -> float:
+    """A spin box step of about a tenth of the value (or of the range), rounded to 1, 2 or 5."""
+    import math
+
+    scale = abs(value) or min(abs(hi - lo), 1.0) or 1.0
+    power = 10 ** math.floor(math.log10(scale / 10))
+    return next(s * power for s in (1, 2, 5, 10) if s * power >= scale / 10)
