@@ -155,7 +155,8 @@ def fit_neighbour_map(codes: np.ndarray, *, neighbours: int = 15, epochs: int = 
     idx, dist = _knn(x, k)
     weights = _fuzzy_weights(dist)
     rows = torch.arange(n).repeat_interleave(k)
-    graph = torch.sparse_coo_tensor(torch.stack([rows, idx.reshape(-1)]), weights.reshape(-1), (n, n), check_invariants=True).coalesce()
+    graph = torch.sparse_coo_tensor(torch.stack([rows, idx.reshape(-1)]), weights.reshape(-1), (n, n),
+                                    check_invariants=True).coalesce()
     sym = (graph + graph.t() - graph * graph.t()).coalesce()
     heads, tails = sym.indices()
     strength = sym.values()

@@ -30,7 +30,7 @@ def config_for_data(config: ModelConfig, image_shape: tuple[int, int, int], num_
     if config.conditional and num_classes < 2:
         found = "found 1" if num_classes == 1 else "found none"
         raise ConfigError(f"{config.preset or 'this model'} is conditional: it needs at least two classes ({found}; "
-                          "for your own images, one sub-folder per class)")
+                          "for your own images, one sub-folder per class, or labels= in a NumPy file)")
     return replace(config, image_shape=tuple(image_shape), num_classes=num_classes if config.conditional else 0)
 
 

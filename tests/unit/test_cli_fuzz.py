@@ -99,7 +99,7 @@ def _stop(*_a, **_kw):
 
 
 def check(argv: list[str]) -> None:
-    with mock.patch("explorer.training.runs.prepare_run", _stop):
+    with mock.patch("explorer.api.training.prepare_run", _stop):  # the one path: the API's TrainingRun
         rc, stdout, err = run(*argv)
     assert "Traceback" not in err, (argv, err)
     assert rc in (0, 2), (argv, rc, err)
@@ -154,7 +154,7 @@ def test_huge_and_out_of_range_numbers_are_refused_with_the_limit(argv: list[str
 
 def test_a_valid_command_line_reaches_the_work(tmp_path: Path) -> None:
     """The fuzz's refusals are not all argparse's: a good train command line gets as far as loading data."""
-    with mock.patch("explorer.training.runs.prepare_run", _stop):
+    with mock.patch("explorer.api.training.prepare_run", _stop):  # the one path: the API's TrainingRun
         rc, _, err = run("train", "--model", "ae", "--seed", "2147483647", "--batch-size", "1000000",
                          "--out", tmp_path / "m.safetensors")
     assert rc == 2 and "stopped before any data was loaded" in err

@@ -198,7 +198,7 @@ def test_a_lost_rank_ends_the_run_and_keeps_the_last_checkpoint(tmp_path: Path) 
                                                ("0.0001m", [1, 2, 3, 3])])
 def test_checkpoint_every_saves_at_epoch_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              every: str, saved_at: list[int]) -> None:
-    import explorer.cli as cli
+    import explorer.cli.train as cli
     from tests.unit.cli_runner import run
 
     seen: list[int] = []

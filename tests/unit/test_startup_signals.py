@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer import cli
+from explorer.cli import signals as cli
 from explorer.gui.app.startup import read_trace
 
 ROOT = Path(__file__).resolve().parents[2]
