@@ -27,6 +27,7 @@ import torch
 METHODS = ("pca", "umap")
 INVERSE_NEIGHBOURS = 8
 MAX_POINTS = 20_000  # the whole MNIST test split with room; the graph is built in blocks
+MAX_FIT_POINTS = 3_000  # the layout's own optimisation (seconds on 2 cores); the rest are blended in
 
 
 @dataclass
@@ -215,10 +216,18 @@ def fit_map(codes: np.ndarray, method: str = "pca", *, previous: LatentMap | Non
         points = ((codes - origin) @ axes.T).astype(np.float32)
         fitted = LatentMap("pca", codes, points, linear=(origin, axes))
     else:
+        # The layout is optimised on at most MAX_FIT_POINTS codes (a seeded subset); the rest
+        # are placed by the neighbour blend, as new codes are.
+        subset = np.arange(len(codes))
+        if len(codes) > MAX_FIT_POINTS:
+            subset = np.sort(np.random.default_rng(seed).choice(len(codes), MAX_FIT_POINTS, replace=False))
         init = None
-        if previous is not None and previous.method == method:
-            init = previous.transform(codes) if previous.codes.shape[1] == codes.shape[1] else None
-        points = fit_neighbour_map(codes, seed=seed, init=init, progress=progress)
+        if previous is not None and previous.method == method and previous.codes.shape[1] == codes.shape[1]:
+            init = previous.transform(codes[subset])
+        fitted_points = fit_neighbour_map(codes[subset], seed=seed, init=init, progress=progress)
+        points = fitted_points if len(subset) == len(codes) else \
+            _blend(codes[subset].astype(np.float64), fitted_points.astype(np.float64), codes).astype(np.float32)
+        points[subset] = fitted_points
         fitted = LatentMap(method, codes, points)
     fitted.scale = _neighbour_scale(fitted.points)
     fitted.fit_seconds = time.perf_counter() - start
@@ -231,3 +240,56 @@ def _neighbour_scale(points: np.ndarray, sample: int = 512) -> float:
     d2 = _pairwise(pick, points)
     d2[d2 == 0] = np.inf
     return float(np.median(np.sqrt(d2.min(1))))
+
+
+@dataclass(frozen=True)
+class MapAxes:
+    """A fitted map as the latent plane's axes (the interface of
+    :class:`~explorer.analysis.projection.PlaneAxes`): ``project`` places codes, ``lift``
+    goes back through the map's inverse (the off-plane coordinates come from the map, not
+    from a reference code: a non-linear map has no "rest of the code" to keep). The codes it
+    was fitted on (or last placed, off the GUI thread) project from a cache, so drawing the
+    plane never runs the neighbour blend on the GUI thread."""
+
+    latent_map: LatentMap
+    known_codes: np.ndarray
+    known_points: np.ndarray
+    names: tuple[str, str] = ("map 1", "map 2")
+    explained: None = None
+
+    @classmethod
+    def of(cls, latent_map: LatentMap, codes: np.ndarray | None = None) -> MapAxes:
+        """Axes whose cache holds ``codes`` (placed now: call off the GUI thread)."""
+        if codes is None or (codes.shape == latent_map.codes.shape and np.array_equal(codes, latent_map.codes)):
+            return cls(latent_map, latent_map.codes, latent_map.points)
+        return cls(latent_map, codes, latent_map.transform(codes))
+
+    @property
+    def dim(self) -> int:
+        return self.latent_map.dim
+
+    @property
+    def origin(self) -> np.ndarray:
+        return self.latent_map.codes.mean(0).astype(np.float64)
+
+    def project(self, codes: np.ndarray) -> np.ndarray:
+        codes = np.asarray(codes)
+        if codes is self.known_codes or (codes.shape == self.known_codes.shape
+                                         and np.array_equal(codes, self.known_codes)):
+            return self.known_points.astype(np.float64)
+        flat = codes.reshape(-1, self.dim)
+        out = self.latent_map.transform(flat).astype(np.float64)
+        return out[0] if codes.ndim == 1 else out
+
+    def lift(self, points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        points = np.asarray(points, dtype=np.float64)
+        out = self.latent_map.inverse(points.reshape(-1, 2)).astype(np.float32)
+        return out[0] if points.ndim == 1 else out.reshape(points.shape[:-1] + (self.dim,))
+
+    def extrapolation(self, point: np.ndarray) -> float:
+        """How far ``point`` is from every mapped code, in the map's neighbour distances."""
+        _, distance = self.latent_map.inverse_with_confidence(np.asarray(point, dtype=np.float64).reshape(1, 2))
+        return float(distance[0])
+
+
+EXTRAPOLATED = 3.0  # neighbour distances from the data: beyond, a decode is an extrapolation

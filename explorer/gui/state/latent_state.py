@@ -25,6 +25,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from explorer.analysis.latents import LatentStats, latent_stats
 from explorer.analysis.manifold import decode_codes
+from explorer.analysis.maps import EXTRAPOLATED, MapAxes, fit_map
 from explorer.analysis.projection import PlaneAxes, aligned_plane, pca_axes, raw_axes
 from explorer.display import one_line
 from explorer.gui.state.session import TrainingSession
@@ -36,6 +37,9 @@ from explorer.runtime.threads import ModelCopy
 ENCODE_INTERVAL_S = 1.0
 MAX_CODES = 10_000
 ENCODE_TASK = "encode"
+# While training, the neighbour map is fitted again at most this often (each fit is seconds
+# of CPU); in between, new codes are placed on the last map, so the plane stays current.
+MAP_REFRESH_S = 20.0
 CLASS_NAME_CHARS = 40  # a legend entry or a menu item, not a paragraph
 
 
@@ -45,21 +49,42 @@ class Encoded:
 
     stats: LatentStats
     pca: PlaneAxes | None  # None for 1- and 2-D codes, which are their own plane
+    map_axes: MapAxes | None = None  # the neighbour map, when the plane shows it
+
+
+@dataclass(frozen=True)
+class MapRequest:
+    """What the encode task does about the neighbour map: fit it afresh (from ``previous``'s
+    layout, so clusters keep their places), or place the new codes with ``previous``."""
+
+    previous: MapAxes | None
+    refit: bool
 
 
 def _encode_off_thread(copy: ModelCopy, images: torch.Tensor, labels: torch.Tensor | None,
-                       shown: tuple[LatentStats | None, PlaneAxes | None] = (None, None)) -> Encoded:
+                       shown: tuple[LatentStats | None, PlaneAxes | None] = (None, None),
+                       map_request: MapRequest | None = None) -> Encoded:
     """The codes and their principal axes, turned to agree with the plane ``shown`` (the
-    live codes and axes on screen when the encode began): a refit must not mirror the plane."""
+    live codes and axes on screen when the encode began): a refit must not mirror the plane.
+    With ``map_request`` the neighbour map too (fitted, or the new codes placed on it)."""
     stats = latent_stats(copy.build(), images, labels, limit=MAX_CODES)
     if stats.dim <= 2:
         return Encoded(stats, None)
+    map_axes = None
+    if map_request is not None:
+        previous = map_request.previous
+        if map_request.refit or previous is None or previous.dim != stats.dim:
+            latent_map = fit_map(stats.codes, "umap", previous=previous.latent_map if previous is not None
+                                 and previous.dim == stats.dim else None)
+            map_axes = MapAxes.of(latent_map)
+        else:
+            map_axes = MapAxes.of(previous.latent_map, stats.codes)
     shown_stats, shown_pca = shown
     same_points = shown_stats is not None and np.array_equal(shown_stats.indices, stats.indices)
     points = shown_pca.project(shown_stats.codes) if same_points and shown_pca is not None \
         and shown_stats is not None else None
     pca = aligned_plane(pca_axes(stats.codes), stats.codes, shown_pca, points)
-    return Encoded(stats, pca)
+    return Encoded(stats, pca, map_axes)
 
 
 def frame_axes(frame) -> PlaneAxes:
@@ -110,6 +135,9 @@ class LatentState(QObject):
         self.picked: int | None = None
         self.generation = 0  # bumps when data or model changes; stale encodes are dropped
         self._pca: PlaneAxes | None = None  # fitted with the stats, in the background
+        self._map: MapAxes | None = None  # the neighbour map (axes_mode "map"), likewise
+        self._map_fitted_at = -float("inf")
+        self._dragged: tuple[object, np.ndarray, np.ndarray] | None = None  # (axes, point, code) of the last drag
         self._encode_again = False
         self._encoding_generation = -1
         self._last_encode = 0.0
@@ -162,9 +190,14 @@ class LatentState(QObject):
         return tuple(str(i) for i in range(model.config.num_classes)) if model is not None else ()
 
     def plane_point(self) -> np.ndarray | None:
-        """The current code's position on the plane."""
+        """The current code's position on the plane. On a neighbour map, a point dragged to
+        stays where it was put: the map's inverse and its placing of codes are not exact
+        opposites, and far from the data they are far apart."""
         if self.code is None or self.axes is None:
             return None
+        if isinstance(self.axes, MapAxes) and self._dragged is not None and self._dragged[0] is self.axes \
+                and np.array_equal(self._dragged[2], self.code):
+            return self._dragged[1].copy()
         return self.axes.project(self.code)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
@@ -187,7 +220,10 @@ class LatentState(QObject):
         """Move along the plane; coordinates off the plane stay as the sliders set them."""
         if self.code is None or self.axes is None:
             return
-        self.set_code(self.axes.lift(np.array([x, y]), self.code), "plane")
+        point = np.array([x, y], dtype=np.float64)
+        code = self.axes.lift(point, self.code)
+        self._dragged = (self.axes, point, np.asarray(code, dtype=np.float32).copy())
+        self.set_code(code, "plane")
 
     def set_dim(self, d: int, value: float) -> None:
         if self.code is None:
@@ -247,6 +283,26 @@ class LatentState(QObject):
         self.axes_mode = "pca"
         self._refit_axes()
 
+    def use_map_axes(self) -> None:
+        """A UMAP-style neighbour map (explorer.analysis.maps), fitted in the background:
+        PCA shows until it is in."""
+        self.axes_mode = "map"
+        self._refit_axes()
+        if self._map is None:
+            self._schedule_encode(now=True)
+
+    def extrapolation(self) -> float | None:
+        """With the neighbour map shown: how far the current point is from every test code,
+        in the map's neighbour distances (above EXTRAPOLATED the decode is an extrapolation)."""
+        point = self.plane_point()
+        if not isinstance(self.axes, MapAxes) or point is None:
+            return None
+        return self.axes.extrapolation(point)
+
+    def is_extrapolated(self) -> bool:
+        distance = self.extrapolation()
+        return distance is not None and distance > EXTRAPOLATED
+
     def use_raw_axes(self, first: int, second: int) -> None:
         self.axes_mode = "raw"
         self.raw_dims = (first, second)
@@ -258,7 +314,9 @@ class LatentState(QObject):
         dim = self.stats.dim
         if dim <= 2:
             self.axes = raw_axes(dim)  # a 1- or 2-D code is its own plane: no rotation to explain
-        elif self.axes_mode == "pca" and self._pca is not None:
+        elif self.axes_mode == "map" and self._map is not None and self.moment is None:
+            self.axes = self._map
+        elif self.axes_mode in ("pca", "map") and self._pca is not None:
             self.axes = self._pca
         else:
             first, second = self.raw_dims
@@ -288,6 +346,7 @@ class LatentState(QObject):
             self._last_model = model
             self.generation += 1
             self.stats, self.axes, self._pca, self.code = None, None, None, None
+            self._map, self._map_fitted_at = None, -float("inf")
             self._unpick()
         if model is not None and not model.is_conditional:
             self.set_label(None)
@@ -332,8 +391,14 @@ class LatentState(QObject):
         shown = self._live_plane()
         self._encoding_generation = generation
         self._last_encode = time.monotonic()
-        self.session.tasks.submit(ENCODE_TASK, lambda _: _encode_off_thread(copy, images, labels, shown),
-                                  label="Encoding the test images",
+        map_request = None
+        if self.axes_mode == "map":
+            due = time.monotonic() - self._map_fitted_at >= MAP_REFRESH_S or not self.session.is_running
+            map_request = MapRequest(self._map, refit=self._map is None or due)
+        label = "Fitting the neighbour map" if map_request is not None and map_request.refit \
+            else "Encoding the test images"
+        self.session.tasks.submit(ENCODE_TASK, lambda _: _encode_off_thread(copy, images, labels, shown, map_request),
+                                  label=label,
                                   on_done=lambda encoded: self._on_encoded(generation, encoded, shown[1]),
                                   on_failed=self._on_encode_failed)
 
@@ -357,6 +422,10 @@ class LatentState(QObject):
                 and stats.dim == live_model.config.latent_dim:
             first = self.stats is None
             self.stats, self._pca = stats, pca
+            if encoded.map_axes is not None:
+                if self._map is None or encoded.map_axes.latent_map is not self._map.latent_map:
+                    self._map_fitted_at = time.monotonic()
+                self._map = encoded.map_axes
             if first and stats.dim > 2:
                 self.raw_dims = tuple(sorted((int(stats.order[0]), int(stats.order[1]))))
             self._refit_axes(emit=False)  # stats_changed tells the views about both

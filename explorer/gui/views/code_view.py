@@ -190,7 +190,9 @@ class CodeView(QWidget):
             label = f" drawn as class {names[self.state.label] if self.state.label < len(names) else self.state.label}"
         point = self.state.plane_point()
         where = f" at ({point[0]:+.2f}, {point[1]:+.2f}) on the plane" if point is not None else ""
-        self.caption.setText(f"Decoded code{where}{label}.")
+        far = " Extrapolated: far from every test code on the map, so the decode is a guess." \
+            if self.state.is_extrapolated() else ""
+        self.caption.setText(f"Decoded code{where}{label}.{far}")
 
     def _on_picked(self, index) -> None:
         data, model = self.state.session.data, self.state.model

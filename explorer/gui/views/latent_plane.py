@@ -153,8 +153,11 @@ class LatentPlane(QWidget):
         self.axes_mode = QComboBox(objectName="planeAxes")
         self.axes_mode.addItem("Principal axes (PCA)", "pca")
         self.axes_mode.addItem("Two latent dimensions", "raw")
+        self.axes_mode.addItem("Neighbour map (UMAP-style)", "map")
         self.axes_mode.setToolTip("With more than two latent dimensions, the plane shows the codes' two main "
-                                  "directions, or two dimensions of your choice")
+                                  "directions, two dimensions of your choice, or a neighbour map that keeps "
+                                  "similar codes together (fitted in the background; dragging decodes through "
+                                  "its inverse, and far from the data the decode is marked extrapolated)")
         self.dim_x = QSpinBox(objectName="planeDimX", prefix="x = z")
         self.dim_y = QSpinBox(objectName="planeDimY", prefix="y = z")
         self.show_codes = QCheckBox("&Codes", objectName="showCodes", checked=True)
@@ -413,6 +416,8 @@ class LatentPlane(QWidget):
             if self.dim_x.value() == self.dim_y.value():
                 return  # half-way through choosing; keep the current axes
             self.state.use_raw_axes(self.dim_x.value(), self.dim_y.value())
+        elif self.axes_mode.currentData() == "map":
+            self.state.use_map_axes()
         else:
             self.state.use_pca_axes()
 
