@@ -414,6 +414,7 @@ class _Front:
     metadata: dict[str, str]
     entries: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    history_unread: bool = False  # a foreign, oversized JSON history was left unread
 
 
 def _parse_front(header_bytes: bytes, path: Path) -> _Front:
@@ -458,7 +459,7 @@ def _parse_front(header_bytes: bytes, path: Path) -> _Front:
                               f"datasets have at most {MAX_CLASSES:,}")
     expected = _expected_weights(model_config, path)  # before the weights are read
     return _Front(model_config, data_config, train_config, history, tuple(names), expected, metadata, entries,
-                  notes)
+                  notes, history_unread=len(metadata.get("history", "")) > MAX_HISTORY_JSON)
 
 
 def _plugin_config(config: ModelConfig, metadata: dict[str, str], path: Path, notes: list[str]) -> ModelConfig:
@@ -553,7 +554,8 @@ def _finish(front: _Front, raw: bytes, path: Path) -> Checkpoint:
         raise CheckpointError(f"{path.name} is damaged or truncated ({_quote(exc, 200)})") from None
     state = {k[len(PREFIX):]: v for k, v in tensors.items() if k.startswith(PREFIX)}
     state = _checked_weights(state, front.expected, path)
-    _steps_from_tensor(front, tensors.get(HISTORY_STEPS), path)
+    if not front.history_unread:  # the step rows belong to the JSON record they were saved with
+        _steps_from_tensor(front, tensors.get(HISTORY_STEPS), path)
     _check_forward(front.model_config, state, path)
     metadata = front.metadata
     timeline, damage = _timeline(tensors, metadata, front.model_config, front.class_names)

@@ -161,9 +161,11 @@ def test_a_checkpoint_with_a_seed_beyond_the_seed_box_is_refused_whole(
 @pytest.mark.gui_stall_measured_itself  # a GIL-bound parse in another thread lengthens handlers
 def test_a_checkpoint_with_a_million_step_history_opens_without_freezing_the_window(
         qtbot, window, good_open: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reading and thinning it takes over a second (it froze the window 9 s once, 1.3 s on
-    the GUI thread before the open moved off it). The JSON parse of its ~25 MB header still
-    holds the GIL for ~0.3 s in one piece, so the loop may wait that long, not seconds."""
+    """Reading and thinning it took over a second (it froze the window 9 s once, 1.3 s on
+    the GUI thread before the open moved off it, then 1.0-1.5 s of a JSON parse holding the
+    GIL in the background). The app writes at most 4,000 step rows, in the tensor body, so a
+    JSON history this long is foreign: it is left unread (the header's own parse remains),
+    the model opens with empty curves and the status bar says why."""
     from safetensors import safe_open
     from safetensors.torch import save as st_save
 
@@ -184,6 +186,7 @@ def test_a_checkpoint_with_a_million_step_history_opens_without_freezing_the_win
     timer.stop()
     ticks.append(time.perf_counter())
     assert window.session.document.path == long
-    assert 0 < len(window.session.history.steps) <= 10_000 and window.session.history.last_step == 1_000_000
+    assert window.session.history.steps == []
+    assert "loss history" in window.statusBar().currentMessage(), window.statusBar().currentMessage()
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     assert max(gaps) < GIL_BOUND_PARSE_S, f"the event loop stalled {max(gaps):.2f} s while the file was read"
