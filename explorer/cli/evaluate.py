@@ -7,8 +7,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from explorer.cli.common import _load, _one_line, _progress_bar, _strict_json
+from explorer.cli.common import _load, _one_line, _progress_bar, _strict_json, check_checkpoint, check_dataset
 from explorer.cli.signals import _Signals
+
+
+def check_evaluate_args(args: argparse.Namespace) -> None:
+    """The checkpoint's path (writable too with --save) and --dataset, before torch is imported."""
+    check_checkpoint(args.checkpoint)
+    if args.save:
+        from explorer.atomic import check_writable
+
+        check_writable(Path(args.checkpoint))
+    if args.dataset is not None:
+        check_dataset(args.dataset)
 
 
 def cmd_evaluate(args: argparse.Namespace, signals: _Signals | None = None) -> int:
@@ -50,7 +61,8 @@ def cmd_evaluate(args: argparse.Namespace, signals: _Signals | None = None) -> i
         print(f"latent-explorer: note: {_one_line(note)}", file=sys.stderr)
     report: dict[str, Any] = {
         "model": ckpt.model_config.preset or "custom", "dataset": data_config.dataset,
-        "binarize": data_config.binarize, **evaluation.metrics,
+        "binarize": data_config.binarize, "split": evaluation.split, "n_images": evaluation.n_images,
+        "test_set": evaluation.fingerprint, "measured_on": evaluation.measured_on(), **evaluation.metrics,
         "latent_dim": ckpt.model_config.latent_dim, "epochs": ckpt.history.last_epoch,
         "test_images": int(data.test_images.shape[0]),
         "unit": "nats per image (negative ELBO)" if ckpt.model_config.variational
@@ -71,7 +83,7 @@ def cmd_evaluate(args: argparse.Namespace, signals: _Signals | None = None) -> i
 
     for key, value in report.items():
         spec = BY_KEY.get(key)
-        if key == "iw_se":
+        if key in ("iw_se", "n_images"):  # inside the IW NLL cell; the same as test_images
             continue
         if spec is not None:
             error = evaluation.metrics.get(spec.error_key) if spec.error_key else None

@@ -3,12 +3,15 @@ way is better and a reference figure to read it against.
 
 The CLI's ``--json`` keys, the Evaluation view's columns and header tooltips, the CSV and
 Markdown exports and the "best per column" marks all read this table, so a new metric is
-one row here plus the code that computes it in :mod:`explorer.evaluation.suite`.
+one row here plus the code that computes it in :mod:`explorer.evaluation.suite`. The best
+of a column is picked only among rows measured on the same test set
+(:func:`best_rows_within`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -128,3 +131,17 @@ def best_rows(values: list[float | None], spec: MetricSpec) -> set[int]:
     pick = min if spec.better is Better.LOWER else max
     best = pick(v for _, v in present)
     return {i for i, v in present if v == best}
+
+
+def best_rows_within(values: Sequence[float | None], groups: Sequence[Hashable | None], spec: MetricSpec) -> set[int]:
+    """:func:`best_rows` within each group of rows (rows measured on the same test set):
+    rows of different groups are never ranked against each other, and a row whose group
+    is None (its test set unknown) against none."""
+    members: dict[Hashable, list[int]] = {}
+    for i, group in enumerate(groups):
+        if group is not None:
+            members.setdefault(group, []).append(i)
+    best: set[int] = set()
+    for rows in members.values():
+        best |= {rows[j] for j in best_rows([values[i] for i in rows], spec)}
+    return best

@@ -1,9 +1,13 @@
 """An evaluation's numbers as they travel: from the worker to the window, into a checkpoint
 and back out of one, so a reopened model shows them without recomputing.
 
-A record says what it was computed on (dataset, binarisation, the model's training step)
-so a number is never shown for weights it was not measured on. Reading a record from a
-file validates it field by field and bounds it; a damaged record is dropped, never fatal.
+A record says what it was computed on (dataset, split, number of images, a fingerprint of
+those images, binarisation, the model's training step) so a number is never shown for
+weights it was not measured on, and numbers measured on different test sets are never
+ranked against each other (:meth:`Evaluation.data_key`). Records written before the test
+set was recorded read with it unknown (``split`` "", ``n_images`` 0, shown as "?"). Reading
+a record from a file validates it field by field and bounds it; a damaged record is
+dropped, never fatal.
 """
 
 from __future__ import annotations
@@ -18,6 +22,13 @@ MAX_DETAIL_NUMBERS = 70_000  # KL per dimension of the widest model, with room t
 MAX_NOTES = 16
 MAX_GROUPS = 16
 MAX_TEXT = 600
+MAX_NAME = 32  # a split's name
+MAX_FINGERPRINT = 64
+
+UNKNOWN = "?"  # how an older record's missing split or size reads
+
+# One key per test set: what :meth:`Evaluation.data_key` returns.
+DataKey = tuple[str, str, str, int, str]
 
 
 @dataclass(frozen=True)
@@ -36,13 +47,46 @@ class Evaluation:
     n_samples: int = 0  # generated images behind fid and class_accuracy
     seconds: float = 0.0
     groups: tuple[str, ...] = ()  # the metric groups asked for (done, or skipped with a note)
+    # What the numbers were measured on, beyond the dataset and binarisation. Absent from
+    # older records, which read as unknown: "" and 0.
+    split: str = ""  # "test"
+    n_images: int = 0  # the test images measured
+    fingerprint: str = ""  # a hash of those images and their labels (suite.fingerprint_of_test_set)
+
+    @property
+    def data_known(self) -> bool:
+        """Whether the record says which test set it measured (older records do not)."""
+        return bool(self.split) and self.n_images > 0
+
+    def data_key(self) -> DataKey | None:
+        """What the numbers were measured on, as a key: records of equal keys may be ranked
+        against each other; None (an older record) is comparable with nothing."""
+        if not self.data_known:
+            return None
+        return (self.dataset, self.split, self.binarize, self.n_images, self.fingerprint)
+
+    def measured_on(self) -> str:
+        """What the numbers were measured on, as a table cell reads it:
+        "mnist test, 10,000 images, binarised: dynamic" ("?" for what an older record lacks)."""
+        images = f"{self.n_images:,}" if self.n_images > 0 else UNKNOWN
+        return f"{self.dataset} {self.split or UNKNOWN}, {images} images, binarised: {self.binarize}"
+
+    def same_data(self, other: Evaluation) -> bool:
+        """Whether both were measured on the same test set (two older records of the same
+        dataset and binarisation count as the same, as they always did)."""
+        return ((self.dataset, self.split, self.binarize, self.n_images, self.fingerprint)
+                == (other.dataset, other.split, other.binarize, other.n_images, other.fingerprint))
 
     def same_subject(self, other: Evaluation) -> bool:
         """Whether both measure the same weights on the same data."""
-        return (self.dataset, self.binarize, self.step) == (other.dataset, other.binarize, other.step)
+        return self.step == other.step and self.same_data(other)
 
     def merged_with(self, newer: Evaluation) -> Evaluation:
-        """This record updated by ``newer`` of the same subject: its metrics win, the rest stay."""
+        """This record updated by ``newer`` of the same subject: its metrics win, the rest stay.
+        A ``newer`` of another subject (other weights, or another test set) is not merged:
+        numbers measured on different data never share a record; ``newer`` is returned."""
+        if not self.same_subject(newer):
+            return newer
         # Notes about groups measured again are the newer record's; the rest are kept.
         redone = set(self.groups) <= set(newer.groups)
         notes = newer.notes if redone else tuple(dict.fromkeys(self.notes + newer.notes))[-MAX_NOTES:]
@@ -60,7 +104,8 @@ class Evaluation:
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "binarize": self.binarize, "step": self.step, "metrics": dict(self.metrics),
                 "details": {k: list(v) for k, v in self.details.items()}, "notes": list(self.notes),
-                "iw_k": self.iw_k, "n_samples": self.n_samples, "seconds": self.seconds, "groups": list(self.groups)}
+                "iw_k": self.iw_k, "n_samples": self.n_samples, "seconds": self.seconds, "groups": list(self.groups),
+                "split": self.split, "n_images": self.n_images, "fingerprint": self.fingerprint}
 
     @classmethod
     def from_dict(cls, data: Any) -> Evaluation:
@@ -96,7 +141,10 @@ class Evaluation:
                    notes=tuple(_text(n, "note") for n in notes), iw_k=_whole(data.get("iw_k", 0), "iw_k"),
                    n_samples=_whole(data.get("n_samples", 0), "n_samples"),
                    seconds=_number(data.get("seconds", 0.0), "seconds"),
-                   groups=tuple(_text(g, "group", 32) for g in groups))
+                   groups=tuple(_text(g, "group", 32) for g in groups),
+                   split=_text(data.get("split", ""), "split", MAX_NAME),
+                   n_images=_whole(data.get("n_images", 0), "n_images"),
+                   fingerprint=_text(data.get("fingerprint", ""), "fingerprint", MAX_FINGERPRINT))
 
 
 def records_from_json(data: Any) -> list[Evaluation]:
@@ -113,14 +161,16 @@ def records_from_json(data: Any) -> list[Evaluation]:
 
 
 def with_record(records: list[Evaluation], new: Evaluation) -> list[Evaluation]:
-    """``records`` with ``new`` merged into the record of the same subject, or added; records
-    of the same dataset measured at another training step are replaced (they describe
-    weights that are gone); at most MAX_RECORDS, newest last."""
+    """``records`` with ``new`` merged into the record of the same subject (the same weights
+    on the same test set), or added; records of the same dataset measured at another
+    training step are replaced (they describe weights that are gone); a record of the same
+    weights measured on another test set (or an older one that does not say which) is kept
+    apart, never merged; at most MAX_RECORDS, newest last."""
     kept: list[Evaluation] = []
     for old in records:
         if old.same_subject(new):
             new = old.merged_with(new)
-        elif (old.dataset, old.binarize) != (new.dataset, new.binarize):
+        elif (old.dataset, old.binarize) != (new.dataset, new.binarize) or old.step == new.step:
             kept.append(old)
     return (kept + [new])[-MAX_RECORDS:]
 

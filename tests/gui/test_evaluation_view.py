@@ -1,6 +1,7 @@
 """The Evaluation view, driven as a person would: evaluate the open model with the real
 button, compare saved checkpoints, read the table's numbers, bold and tooltips, export it,
-cancel a long evaluation, and keep the numbers with an unsaved model until Save."""
+cancel a long evaluation, and keep the numbers with an unsaved model until Save. Rows
+measured on different test sets say so, and are not ranked against each other."""
 
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog
 
 from explorer.cli import main as cli_main
+from explorer.data import load_dataset
+from explorer.evaluation import Evaluation
+from explorer.evaluation.files import store_evaluation
+from explorer.evaluation.suite import fingerprint_of_test_set
 from explorer.gui.app.main_window import MainWindow
-from explorer.gui.views.evaluation_view import EvaluationView
+from explorer.gui.views.evaluation_view import NOT_RANKED, EvaluationView, Row
 from explorer.training.checkpoint import load_checkpoint
 
 EVAL_TIMEOUT_MS = 60_000
@@ -28,7 +33,8 @@ LEFT = Qt.MouseButton.LeftButton
 @pytest.fixture(scope="module")
 def made(tmp_path_factory) -> dict[str, Path]:
     """Small checkpoints made once with the CLI in-process: two VAEs (1 and 2 epochs, other
-    seeds) and a plain autoencoder, each on 300 images per split."""
+    seeds) and a plain autoencoder, each on 300 images per split, and a VAE on 200 (so its
+    own test split, which it is evaluated on, is another, smaller one)."""
     import torch
 
     folder = tmp_path_factory.mktemp("evaluation-checkpoints")
@@ -36,11 +42,12 @@ def made(tmp_path_factory) -> dict[str, Path]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for name, model, epochs, seed in (("vae1", "vae", 1, 0), ("vae2", "vae", 2, 3), ("ae", "ae", 1, 0)):
+        for name, model, epochs, seed, limit in (("vae1", "vae", 1, 0, 300), ("vae2", "vae", 2, 3, 300),
+                                                 ("ae", "ae", 1, 0, 300), ("vae200", "vae", 1, 0, 200)):
             path = folder / f"{name}.safetensors"
             out, err = io.StringIO(), io.StringIO()
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                rc = cli_main(["train", "--model", model, "--epochs", str(epochs), "--limit", "300",
+                rc = cli_main(["train", "--model", model, "--epochs", str(epochs), "--limit", str(limit),
                                "--batch-size", "64", "--seed", str(seed), "--out", str(path)])
             assert rc == 0, err.getvalue()
             paths[name] = path
@@ -123,6 +130,9 @@ def test_evaluate_the_open_model_keeps_the_numbers_in_its_file(qtbot, window, fi
     loss_col = column(view, "Test loss (nats)")
     assert float(cell(view, 0, loss_col)) == pytest.approx(round(record.metrics["test_loss"], 2), abs=0.006)
     assert cell(view, 0, column(view, "IW NLL (nats)")), "the likelihood asked for has a number"
+    assert cell(view, 0, column(view, "Measured on")) == "mnist test, 300 images, binarised: none"
+    # the window's data and the file's are the same test set, so the open row ranks beside the file's
+    assert record.fingerprint == fingerprint_of_test_set(load_dataset(load_checkpoint(path).data_config))
     assert "kept in its file" in view.status.text(), view.status.text()
     assert not window.isWindowModified(), "numbers already in the file leave nothing to save"
     stored = load_checkpoint(path).evaluations
@@ -213,6 +223,94 @@ def test_export_the_table_as_csv_and_markdown(qtbot, window, files, tmp_path, mo
     find_action(window, "Export evaluation table (CSV/Markdown)...").trigger()
     assert asked == ["Export evaluation table"], asked
     assert chosen.read_text(encoding="utf-8") == (tmp_path / "table.csv").read_text(encoding="utf-8")
+
+
+def bold_rows(view: EvaluationView, col: int) -> set[int]:
+    return {r for r in range(view.table.rowCount()) if view.table.item(r, col).font().bold()}
+
+
+def test_rows_measured_on_different_test_sets_are_not_ranked_against_each_other(qtbot, window, files, tmp_path):
+    """Issue #26: a model scored on 300 test images sat beside one scored on 200, and the
+    lower loss was bolded as the best; the exports did not say what either was measured on."""
+    view = view_of(window)
+    only(view)
+    view.add_checkpoints([str(files["vae1"]), str(files["vae200"])])
+    qtbot.waitUntil(lambda: all(row.record is not None for row in view.rows), timeout=EVAL_TIMEOUT_MS)
+    wait_idle(qtbot, view)
+    assert [row.record.n_images for row in view.rows] == [300, 200]
+    data_col, loss_col = column(view, "Measured on"), column(view, "Test loss (nats)")
+    assert data_col == 1, headers(view)
+    assert cell(view, 0, data_col) == "mnist test, 300 images, binarised: none"
+    assert cell(view, 1, data_col) == "mnist test, 200 images, binarised: none"
+    assert "fingerprint" in view.table.item(0, data_col).toolTip()
+    assert all(cell(view, r, loss_col) for r in range(2)), "both rows show their numbers"
+    for c in range(2, view.table.columnCount()):
+        assert bold_rows(view, c) == set(), f"{headers(view)[c]}: rows on other test sets are not ranked"
+    assert view.notice.isVisible(), "the table says why nothing is bold"
+    assert NOT_RANKED in view.notice.text(), view.notice.text()
+
+    view.export_table(str(tmp_path / "two.csv"))
+    with open(tmp_path / "two.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["dataset"], r["split"], r["n_images"], r["binarize"]) for r in rows] == [
+        ("mnist", "test", "300", "none"), ("mnist", "test", "200", "none")]
+    assert rows[0]["test_set"] != rows[1]["test_set"] and all(len(r["test_set"]) == 16 for r in rows)
+    assert rows[1]["measured_on"] == "mnist test, 200 images, binarised: none"
+    view.export_table(str(tmp_path / "two.md"))
+    text = (tmp_path / "two.md").read_text(encoding="utf-8")
+    assert text.splitlines()[0].startswith("| Model | Measured on |"), text
+    lines = [line for line in text.splitlines() if line.startswith("| vae")]
+    assert "| mnist test, 300 images, binarised: none |" in lines[0], lines
+    assert "| mnist test, 200 images, binarised: none |" in lines[1], lines
+    assert not any("**" in line for line in lines), "nothing is bold across test sets"
+    assert "only among rows measured on the same test set" in text and NOT_RANKED in text, text
+
+    # A second model on the first test set: the bold is per test set.
+    view.add_checkpoints([str(files["vae2"])])
+    qtbot.waitUntil(lambda: all(row.record is not None for row in view.rows), timeout=EVAL_TIMEOUT_MS)
+    wait_idle(qtbot, view)
+    assert cell(view, 2, data_col) == "mnist test, 300 images, binarised: none"
+    losses = [row.record.metrics["test_loss"] for row in view.rows]
+    best = 0 if losses[0] < losses[2] else 2
+    assert bold_rows(view, loss_col) == {best}, "the lower loss of the two 300-image rows, and only it"
+    assert "300 images" in view.table.item(best, loss_col).toolTip()
+    assert view.notice.isVisible() and NOT_RANKED in view.notice.text()
+    view.export_table(str(tmp_path / "three.md"))
+    lines = [line for line in (tmp_path / "three.md").read_text(encoding="utf-8").splitlines()
+             if line.startswith("| vae")]
+    assert [("**" in line) for line in lines] == [r == best for r in range(3)], lines
+
+
+def test_an_older_record_without_its_test_set_shows_a_question_mark_and_is_measured_again(qtbot, window, files):
+    view = view_of(window)
+    only(view)
+    known = Evaluation(dataset="mnist", binarize="none", step=1, metrics={"test_loss": 150.0}, groups=("loss",),
+                       split="test", n_images=300, fingerprint="0" * 16)
+    older = Evaluation(dataset="mnist", binarize="none", step=1, metrics={"test_loss": 100.0}, groups=("loss",))
+    view.rows = [Row("known.safetensors", record=known), Row("older.safetensors", record=older)]
+    view.refresh()
+    data_col, loss_col = column(view, "Measured on"), column(view, "Test loss (nats)")
+    assert cell(view, 1, data_col) == "mnist ?, ? images, binarised: none"
+    assert bold_rows(view, loss_col) == set(), "the lower loss of an unknown test set is not the best"
+    assert view.notice.isVisible() and NOT_RANKED in view.notice.text() and '"?"' in view.notice.text()
+    view.rows = []
+    view.refresh()
+    assert not view.notice.isVisible()
+
+    # A file holding only an older record of its weights is measured again, not shown as is.
+    path = files["vae1"]
+    step = load_checkpoint(path).history.last_step
+    store_evaluation(path, Evaluation(dataset="mnist", binarize="none", step=step, metrics={"test_loss": 1.0},
+                                      groups=("loss",)))
+    view.add_checkpoints([str(path)])
+    qtbot.waitUntil(lambda: view.rows[0].record is not None, timeout=EVAL_TIMEOUT_MS)
+    wait_idle(qtbot, view)
+    record = view.rows[0].record
+    assert record.n_images == 300 and record.metrics["test_loss"] != 1.0
+    assert cell(view, 0, data_col) == "mnist test, 300 images, binarised: none"
+    stored = [(r["n_images"] if "n_images" in r else None, r["metrics"]["test_loss"])
+              for r in load_checkpoint(path).evaluations]
+    assert stored[0] == (0, 1.0) and stored[1][0] == 300, "the older numbers stay apart, unmerged"
 
 
 def test_a_plain_autoencoder_gets_a_loss_but_no_likelihood(qtbot, window, files):

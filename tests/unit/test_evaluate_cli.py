@@ -4,9 +4,11 @@ and one tiny plain autoencoder, both trained once per module through the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from explorer.data import load_dataset
 from explorer.errors import UserError
 from explorer.evaluation import EvaluationRequest, Group, Subject, evaluate_model, records_from_json
 from explorer.evaluation.files import evaluation_data_config, load_evaluation_data
+from explorer.evaluation.suite import fingerprint_of_test_set
 from explorer.training.checkpoint import load_checkpoint, save_checkpoint
 from explorer.training.evaluate import evaluate_tensors
 
@@ -91,6 +94,33 @@ def test_plain_evaluate_gives_the_test_loss_training_computed(trained) -> None:
     assert report["notes"] == []
     # the last epoch's test loss in the history is that same number
     assert report["test_loss"] == pytest.approx(ckpt.history.epochs[-1]["test"]["loss"], rel=1e-5)
+
+
+def test_json_says_what_the_numbers_were_measured_on(trained) -> None:
+    report = evaluate_json(trained["vae"])
+    assert (report["dataset"], report["split"], report["binarize"]) == ("mnist", "test", "dynamic")
+    assert report["n_images"] == report["test_images"] == 300
+    assert re.fullmatch(r"[0-9a-f]{16}", report["test_set"]), report["test_set"]
+    assert report["measured_on"] == "mnist test, 300 images, binarised: dynamic"
+    grey = evaluate_json(trained["vae"], "--binarize", "none")
+    assert grey["n_images"] == 300 and grey["binarize"] == "none"
+    assert grey["test_set"] != report["test_set"], "grey and binary test images are other data"
+    rc, out, err = evaluate(trained["vae"])
+    assert rc == 0, err
+    assert "mnist test, 300 images, binarised: dynamic" in out and report["test_set"] in out
+    assert "n_images" not in out, "the printed table shows the size once, as test_images"
+
+
+def test_the_test_set_fingerprint_tells_test_sets_apart(trained) -> None:
+    _, data, _ = _model_and_data(trained["vae"])
+    _, again, _ = _model_and_data(trained["vae"])
+    fingerprint = fingerprint_of_test_set(data)
+    assert fingerprint == fingerprint_of_test_set(again), "the same images load to the same fingerprint"
+    assert fingerprint != fingerprint_of_test_set(data.limited(200)), "a smaller test set"
+    other = dataclasses.replace(data, test_images=data.test_images.flip(0), test_labels=data.test_labels.flip(0))
+    assert fingerprint != fingerprint_of_test_set(other), "the same images in another order pair with other numbers"
+    relabelled = dataclasses.replace(data, test_labels=(data.test_labels + 1) % 10)
+    assert fingerprint != fingerprint_of_test_set(relabelled), "labels are part of what k-NN accuracy measures"
 
 
 def test_plain_evaluate_table_shows_titles(trained) -> None:
@@ -195,6 +225,7 @@ def test_save_keeps_the_numbers_and_the_weights(vae_copy: Path) -> None:
     assert (record.dataset, record.binarize) == ("mnist", "dynamic")
     assert record.step == load_checkpoint(vae_copy).history.last_step
     assert record.iw_k == 3
+    assert (record.split, record.n_images, record.fingerprint) == ("test", 300, report["test_set"])
     for key in ("test_loss", "iw_nll", "iw_se"):
         assert record.metrics[key] == report[key], key
     after = weights(vae_copy)

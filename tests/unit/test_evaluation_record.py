@@ -7,10 +7,22 @@ import math
 
 import pytest
 
-from explorer.evaluation.metrics import BY_KEY, COLUMNS, METRICS, Better, Group, MetricSpec, best_rows, format_value
+from explorer.evaluation.metrics import (
+    BY_KEY,
+    COLUMNS,
+    METRICS,
+    Better,
+    Group,
+    MetricSpec,
+    best_rows,
+    best_rows_within,
+    format_value,
+)
 from explorer.evaluation.record import (
     MAX_DETAIL_NUMBERS,
+    MAX_FINGERPRINT,
     MAX_METRICS,
+    MAX_NAME,
     MAX_NOTES,
     MAX_RECORDS,
     MAX_TEXT,
@@ -24,7 +36,7 @@ def full_record(**changes) -> Evaluation:
     base = dict(dataset="mnist", binarize="dynamic", step=1234,
                 metrics={"test_loss": 101.5, "kl": 20.25, "iw_nll": 95.0, "iw_se": 0.5, "psnr": math.inf},
                 details={"kl_per_dim": [0.5, 1.5, 0.0]}, notes=("a note", "another"),
-                iw_k=5, n_samples=200, seconds=3.5)
+                iw_k=5, n_samples=200, seconds=3.5, split="test", n_images=10_000, fingerprint="0123456789abcdef")
     base.update(changes)
     return Evaluation(**base)
 
@@ -54,6 +66,32 @@ def test_from_dict_fills_defaults_for_a_minimal_record() -> None:
     record = Evaluation.from_dict({"dataset": "folder/x"})
     assert record == Evaluation(dataset="folder/x")
     assert record.binarize == "none" and record.step == 0 and record.metrics == {} and record.notes == ()
+
+
+def test_an_older_record_without_its_test_set_reads_as_unknown() -> None:
+    """Records written before the test set was recorded: no split, size or fingerprint."""
+    data = full_record().to_dict()
+    for key in ("split", "n_images", "fingerprint"):
+        del data[key]
+    record = Evaluation.from_dict(data)
+    assert (record.split, record.n_images, record.fingerprint) == ("", 0, "")
+    assert not record.data_known and record.data_key() is None
+    assert record.measured_on() == "mnist ?, ? images, binarised: dynamic"
+    assert record.metrics == full_record().metrics  # its numbers still read
+    assert Evaluation.from_dict(record.to_dict()) == record  # and round-trip as unknown
+    assert records_from_json([data]) == [record]
+
+
+def test_a_record_says_what_it_was_measured_on() -> None:
+    record = full_record()
+    assert record.data_known
+    assert record.measured_on() == "mnist test, 10,000 images, binarised: dynamic"
+    assert record.data_key() == ("mnist", "test", "dynamic", 10_000, "0123456789abcdef")
+    data = record.to_dict()
+    assert (data["split"], data["n_images"], data["fingerprint"]) == ("test", 10_000, "0123456789abcdef")
+    assert full_record(n_images=300).data_key() != record.data_key()
+    assert full_record(fingerprint="f" * 16).data_key() != record.data_key()
+    assert full_record(binarize="none").data_key() != record.data_key()
 
 
 def test_from_dict_turns_whole_numbers_into_floats() -> None:
@@ -107,6 +145,17 @@ def _with(**changes) -> dict:
     _with(details=[0.5]),
     _with(details={"a": [0.0] * (MAX_DETAIL_NUMBERS // 2), "b": [0.0] * (MAX_DETAIL_NUMBERS // 2 + 1)}),
     _with(details={"a": [0.0] * (MAX_DETAIL_NUMBERS + 1)}),
+    _with(split=None),
+    _with(split=3),
+    _with(split="x" * (MAX_NAME + 1)),
+    _with(n_images=-1),
+    _with(n_images=1.5),
+    _with(n_images=True),
+    _with(n_images="300"),
+    _with(n_images=2**53),
+    _with(fingerprint=None),
+    _with(fingerprint=["ab"]),
+    _with(fingerprint="f" * (MAX_FINGERPRINT + 1)),
 ], ids=lambda d: next((k for k in d if d[k] != full_record().to_dict()[k]), "?"))
 def test_from_dict_refuses_malformed_fields(data) -> None:
     with pytest.raises(ValueError) as info:
@@ -178,6 +227,59 @@ def test_same_subject() -> None:
     assert not a.same_subject(full_record(step=1))
     assert not a.same_subject(full_record(binarize="none"))
     assert not a.same_subject(full_record(dataset="fashion-mnist"))
+
+
+def test_same_subject_needs_the_same_test_set() -> None:
+    a = full_record()
+    assert not a.same_subject(full_record(n_images=300))
+    assert not a.same_subject(full_record(fingerprint="ffffffffffffffff"))
+    assert not a.same_subject(full_record(split="train"))
+    older = full_record(split="", n_images=0, fingerprint="")
+    assert not a.same_subject(older) and not older.same_subject(a), "an unknown test set is not this one"
+    assert older.same_subject(full_record(split="", n_images=0, fingerprint="", metrics={})), \
+        "two older records of the same weights merge, as they always did"
+
+
+def test_merged_with_does_not_merge_numbers_measured_on_other_data() -> None:
+    on_300 = full_record(n_images=300, fingerprint="a" * 16, metrics={"test_loss": 100.0, "iw_nll": 95.0},
+                         groups=("loss", "likelihood"), seconds=2.0)
+    on_200 = full_record(n_images=200, fingerprint="b" * 16, metrics={"psnr": 20.0}, groups=("recon",),
+                         seconds=1.0)
+    assert on_300.merged_with(on_200) == on_200, "no number of the 300-image test set is carried over"
+    older = full_record(split="", n_images=0, fingerprint="", metrics={"iw_nll": 90.0})
+    assert older.merged_with(on_300) == on_300
+    assert on_300.merged_with(older) == older
+    assert full_record(step=1).merged_with(on_300) == on_300, "other weights are not merged either"
+
+
+def test_with_record_keeps_records_of_other_test_sets_apart() -> None:
+    on_300 = full_record(n_images=300, fingerprint="a" * 16, metrics={"test_loss": 100.0})
+    on_200 = full_record(n_images=200, fingerprint="b" * 16, metrics={"psnr": 20.0})
+    out = with_record([on_300], on_200)
+    assert out == [on_300, on_200], "the same weights on two test sets: two records, neither merged"
+    again = with_record(out, full_record(n_images=200, fingerprint="b" * 16, metrics={"kl": 1.0}))
+    assert [r.n_images for r in again] == [300, 200]
+    assert again[1].metrics == {"psnr": 20.0, "kl": 1.0}, "the same test set merges"
+    assert again[0].metrics == {"test_loss": 100.0}
+
+
+def test_with_record_keeps_an_older_record_apart_and_drops_it_with_its_weights() -> None:
+    older = full_record(split="", n_images=0, fingerprint="", metrics={"iw_nll": 90.0})
+    new = full_record(metrics={"test_loss": 100.0})
+    out = with_record([older], new)
+    assert out == [older, new], "an older record's numbers are not attributed to the new test set"
+    later = full_record(step=9999, metrics={"test_loss": 80.0})
+    assert with_record(out, later) == [later], "both described weights that are gone"
+
+
+def test_merges_of_records_on_other_data_stay_within_bounds() -> None:
+    records: list[Evaluation] = []
+    for i in range(MAX_RECORDS + 3):
+        records = with_record(records, full_record(n_images=100 + i, fingerprint=f"{i:016x}",
+                                                   metrics={f"m{j}": 1.0 for j in range(MAX_METRICS)}))
+    assert len(records) == MAX_RECORDS
+    assert [r.n_images for r in records] == [100 + i for i in range(3, MAX_RECORDS + 3)]
+    assert records_from_json([r.to_dict() for r in records]) == records
 
 
 def test_with_record_merges_the_same_subject() -> None:
@@ -308,6 +410,20 @@ def test_best_rows_marks_none_for_a_description_column() -> None:
 def test_best_rows_needs_two_values(values) -> None:
     assert best_rows(values, _spec(Better.LOWER)) == set()
     assert best_rows(values, _spec(Better.HIGHER)) == set()
+
+
+def test_best_rows_within_ranks_only_rows_of_the_same_test_set() -> None:
+    loss = BY_KEY["test_loss"]
+    # rows 0 and 2 on one test set, rows 1 and 3 on another: the lowest loss overall (row 1)
+    # is not "better" than row 0's, which was measured on other images
+    assert best_rows_within([100.0, 90.0, 110.0, 95.0], ["a", "b", "a", "b"], loss) == {0, 1}
+    assert best_rows_within([100.0, 90.0], ["a", "b"], loss) == set(), "one row per test set: nothing to rank"
+    assert best_rows_within([100.0, 90.0, 80.0], ["a", "a", None], loss) == {1}, "an unknown set ranks with none"
+    assert best_rows_within([100.0, 90.0], [None, None], loss) == set()
+    assert best_rows_within([None, 90.0, 80.0], ["a", "a", "a"], loss) == {2}
+    assert best_rows_within([1.0, 2.0], ["a", "a"], BY_KEY["kl"]) == set()
+    values = [3.0, 1.0, 2.0]
+    assert best_rows_within(values, ["k"] * 3, loss) == best_rows(values, loss), "one test set: as before"
 
 
 def test_best_rows_with_infinity() -> None:

@@ -1,5 +1,7 @@
-"""A run's length scales to its data: ``TrainConfig.min_steps`` raises the epochs on small
-data (and says so), leaves big data and ``min_steps=0`` alone, and survives a checkpoint."""
+"""A run's length: epochs are what was asked (``min_steps`` 0, the default of the CLI and the
+window alike); a floor the user sets raises the epochs on small data (and says so), leaves
+big data alone, and survives a checkpoint. The plan (``plan_run``/``describe_plan``) is what
+the engine then trains, and the CLI's first line says it in the window's words."""
 
 from __future__ import annotations
 
@@ -16,7 +18,14 @@ from explorer.models import PRESETS, Autoencoder, build_model, config_for_data
 from explorer.training.checkpoint import load_checkpoint, save_checkpoint
 from explorer.training.engine import run_to_end, train
 from explorer.training.events import EpochEnd, Notice, RunStarted
-from explorer.training.run_length import epochs_to_train, small_data_message
+from explorer.training.run_length import (
+    FEW_STEPS,
+    describe_plan,
+    epochs_to_train,
+    plan_run,
+    small_data_message,
+    steps_per_epoch,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
@@ -48,6 +57,36 @@ def test_a_big_dataset_and_min_steps_zero_keep_the_epochs() -> None:
 def test_a_continued_run_counts_the_steps_already_taken() -> None:
     assert epochs_to_train(cfg(epochs=10, min_steps=1000), steps_per_epoch=4, steps_done=1000) == 10
     assert epochs_to_train(cfg(epochs=10, min_steps=1000), steps_per_epoch=4, steps_done=900) == 25
+
+
+def test_the_plan_is_the_engines_arithmetic_in_one_line() -> None:
+    # 1,000 images in batches of 64: 16 steps an epoch (the last batch short)
+    assert steps_per_epoch(1000, 64) == 16 and steps_per_epoch(1000, 64, drop_last=True) == 15
+    assert steps_per_epoch(40, 64) == 1  # one batch of the whole split
+    plan = plan_run(1000, 64, epochs=3)
+    assert (plan.epochs, plan.steps_per_epoch, plan.total_steps, plan.raised) == (3, 16, 48, False)
+    assert describe_plan(plan) == "3 epochs of 16 steps = 48 steps (few steps: the model may learn little)"
+    raised = plan_run(1000, 64, epochs=3, min_steps=1000)
+    assert (raised.epochs, raised.total_steps) == (63, 1008)
+    assert raised.epochs == epochs_to_train(cfg(epochs=3, batch_size=64, min_steps=1000), 16)
+    assert describe_plan(raised) == "3 epochs = 48 steps; will train 63 epochs (1,008 steps) to reach 1,000 steps"
+    big = plan_run(60000, 128, epochs=10, min_steps=1000)
+    assert describe_plan(big) == "10 epochs of 469 steps = 4,690 steps" and big.total_steps >= FEW_STEPS
+    assert describe_plan(plan_run(5, 64, epochs=1)) == "1 epoch of 1 step = 1 step " \
+                                                       "(few steps: the model may learn little)"
+
+
+def test_the_cli_default_is_epochs_as_asked_and_a_bad_floor_is_refused() -> None:
+    from cli_runner import assert_usage_error
+
+    from explorer.cli.parse import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train", "--out", "x.safetensors"]).min_steps == 0 == TrainConfig().min_steps
+    assert parser.parse_args(["train", "--min-steps", "1000", "--out", "x.safetensors"]).min_steps == 1000
+    for bad in ("-1", "1.5", "lots", "10000001"):
+        rc, _, err = run("train", "--min-steps", bad, "--out", "x.safetensors")
+        assert_usage_error(rc, err, "--min-steps")
 
 
 def test_the_notice_is_one_plain_sentence() -> None:
@@ -135,3 +174,20 @@ def test_the_cli_keeps_epochs_as_asked_but_says_a_short_run_is_probably_too_shor
     short = [line for line in err.splitlines() if "too few" in line]
     assert len(short) == 1 and "only 2 training steps" in short[0], err
     assert load_checkpoint(tmp_path / "ae.safetensors").history.last_epoch == 2
+
+
+def test_the_cli_says_the_plan_first_and_trains_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LATENT_EXPLORER_CACHE", str(tmp_path / "cache"))
+    # 100 images in batches of 32: 4 steps an epoch; 2 epochs are 8 steps, 5 reach the floor of 20
+    plan = plan_run(100, 32, epochs=2, min_steps=20)
+    assert (plan.epochs, plan.total_steps) == (5, 20)
+    rc, out, err = run("train", "--model", "ae", "--limit", 100, "--epochs", 2, "--batch-size", 32,
+                       "--min-steps", 20, "--device", "cpu", "--out", tmp_path / "ae.safetensors")
+    assert rc == 0, err
+    first = next(line for line in err.splitlines() if line.startswith("training ae on mnist"))
+    assert first.endswith(": 2 epochs = 8 steps; will train 5 epochs (20 steps) to reach 20 steps "
+                          "(few steps: the model may learn little)") and first.endswith(describe_plan(plan)), first
+    epochs = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/5", "2/5", "3/5", "4/5", "5/5"]
+    saved = load_checkpoint(tmp_path / "ae.safetensors")
+    assert saved.history.last_epoch == 5 and saved.train_config.min_steps == 20

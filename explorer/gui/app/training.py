@@ -1,6 +1,11 @@
 """Training commands: Start (a new, untitled model, after asking about unsaved work),
 Continue, Pause/Resume, Stop, and the offer to go on at a lower learning rate after a run
-diverged."""
+diverged.
+
+How long a run trains is said before Start (the training form's plan line) and, once it
+starts, in the status line: never in a dialog over the running window. The engine's notices
+(epochs raised to reach "At least (steps)", a compile that failed) go to the status line too.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from explorer.config import DataConfig, ModelConfig, TrainConfig
 from explorer.errors import UserError
 from explorer.gui.app.dialogs import Button, Icon
 from explorer.gui.state.session import PAUSED, TRAINING
-from explorer.training.events import RunResult
+from explorer.training.events import RunResult, RunStarted
+from explorer.training.run_length import RunPlan, describe_plan
 
 if TYPE_CHECKING:
     from explorer.gui.app.main_window import MainWindow
@@ -27,6 +33,8 @@ class TrainingCommands:
         self.session.run_finished.connect(self._on_run_finished)
         self.session.error.connect(lambda msg: window.dialogs.message(Icon.Critical, "Training failed", msg))
         self.session.warning.connect(lambda msg: window.dialogs.message(Icon.Warning, "Latent Explorer", msg))
+        self.session.notice.connect(window.progress.message)
+        self.session.run_started.connect(self._say_plan)
 
     def start(self) -> None:
         """A run from scratch replaces the current model: ask first if it is unsaved."""
@@ -72,6 +80,16 @@ class TrainingCommands:
             self.session.resume()
         elif self.session.state == TRAINING:
             self.session.pause()
+
+    def _say_plan(self, event: RunStarted) -> None:
+        """The run's length as the engine planned it, in the words of the form's plan line."""
+        train = self.session.train_config
+        if train is None:
+            return
+        plan = RunPlan(train_size=event.train_size, batch_size=min(train.batch_size, event.train_size),
+                       steps_per_epoch=event.steps_per_epoch, asked_epochs=train.epochs, epochs=event.epochs,
+                       min_steps=train.min_steps)
+        self.window.progress.message(f"Training {describe_plan(plan)}")
 
     def _on_run_finished(self, result: RunResult) -> None:
         if result.status == "diverged":

@@ -76,6 +76,7 @@ class TrainingSession(QObject):
     run_finished = Signal(object)  # RunResult
     error = Signal(str)
     warning = Signal(str)
+    notice = Signal(str)  # the engine's Notice: said in the status line, never in a dialog over the run
     data_changed = Signal()
     model_changed = Signal()  # new weights in view_model
     history_reset = Signal()
@@ -495,7 +496,7 @@ class TrainingSession(QObject):
         elif isinstance(item, Failed):
             self.error.emit(item.message)
         elif isinstance(item, Notice):
-            self.warning.emit(item.message)
+            self.notice.emit(item.message)
         elif isinstance(item, AutosaveFailed):
             self.warning.emit(f"Autosave failed: {item.message}")
 

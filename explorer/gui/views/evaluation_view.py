@@ -8,8 +8,11 @@ evaluated one after another. Numbers land in the checkpoint: an added file is re
 atomically with them, the open model keeps them with its document (written at once when
 its file is saved and unchanged, else at the next Save). Columns are the metrics of
 :mod:`explorer.evaluation.metrics`; each header's tooltip says what it measures and gives
-its reference figure; the best value of each column is bold. The table exports as CSV
-and Markdown.
+its reference figure. The "Measured on" column says what each row's numbers were measured
+on (dataset, split, number of test images, binarisation; "?" where an older record does
+not say), and the best value of each column is bold only among rows measured on the same
+test set: rows measured on different ones are not ranked against each other, and a line
+above the table says so. The table exports as CSV and Markdown, with the same columns.
 """
 
 from __future__ import annotations
@@ -44,13 +47,19 @@ from explorer.atomic import atomic_write
 from explorer.display import one_line
 from explorer.errors import UserError
 from explorer.evaluation import COLUMNS, Evaluation, EvaluationRequest, Group, MetricSpec, Subject, evaluate_model
-from explorer.evaluation.metrics import best_rows, format_value
+from explorer.evaluation.metrics import best_rows_within, format_value
 from explorer.gui.state.session import TrainingSession
 from explorer.runtime.threads import ModelCopy, SharedProgress
 
 POLL_MS = 100
 BEST = QColor(70, 150, 90, 90)
 CURRENT_KEY = "evaluate"
+MEASURED_ON = "Measured on"
+NOT_RANKED = "Rows measured on different test sets are not ranked against each other"
+GROUPING = ("the best value of each column is bold only among rows measured on the same test set "
+            "(dataset, split, number of images, binarisation)")
+UNKNOWN_DATA = ("rows marked \"?\" hold numbers from an older version that did not record which test set "
+                "they were measured on, and are not ranked (evaluate them again to record it)")
 
 
 @dataclass
@@ -86,9 +95,11 @@ def _evaluate_file(path: Path, request: EvaluationRequest, progress: SharedProgr
     config = evaluation_data_config(checkpoint.data_config, checkpoint.model_config)
     subject = Subject(config.dataset, config.binarize, checkpoint.history.last_step, checkpoint.train_config.seed)
     records = records_of(checkpoint)
-    for record in records:
+    for record in reversed(records):  # the newest first
+        # An older record that does not say which test set it measured is measured again:
+        # a comparison must say what each number was measured on.
         if (record.dataset, record.binarize, record.step) == (subject.dataset, subject.binarize, subject.step) \
-                and covers(record, request):
+                and record.data_known and covers(record, request):
             return record, True
     model = checkpoint.build_model()
     data = load_evaluation_data(config, checkpoint.model_config)
@@ -141,6 +152,10 @@ class EvaluationView(QWidget):
         self.progress.setVisible(False)
         self.status = QLabel("", objectName="evaluationStatus")
         self.status.setWordWrap(True)
+        # Shown when the rows were measured on different test sets (or an unknown one).
+        self.notice = QLabel("", objectName="evaluationNotice")
+        self.notice.setWordWrap(True)
+        self.notice.setVisible(False)
         self.table = QTableWidget(0, 0, objectName="evaluationTable")
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -169,6 +184,7 @@ class EvaluationView(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addWidget(self.notice)
         layout.addWidget(self.table, 1)
         # A narrow dock scrolls instead of widening the window past its default size.
         scroll = QScrollArea(objectName="evaluationScroll")
@@ -412,12 +428,20 @@ class EvaluationView(QWidget):
     def refresh(self) -> None:
         rows = self._shown_rows()
         columns = self.visible_columns()
+        records = [row.record for row in rows]
+        groups = [r.data_key() if r is not None else None for r in records]
+        labels = measured_on_labels(records)
         self.table.setRowCount(len(rows))
-        self.table.setColumnCount(1 + len(columns))
+        self.table.setColumnCount(2 + len(columns))
         model_header = QTableWidgetItem("Model")
         model_header.setToolTip("The open model, then the checkpoints added for comparison")
         self.table.setHorizontalHeaderItem(0, model_header)
-        for c, spec in enumerate(columns, start=1):
+        data_header = QTableWidgetItem(MEASURED_ON)
+        data_header.setToolTip("What the row's numbers were measured on: the dataset and split, the number of test "
+                               "images and their binarisation (\"?\": not recorded by an older version).\n"
+                               + _sentence(GROUPING) + ".")
+        self.table.setHorizontalHeaderItem(1, data_header)
+        for c, spec in enumerate(columns, start=2):
             header = QTableWidgetItem(spec.title + (f" ({spec.unit})" if spec.unit else ""))
             tip = spec.what + (f"\nReference: {spec.reference}" if spec.reference else "")
             better = {"lower": "\nLower is better.", "higher": "\nHigher is better."}.get(spec.better.value, "")
@@ -427,22 +451,33 @@ class EvaluationView(QWidget):
             name = QTableWidgetItem(row.label + (f" — {row.state}" if row.state else ""))
             name.setToolTip(str(row.path) if row.path else "the model in the window")
             self.table.setItem(r, 0, name)
-        for c, spec in enumerate(columns, start=1):
+            data = QTableWidgetItem(one_line(labels[r], 120))
+            if row.record is not None:
+                data.setToolTip(_measured_on_tip(row.record))
+            self.table.setItem(r, 1, data)
+        for c, spec in enumerate(columns, start=2):
             values = [row.record.metrics.get(spec.key) if row.record else None for row in rows]
-            best = best_rows(values, spec)
+            best = best_rows_within(values, groups, spec)
             for r, (row, value) in enumerate(zip(rows, values)):
                 error = row.record.metrics.get(spec.error_key) if row.record and spec.error_key else None
                 item = QTableWidgetItem(format_value(spec, value, error))
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                tips = []
                 if r in best:
                     font = QFont(item.font())
                     font.setBold(True)
                     item.setFont(font)
                     item.setBackground(QBrush(BEST))
-                    item.setToolTip("best in this column")
+                    tips.append(f"best in this column among rows measured on {labels[r]}")
                 if row.record is not None and row.record.notes:
-                    item.setToolTip("\n".join(row.record.notes))
+                    tips += row.record.notes
+                if tips:
+                    item.setToolTip("\n".join(tips))
                 self.table.setItem(r, c, item)
+        text = comparison_notice(records)
+        self.notice.setText(text)
+        self.notice.setToolTip(text)
+        self.notice.setVisible(bool(text))
 
     # -- export -----------------------------------------------------------------------------
 
@@ -464,14 +499,56 @@ class EvaluationView(QWidget):
         atomic_write(path, write)
 
 
+def measured_on_labels(records: list[Evaluation | None]) -> list[str]:
+    """Each record's "Measured on" text ("" without a record); two different test sets that
+    read the same (the same size of other images) are told apart by their fingerprints."""
+    texts = [r.measured_on() if r is not None else "" for r in records]
+    keys_of: dict[str, set[object]] = {}
+    for record, text in zip(records, texts):
+        if record is not None:
+            keys_of.setdefault(text, set()).add(record.data_key())
+    return [f"{text} (set {record.fingerprint[:8] or '?'})" if record is not None and len(keys_of[text]) > 1
+            else text for record, text in zip(records, texts)]
+
+
+def comparison_notice(records: list[Evaluation | None]) -> str:
+    """One line for a table whose rows were not all measured on the same test set ("" when
+    they were, or when there is at most one row with numbers)."""
+    present = [r for r in records if r is not None]
+    keys = {r.data_key() for r in present}
+    if len(present) < 2 or (len(keys) == 1 and None not in keys):
+        return ""
+    text = f"{NOT_RANKED}: {GROUPING}"
+    if None in keys:
+        text += f"; {UNKNOWN_DATA}"
+    return text + "."
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _measured_on_tip(record: Evaluation) -> str:
+    if not record.data_known:
+        return (f"{record.dataset}: which test images these numbers were measured on was not recorded (an older "
+                "version); they are ranked against no other row")
+    return (f"{record.dataset}, {record.split} split: {record.n_images:,} images, binarised: {record.binarize}"
+            f"\nTest-set fingerprint: {record.fingerprint or '?'} (rows with the same one are ranked together)")
+
+
 def _csv(rows: list[Row], columns: list[MetricSpec]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["model", "path", "dataset", "binarize", "step", "iw_k", *(s.key for s in columns)])
-    for row in rows:
+    writer.writerow(["model", "path", "dataset", "split", "n_images", "binarize", "test_set", "measured_on", "step",
+                     "iw_k", *(s.key for s in columns)])
+    labels = measured_on_labels([row.record for row in rows])
+    for row, label in zip(rows, labels):
         record = row.record
         assert record is not None
-        writer.writerow([row.label, str(row.path or ""), record.dataset, record.binarize, record.step, record.iw_k,
+        # Unknown (an older record): empty machine-readable fields, "?" in the readable one.
+        writer.writerow([row.label, str(row.path or ""), record.dataset, record.split,
+                         record.n_images if record.n_images > 0 else "", record.binarize, record.fingerprint,
+                         label, record.step, record.iw_k,
                          *(repr(record.metrics[s.key]) if s.key in record.metrics else "" for s in columns)])
     return out.getvalue()
 
@@ -480,10 +557,14 @@ def _markdown(rows: list[Row], columns: list[MetricSpec]) -> str:
     def cell(text: str) -> str:
         return one_line(text, 200).replace("|", "\\|")
 
-    lines = ["| Model | " + " | ".join(cell(s.title + (f" ({s.unit})" if s.unit else "")) for s in columns) + " |",
-             "|---|" + "---:|" * len(columns)]
+    records = [row.record for row in rows]
+    groups = [r.data_key() if r is not None else None for r in records]
+    labels = measured_on_labels(records)
+    lines = [f"| Model | {MEASURED_ON} | "
+             + " | ".join(cell(s.title + (f" ({s.unit})" if s.unit else "")) for s in columns) + " |",
+             "|---|---|" + "---:|" * len(columns)]
     table = [[row.record.metrics.get(s.key) if row.record else None for s in columns] for row in rows]
-    best = [best_rows([values[c] for values in table], spec) for c, spec in enumerate(columns)]
+    best = [best_rows_within([values[c] for values in table], groups, spec) for c, spec in enumerate(columns)]
     for r, row in enumerate(rows):
         record = row.record
         assert record is not None
@@ -492,8 +573,11 @@ def _markdown(rows: list[Row], columns: list[MetricSpec]) -> str:
             error = record.metrics.get(spec.error_key) if spec.error_key else None
             text = format_value(spec, table[r][c], error)
             cells.append(f"**{cell(text)}**" if r in best[c] and text else cell(text))
-        lines.append(f"| {cell(row.label)} | " + " | ".join(cells) + " |")
-    lines += ["", "Best per column in bold."]
+        lines.append(f"| {cell(row.label)} | {cell(labels[r])} | " + " | ".join(cells) + " |")
+    notice = comparison_notice(records)
+    lines += ["", f"{_sentence(GROUPING)}." + (f" {notice}" if notice else "")]
+    lines.append(f"- **{MEASURED_ON}**: the dataset and split the numbers were measured on, the number of test "
+                 "images and their binarisation (\"?\": not recorded by an older version).")
     for spec in columns:
         reference = f" Reference: {spec.reference}" if spec.reference else ""
         lines.append(f"- **{spec.title}**: {spec.what}{reference}")

@@ -3,6 +3,11 @@
 It turns its fields into the same frozen configs the CLI builds, so a run started here is
 the run `latent-explorer train` would start with the same settings. While a run is going,
 only the learning rate and beta stay editable; their changes go to the session live.
+
+A folder or NumPy file chosen is probed in a thread (``explorer.data.probe``: image headers
+and file counts): "Automatic" image size is then the folder's own (its first image's shorter
+side, at most 512), written into the run's config as that number, and the form shows the
+planned run length (``explorer.training.run_length``, the CLI's rule) before Start.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
+    QLabel,
     QLineEdit,
     QSpinBox,
     QVBoxLayout,
@@ -37,10 +43,17 @@ ARRAY_FILE_ITEM = "NumPy file (.npz, .npy)..."
 CHOSEN_PREFIXES = ("Folder: ", "File: ")  # the item that shows the folder or file chosen
 DEFAULT_PRESET = "vae"
 DEFAULT_LATENT = 2  # a 2-D latent makes the latent plane exact on first launch
-# A floor on the steps of a run started here: ten epochs of a 400-image folder are 40 steps,
-# which leave grey blobs, so small data trains more epochs (the engine says how many).
-# The CLI keeps 0: there epochs mean epochs. The form's "At least (steps)" field starts here.
-MIN_STEPS = 1000
+# The "At least (steps)" field starts Off, as the CLI's --min-steps does: epochs are what
+# was asked, and the plan line says how many steps that is before Start.
+MIN_STEPS = 0
+# What older versions' form started at (and saved with the settings): read back as Off.
+OLD_DEFAULT_MIN_STEPS = 1000
+SETTINGS_RUN_LENGTH = "panel/run_length"  # present in settings saved since the rule above
+# The image size box's special value: "Automatic" (a folder's own size, a file's as it is).
+AUTO_SIZE = 3
+MAX_IMAGE_SIZE = 512
+CHANNEL_ITEMS = (("Automatic", None), ("Grey (1)", 1), ("Colour (3)", 3))
+PROBE_POLL_MS = 30
 # Model plugins are discovered (their packages imported, their models checked) in a thread
 # this long after the panel is first shown: never on the first paint's path.
 PLUGIN_DELAY_MS = 300
@@ -77,6 +90,19 @@ class TrainingPanel(QWidget):
             "binary cross-entropy is a true likelihood. Dynamic draws the training images afresh every "
             "batch; static draws them once. Either way the test split is binarised once with a fixed "
             "seed, so every model is tested on the same images.")
+        # Image size and channels, as the CLI's --image-size and --channels (folders and files only).
+        self.image_size = QSpinBox(objectName="imageSize", minimum=AUTO_SIZE, maximum=MAX_IMAGE_SIZE)
+        self.image_size.setSuffix(" px")
+        self.image_size.setSpecialValueText("Automatic")
+        self.image_size.setValue(AUTO_SIZE)
+        self.image_channels = QComboBox(objectName="imageChannels")
+        for label, value in CHANNEL_ITEMS:
+            self.image_channels.addItem(label, value)
+        self._probe: Any = None  # explorer.data.probe.DataProbe of the dataset chosen, once read
+        self._probing: str | None = None  # the dataset a probe thread is reading
+        self._probe_results: list[Any] = []
+        self._probe_timer = QTimer(self, interval=PROBE_POLL_MS)
+        self._probe_timer.timeout.connect(self._poll_probe)
 
         self.preset = QComboBox(objectName="preset")
         for name, preset in PRESETS.items():
@@ -106,8 +132,12 @@ class TrainingPanel(QWidget):
         self.min_steps = QSpinBox(objectName="minSteps", minimum=0, maximum=MAX_MIN_STEPS, singleStep=500)
         self.min_steps.setSpecialValueText("Off")
         self.min_steps.setValue(MIN_STEPS)
-        self.min_steps.setToolTip("Small datasets train more epochs until the model has taken at least this many "
-                                  "steps (a few dozen steps teach it nothing); Off trains exactly the epochs set")
+        self.min_steps.setToolTip("Off (the default, as the CLI's): exactly the epochs set. A number: a dataset too "
+                                  "small for that many steps in those epochs trains more epochs, as many as it takes "
+                                  "(the CLI's --min-steps); the plan below says how many before Start")
+        self.plan = QLabel(objectName="runPlan", wordWrap=True)
+        self.plan.setToolTip("What Start trains: epochs, steps per epoch (training images / batch size) and steps "
+                             "in all; `latent-explorer train` with the same settings trains the same")
         self.lr = pg.SpinBox(value=1e-3, bounds=(1e-7, 1.0), dec=True, minStep=1e-7, step=0.5, decimals=3,
                              int=False)
         self.lr.setObjectName("lr")
@@ -123,6 +153,8 @@ class TrainingPanel(QWidget):
         form.addRow("Images per split", self.limit)
         form.addRow("Binarize", self.binarize)
         form.addRow("Classes", self.classes)
+        form.addRow("Image size", self.image_size)
+        form.addRow("Channels", self.image_channels)
         model_box = QGroupBox("Model")
         form = QFormLayout(model_box)
         form.addRow("Preset", self.preset)
@@ -144,6 +176,7 @@ class TrainingPanel(QWidget):
         form = QFormLayout(train_box)
         form.addRow("Epochs", self.epochs)
         form.addRow("At least (steps)", self.min_steps)
+        form.addRow("Planned", self.plan)
         form.addRow("Batch size", self.batch_size)
         form.addRow("Learning rate", self.lr)
         form.addRow("Seed", self.seed)
@@ -158,6 +191,12 @@ class TrainingPanel(QWidget):
         self.apply_preset(DEFAULT_PRESET)
         self.latent.setValue(DEFAULT_LATENT)
         self._running = False
+        for spin in (self.epochs, self.batch_size, self.min_steps, self.limit):
+            spin.valueChanged.connect(self._show_plan)
+        self.classes.textChanged.connect(self._show_plan)
+        self.device.currentIndexChanged.connect(self._show_plan)
+        self.dataset.currentIndexChanged.connect(self._on_dataset_changed)
+        self._on_dataset_changed()
 
     # -- devices and datasets -----------------------------------------------------------
 
@@ -204,6 +243,182 @@ class TrainingPanel(QWidget):
                 index = self.dataset.findText(FOLDER_ITEM) - 1
             self.dataset.setItemData(index, key, 3)
         self.dataset.setCurrentIndex(index)
+        self._on_dataset_changed()
+
+    # -- the dataset's own size and count, read in a thread --------------------------------
+
+    def _on_dataset_changed(self) -> None:
+        """A dataset was chosen: built-in sets are known at once; a folder or a file is
+        probed in a thread (its first images' headers, its files counted)."""
+        from explorer.data.probe import BUILTIN_SHAPES, DataProbe, probe_dataset
+
+        key = self.dataset.currentData() or ""
+        if key in BUILTIN_SHAPES:
+            self._probe = probe_dataset(DataConfig(dataset=key))
+        elif key and (self._probe is None or self._probe.dataset != key):
+            self._probe = DataProbe(key, note="reading")
+            self._start_probe(key)
+        self._show_image_form()
+        self._show_plan()
+        self._sync_enabled()
+
+    def _start_probe(self, key: str) -> None:
+        if self._probing is not None:
+            return  # the one in flight is polled; a newer choice is probed after it
+        self._probing = key
+        results = self._probe_results
+
+        def work() -> None:
+            from explorer.data.probe import DataProbe, probe_dataset
+            from explorer.runtime.threads import lower_this_thread_priority
+
+            lower_this_thread_priority()
+            try:
+                results.append(probe_dataset(DataConfig(dataset=key)))
+            except BaseException as exc:  # noqa: BLE001 - the poll must always get an answer
+                results.append(DataProbe(key, note=type(exc).__name__))
+
+        threading.Thread(target=work, name="latent-explorer-probe", daemon=True).start()
+        self._probe_timer.start()
+
+    def _poll_probe(self) -> None:
+        if not self._probe_results:
+            return
+        found = self._probe_results.pop()
+        self._probe_timer.stop()  # stopped, never deleted from its own timeout (see load_plugins)
+        self._probing = None
+        key = self.dataset.currentData() or ""
+        if found.dataset == key:
+            self._probe = found
+            self._show_image_form()
+            self._show_plan()
+        elif key and not self._is_builtin(key) and (self._probe is None or self._probe.dataset != key
+                                                    or self._probe.note == "reading"):
+            self._start_probe(key)  # another folder was chosen while this one was read
+
+    def probe_done(self) -> bool:
+        """Whether the dataset chosen has been read (tests wait on this)."""
+        key = self.dataset.currentData() or ""
+        return self._probe is not None and self._probe.dataset == key and self._probe.note != "reading"
+
+    @staticmethod
+    def _is_builtin(key: str) -> bool:
+        from explorer.data.probe import BUILTIN_SHAPES
+
+        return key in BUILTIN_SHAPES
+
+    def _current_probe(self) -> Any:
+        key = self.dataset.currentData() or ""
+        probe = self._probe
+        return probe if probe is not None and probe.dataset == key and probe.note != "reading" else None
+
+    def _show_image_form(self) -> None:
+        """What "Automatic" means for the dataset chosen, in the boxes themselves."""
+        key = self.dataset.currentData() or ""
+        probe = self._current_probe()
+        channel_words = {1: "grey", 3: "colour"}
+        if self._is_builtin(key) and probe is not None:
+            size_text = f"Automatic ({probe.size} px, the set's own)"
+            channels_text = f"Automatic ({channel_words[probe.channels]})"
+            tip = (f"Built-in datasets keep their own size and channels ({probe.size} x {probe.size}, "
+                   f"{channel_words[probe.channels]}); image size and channels apply to folders and NumPy files")
+            self.image_size.setToolTip(tip)
+            self.image_channels.setToolTip(tip)
+        else:
+            from explorer.data.arrays import is_array_file
+
+            if probe is None:
+                size_text, channels_text = "Automatic (reading...)", "Automatic"
+            elif is_array_file(key):
+                shape = f"{probe.height_width[0]} x {probe.height_width[1]}" if probe.height_width else "as they are"
+                size_text = f"Automatic ({shape}, as stored)"
+                channels_text = f"Automatic ({channel_words.get(probe.channels, 'as stored')})"
+            elif probe.size is not None:
+                size_text = f"Automatic ({probe.size} px, the folder's own)"
+                channels_text = f"Automatic ({channel_words[probe.channels]})"
+            else:
+                from explorer.data.folder import DEFAULT_IMAGE_SIZE
+
+                size_text, channels_text = f"Automatic ({DEFAULT_IMAGE_SIZE} px)", "Automatic"
+            self.image_size.setToolTip(
+                "Images are resized to this many pixels a side (the CLI's --image-size). Automatic: a folder's own "
+                f"size (its first image's shorter side, at most {MAX_IMAGE_SIZE}), a NumPy file's as stored")
+            self.image_channels.setToolTip(
+                "Grey or colour (the CLI's --channels). Automatic: grey only if every image is grey")
+        self.image_size.setSpecialValueText(size_text)
+        self.image_channels.setItemText(0, channels_text)
+        self.image_size.update()
+
+    def image_form(self) -> tuple[int | None, int | None]:
+        """(size, channels) the run gets: a folder's Automatic size as the folder's own
+        number (None leaves a NumPy file as stored, and a built-in set as it is)."""
+        key = self.dataset.currentData() or "mnist"
+        if self._is_builtin(key):
+            return None, None
+        size = self.image_size.value()
+        channels = self.image_channels.currentData()
+        from explorer.data.arrays import is_array_file
+
+        if size != AUTO_SIZE:
+            return size, channels
+        if is_array_file(key):
+            return None, channels
+        probe = self._current_probe()
+        if probe is not None and probe.size is not None:
+            return probe.size, channels
+        # Not read yet (Start pressed at once): one header, looked up now, not the loader's default.
+        from explorer.data.folder import DEFAULT_IMAGE_SIZE
+        from explorer.data.probe import folder_image_size
+
+        try:
+            return folder_image_size(key) or DEFAULT_IMAGE_SIZE, channels
+        except Exception:  # noqa: BLE001 - an unreadable folder: loading it says why
+            return DEFAULT_IMAGE_SIZE, channels
+
+    def planned_run(self) -> Any:
+        """The plan (explorer.training.run_length.RunPlan) of a run started now, or None
+        while the number of training images is not known."""
+        from explorer.errors import ConfigError
+        from explorer.training.run_length import plan_run
+
+        probe = self._current_probe()
+        if probe is None:
+            return None
+        try:
+            classes = self.class_filter()
+        except ConfigError:
+            return None
+        n = probe.train_size(self.limit.value() or None, classes)
+        if not n:
+            return None
+        return plan_run(n, self.batch_size.value(), self.epochs.value(), self.min_steps.value(),
+                        drop_last=self._compiles())
+
+    def _compiles(self) -> bool:
+        """Whether the engine will compile the step (then it drops each epoch's short last batch)."""
+        from explorer.errors import ConfigError
+        from explorer.training.device import resolve_device, use_compile
+
+        try:
+            return use_compile(TrainConfig().compile, resolve_device(self.device.currentData() or "auto"))
+        except ConfigError:
+            return False
+
+    def _show_plan(self) -> None:
+        from explorer.display import plural
+        from explorer.training.run_length import describe_plan
+
+        plan = self.planned_run()
+        if plan is not None:
+            self.plan.setText(f"{plural(plan.train_size, 'training image')}: {describe_plan(plan)}")
+            return
+        epochs = plural(self.epochs.value(), "epoch")
+        floor = self.min_steps.value()
+        more = f", or more to reach {floor:,} steps on small data" if floor else ""
+        probe = self._probe if self._probe is not None and self._probe.dataset == self.dataset.currentData() else None
+        why = "counting the images..." if probe is not None and probe.note == "reading" else \
+            "steps known once the images are counted"
+        self.plan.setText(f"{epochs}{more} ({why})")
 
     # -- presets and state ----------------------------------------------------------------
 
@@ -254,16 +469,26 @@ class TrainingPanel(QWidget):
         self._show_plugin_fields(self._plugins.get(cfg.plugin) if cfg.plugin else None, cfg.params)
         self._sync_enabled()
 
-    def show_configs(self, model: ModelConfig, data: DataConfig, train: TrainConfig) -> None:
-        """Fill the form from an opened checkpoint."""
+    def show_configs(self, model: ModelConfig, data: DataConfig, train: TrainConfig, resolved: bool = True) -> None:
+        """Fill the form from an opened checkpoint, so Start trains what it was trained as:
+        its image size and channels too (a folder's as the numbers its model has, since its
+        Automatic may now mean another size). ``resolved`` False: a form saved as it was
+        (the settings), whose Automatic stays Automatic."""
         self._show_model_config(model)
         self.set_dataset(data.dataset)
         self.limit.setValue(data.limit or 0)
         self.classes.setText(",".join(str(k) for k in data.classes) if data.classes else "")
         self.binarize.setCurrentIndex(max(0, self.binarize.findData(data.binarize)))
+        size, channels = data.image_size, data.channels
+        from explorer.data.arrays import is_array_file
+
+        if resolved and not self._is_builtin(data.dataset) and not is_array_file(data.dataset):
+            c, h, w = model.image_shape
+            size, channels = size or (h if h == w and 4 <= h <= MAX_IMAGE_SIZE else None), channels or c
+        self.image_size.setValue(size or AUTO_SIZE)
+        self.image_channels.setCurrentIndex(0 if channels is None else max(0, self.image_channels.findData(channels)))
         self.epochs.setValue(train.epochs)
-        if train.min_steps:  # a CLI run's 0 means "epochs as given there", not "no floor here"
-            self.min_steps.setValue(train.min_steps)
+        self.min_steps.setValue(train.min_steps)  # the run's own rule: 0 is epochs as asked, here as in the CLI
         self.batch_size.setValue(train.batch_size)
         self.lr.setValue(train.lr)
         self.seed.setValue(train.seed)
@@ -272,6 +497,11 @@ class TrainingPanel(QWidget):
 
     def configs(self) -> tuple[ModelConfig, DataConfig, TrainConfig]:
         """The form as configs; raises ConfigError with a readable message."""
+        return self._configs(resolve=True)
+
+    def _configs(self, resolve: bool) -> tuple[ModelConfig, DataConfig, TrainConfig]:
+        """The form as configs: with ``resolve`` the run's (Automatic as the number it
+        means), else as the form holds them (Automatic kept as None, for the settings)."""
         base = self._preset(self.preset.currentData()).model
         model = replace(base, latent_dim=self.latent.value(), recon_loss=self.recon_loss.currentData(),
                         beta=float(self.beta.value()), noise=self.noise.currentData(),
@@ -281,8 +511,14 @@ class TrainingPanel(QWidget):
 
             values = self._plugins[base.plugin].check_params(self.plugin_values())
             model = replace(model, plugin_params=canonical_params(values))
+        if resolve:
+            size, channels = self.image_form()
+        else:
+            size, channels = self.image_size.value(), self.image_channels.currentData()
+            size = None if size == AUTO_SIZE else size
         data = DataConfig(dataset=self.dataset.currentData() or "mnist", limit=self.limit.value() or None,
-                          classes=self.class_filter(), binarize=self.binarize.currentData())
+                          classes=self.class_filter(), binarize=self.binarize.currentData(),
+                          image_size=size, channels=channels)
         train = TrainConfig(epochs=self.epochs.value(), batch_size=self.batch_size.value(),
                             lr=float(self.lr.value()), seed=self.seed.value(), device=self.device.currentData(),
                             min_steps=self.min_steps.value())
@@ -312,6 +548,9 @@ class TrainingPanel(QWidget):
                        self.recon_loss, self.noise, self.noise_level, self.sparsity, self.epochs, self.min_steps,
                        self.batch_size, self.device, self.seed):
             widget.setEnabled(not running)
+        own_images = not self._is_builtin(self.dataset.currentData() or "mnist")  # folders and files
+        self.image_size.setEnabled(not running and own_images)
+        self.image_channels.setEnabled(not running and own_images)
         for widget in self.plugin_fields.values():
             widget.setEnabled(not running)
         self.noise_level.setEnabled(not running and self.noise.currentData() != "none")
@@ -321,11 +560,12 @@ class TrainingPanel(QWidget):
     # -- persistence -----------------------------------------------------------------------
 
     def save_settings(self, settings: QSettings) -> None:
-        model, data, train = self.configs()
+        model, data, train = self._configs(resolve=False)  # Automatic kept as Automatic
         model = self._pending or model  # a plugin model whose plugin has not loaded yet is kept
         settings.setValue("panel/model", model.to_json())
         settings.setValue("panel/data", data.to_json())
         settings.setValue("panel/train", train.to_json())
+        settings.setValue(SETTINGS_RUN_LENGTH, 2)
 
     def restore_settings(self, settings: QSettings) -> None:
         from explorer.errors import ConfigError
@@ -338,9 +578,9 @@ class TrainingPanel(QWidget):
             return  # first launch, settings from another version, or junk: keep the defaults
         if model.preset not in PRESETS and not model.plugin:
             return
-        self.show_configs(model, data, train)
-        if '"min_steps"' in read_text(settings, "panel/train"):  # settings older than the field keep the default
-            self.min_steps.setValue(train.min_steps)  # including Off, which the user chose here
+        self.show_configs(model, data, train, resolved=False)
+        if not settings.contains(SETTINGS_RUN_LENGTH) and train.min_steps == OLD_DEFAULT_MIN_STEPS:
+            self.min_steps.setValue(MIN_STEPS)  # older versions' default, never chosen: the rule is Off now
 
     # -- model plugins -----------------------------------------------------------------------
 
