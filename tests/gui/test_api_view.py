@@ -148,11 +148,12 @@ def test_a_model_from_explorer_train_opens_with_its_record(qtbot, tmp_path, monk
     monkeypatch.setattr(main_window, "open_settings", lambda: (settings, None))
     torch.set_num_threads(1)
     model = explorer.train("vae", data={"images": mnist_test[0], "labels": mnist_test[1]}, epochs=1,
-                           latent_dim=2, batch_size=64)
+                           latent_dim=3, batch_size=64)
     v = explorer.view(model, block=False)
     qtbot.addWidget(v.window)
     qtbot.waitUntil(lambda: v.ready, timeout=30_000)
     assert v.window.loss_plot.point_count() > 0, "the run's curves come with the model"
+    assert v.window.panel.latent.value() == 3, "the training settings show the model's"
     assert v.window.continue_action.isEnabled() and v.window.save_action.isEnabled()
     out = tmp_path / "kept.safetensors"
     v.window.session.save(out)

@@ -89,6 +89,7 @@ class MainWindow(QMainWindow):
         self.session.timeline_changed.connect(self._update_for_state)
         self.session.given.connect(lambda line: self.statusBar().showMessage(line))
         self.session.given.connect(self._update_for_state)
+        self.session.given.connect(self._show_given_settings)
         self._follow_status()
 
         for spec in VIEWS:
@@ -237,6 +238,15 @@ class MainWindow(QMainWindow):
 
     def start_training(self) -> None:
         self.training.start()
+
+    def _show_given_settings(self, *_: object) -> None:
+        """A model handed over from Python with its record (explorer.train/load) fills the
+        training settings, as an opened file does; a user's own encoder and decoder has
+        no settings of the app's to show."""
+        s = self.session
+        if getattr(s.view_model, "trainable", True) and s.model_config is not None and s.data_config is not None \
+                and s.train_config is not None:
+            self.panel.show_configs(s.model_config, s.data_config, s.train_config)
 
     def _update_for_state(self, *_: object) -> None:
         for spec in ACTIONS:
