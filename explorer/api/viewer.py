@@ -11,10 +11,20 @@ The event loop, as napari handles it:
   (``%gui qt``; terminal IPython reports it as ``qt6``, ipykernel as ``qt``), returns at
   once, and the window stays live between cells;
 - it never makes a second QApplication, and never quits an application it did not make.
+
+Under ipykernel (7.x) the Qt integration runs Qt's loop until a message arrives on the shell
+socket. A request that the kernel's asyncio loop reads in the moment between two turns of
+Qt's loop is dispatched through two asyncio tasks, and the kernel's 1 ms "advance the event
+loop" callback can come due before they run: it enters Qt's loop again, which waits for the
+next message while the request waits for Qt's loop to return. The cell is not answered until
+another request comes (ipykernel issue #1554; notebooks run with "Run All" hang on it). So
+``view`` gives the kernel's Qt loop a timer that hands control back to the kernel every
+``KERNEL_WAKE_MS``, as ipykernel's own Tk and Wx loops poll.
 """
 
 from __future__ import annotations
 
+import atexit
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,8 +32,11 @@ from typing import Any
 import numpy as np
 
 from explorer.errors import UserError
+from explorer.runtime.threads import let_window_workers_finish
 
 QT_LOOPS = ("qt", "qt5", "qt6", "pyside6")
+OTHER_QT_BINDINGS = ("PyQt6", "PyQt5", "PySide2", "PyQt4", "PySide")
+KERNEL_WAKE_MS = 50  # how often the kernel's Qt loop hands control back to the kernel (see above)
 _VIEWERS: list[Viewer] = []  # open viewers stay alive while their windows are open
 _OWN_APP: list[Any] = []  # the QApplication this module made, if it made one
 
@@ -114,15 +127,65 @@ def _ipython_has_qt_loop(shell: Any) -> bool:
 
 
 def _ensure_ipython_qt_loop(shell: Any) -> bool:
-    """Turn on IPython's Qt integration if it is off; True when it is on after."""
-    if _ipython_has_qt_loop(shell):
-        return True
-    try:
-        shell.enable_gui("qt")
-    except Exception as exc:  # noqa: BLE001 - say it once, the window still opens
-        print(f"latent-explorer: could not turn on IPython's Qt event loop ({exc}); run %gui qt", file=sys.stderr)
-        return False
-    return _ipython_has_qt_loop(shell)
+    """Turn on IPython's Qt integration if it is off; True when it is on after. Under
+    ipykernel the kernel's Qt loop is also made to hand control back to the kernel now
+    and then (the module's docstring says why)."""
+    if not _ipython_has_qt_loop(shell):
+        try:
+            shell.enable_gui("qt")
+        except Exception as exc:  # noqa: BLE001 - say it once, the window still opens
+            print(f"latent-explorer: could not turn on IPython's Qt event loop ({exc}); run %gui qt",
+                  file=sys.stderr)
+            return False
+        if not _ipython_has_qt_loop(shell):  # terminal IPython with --simple-prompt has no input hook
+            print("latent-explorer: IPython's Qt event loop is off in this shell, so the window runs "
+                  "until it is closed", file=sys.stderr)
+            return False
+    _keep_kernel_responsive(shell)
+    return True
+
+
+def _keep_kernel_responsive(shell: Any) -> None:
+    """Under ipykernel with its Qt loop: a timer on that loop that quits it every
+    ``KERNEL_WAKE_MS``, so that a request the kernel has read but not yet run gets run
+    (ipykernel's own loop returns only on a new message). Once per kernel. Nothing outside
+    ipykernel: terminal IPython's input hook returns on every key press."""
+    kernel = getattr(shell, "kernel", None)
+    app = getattr(kernel, "app", None)
+    if getattr(app, "qt_event_loop", None) is None or getattr(kernel, "_latent_explorer_wake", None) is not None:
+        return
+    from PySide6.QtCore import QTimer
+
+    def hand_back() -> None:
+        # What ipykernel's exit_loop does on a message, and only while the kernel waits in
+        # its own loop (not in a cell that processes events itself). Looked up each time:
+        # %gui off and on again makes the kernel a new loop.
+        kernel_app = getattr(kernel, "app", None)
+        qt_loop = getattr(kernel_app, "qt_event_loop", None)
+        if qt_loop is None or not getattr(kernel_app, "_in_event_loop", False):
+            return
+        notifier = getattr(kernel, "_qt_notifier", None)
+        if notifier is not None:
+            notifier.setEnabled(False)  # the kernel turns it on again when it enters the loop again
+        qt_loop.quit()
+
+    timer = QTimer(app)
+    timer.setObjectName("latent-explorer kernel wake")
+    timer.setInterval(KERNEL_WAKE_MS)
+    timer.timeout.connect(hand_back)
+    timer.start()
+    kernel._latent_explorer_wake = timer
+
+
+def _check_qt_binding() -> None:
+    """Refuse, in one line, a process that already loaded another Qt binding: its Qt and
+    PySide6's cannot share a process or an application (IPython picks PyQt first when
+    %gui qt or matplotlib's Qt backend loads Qt before this does)."""
+    loaded = [name for name in OTHER_QT_BINDINGS if sys.modules.get(f"{name}.QtCore") is not None]
+    if loaded:
+        raise UserError(f"this Python session already uses {loaded[0]} for Qt, and Latent Explorer's window "
+                        "needs PySide6 (two Qt bindings cannot share a process): restart it and call "
+                        "explorer.view before anything else loads Qt, or set QT_API=pyside6 before %gui qt")
 
 
 def _application() -> Any:
@@ -195,6 +258,9 @@ def view(model: Any = None, *, encoder: Any = None, decoder: Any = None, images:
     under IPython/Jupyter; True or False forces either.
     """
     model, data = _prepare(model, encoder, decoder, images, labels, class_names, decoder_logits)
+    _check_qt_binding()
+    import PySide6.QtWidgets  # noqa: F401 - loaded first, so IPython's Qt integration picks PySide6
+
     shell = _ipython_shell()
     interactive = shell is not None and _ensure_ipython_qt_loop(shell)
     app = _application()
@@ -214,6 +280,9 @@ def view(model: Any = None, *, encoder: Any = None, decoder: Any = None, images:
         window.session.timeline = record.timeline
         window.session.timeline_changed.emit()
     window.show()
+    if not _VIEWERS:
+        atexit.unregister(let_window_workers_finish)  # registered once
+        atexit.register(let_window_workers_finish)
     viewer = Viewer(window)
     _VIEWERS[:] = [v for v in _VIEWERS if v.window.isVisible()] + [viewer]
     if block is None:

@@ -88,3 +88,20 @@ class SharedProgress:
     def read(self) -> tuple[float, str]:
         with self._lock:
             return self._fraction, self._label
+
+
+# The window's own short background tasks, on daemon threads: plugin discovery (imports each
+# plugin and builds its model) and a dataset probe. Python ends a daemon thread that is inside
+# torch at exit by aborting the process, so the exit waits for them (at most this long).
+WINDOW_WORKERS = ("latent-explorer-plugins", "latent-explorer-probe")
+WORKERS_AT_EXIT_S = 60.0
+
+
+def let_window_workers_finish() -> None:
+    """Before the interpreter stops (the app's exit, or atexit for a window opened from
+    Python): wait for the window's short background tasks. Without it a script that closed
+    its window within a second or two of opening it died in plugin discovery ("terminate
+    called without an active exception", exit status 134)."""
+    for thread in threading.enumerate():
+        if thread.daemon and thread.name in WINDOW_WORKERS and thread is not threading.current_thread():
+            thread.join(WORKERS_AT_EXIT_S)

@@ -99,4 +99,7 @@ def run(checkpoint: str | None, argv: list[str]) -> int:
     QTimer.singleShot(0, lambda: mark("ready"))  # the first event-loop turn after the window is up
     status = app.exec()
     window.session.shutdown()  # however the loop ended, no training thread outlives it
+    from explorer.runtime.threads import let_window_workers_finish
+
+    let_window_workers_finish()  # a daemon thread inside torch at exit aborts the process
     return status
