@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from explorer import cancellation
+
 METHODS = ("pca", "umap")
 INVERSE_NEIGHBOURS = 8
 MAX_POINTS = 20_000  # the whole MNIST test split with room; the graph is built in blocks
@@ -58,7 +60,7 @@ class LatentMap:
 
     def inverse(self, points: Any) -> Any:
         array, back = _as_array(points)
-        return back(self._inverse(array.reshape(-1, 2))[0])
+        return back(self._inverse_codes(array.reshape(-1, 2)))
 
     def inverse_with_confidence(self, points: Any) -> tuple[Any, Any]:
         """The codes, and for each point its distance to the nearest mapped point in units of
@@ -68,13 +70,14 @@ class LatentMap:
         return back(codes), back(distance.astype(np.float32))
 
     def _inverse(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        nearest = _nearest_distance(self.points, points)
+        return self._inverse_codes(points), nearest / max(self.scale, 1e-12)
+
+    def _inverse_codes(self, points: np.ndarray) -> np.ndarray:
         if self.linear is not None:
             origin, axes = self.linear
-            codes = origin + points @ axes
-        else:
-            codes = _blend(self.points, self.codes, points)
-        nearest = _nearest_distance(self.points, points)
-        return codes.astype(np.float32), nearest / max(self.scale, 1e-12)
+            return (origin + points @ axes).astype(np.float32)
+        return _blend(self.points, self.codes, points).astype(np.float32)
 
 
 def _as_array(value: Any) -> tuple[np.ndarray, Any]:
@@ -86,8 +89,13 @@ def _as_array(value: Any) -> tuple[np.ndarray, Any]:
 
 
 def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a2, b2 = (a * a).sum(1)[:, None], (b * b).sum(1)[None, :]
-    return np.maximum(a2 + b2 - 2 * a @ b.T, 0.0)
+    """Squared distances of every row of ``a`` to every row of ``b``, built in place (one
+    (len(a), len(b)) array, no temporaries of its size)."""
+    d2 = a @ b.T
+    d2 *= -2
+    d2 += (a * a).sum(1)[:, None]
+    d2 += (b * b).sum(1)[None, :]
+    return np.maximum(d2, 0.0, out=d2)
 
 
 def _nearest_distance(reference: np.ndarray, queries: np.ndarray, block: int = 2048) -> np.ndarray:
@@ -149,7 +157,6 @@ def fit_neighbour_map(codes: np.ndarray, *, neighbours: int = 15, epochs: int = 
     attraction along its edges and repulsion from random points, UMAP's curve with
     min_dist 0.1 (a=1.58, b=0.9). ``init`` (N, 2) starts from an earlier map, so a refresh
     during training does not move clusters around; otherwise PCA starts it."""
-    generator = torch.Generator().manual_seed(seed)
     x = torch.as_tensor(codes, dtype=torch.float32)
     n = len(x)
     k = max(2, min(neighbours, n - 1))
@@ -159,38 +166,74 @@ def fit_neighbour_map(codes: np.ndarray, *, neighbours: int = 15, epochs: int = 
     graph = torch.sparse_coo_tensor(torch.stack([rows, idx.reshape(-1)]), weights.reshape(-1), (n, n),
                                     check_invariants=True).coalesce()
     sym = (graph + graph.t() - graph * graph.t()).coalesce()
-    heads, tails = sym.indices()
-    strength = sym.values()
+    heads, tails = (i.numpy() for i in sym.indices())
+    strength = sym.values().double().numpy()
     if init is None:
         centred = x - x.mean(0)
         _, _, v = torch.linalg.svd(centred, full_matrices=False)
         start = centred @ v[:2].T
-        start = start / start.std().clamp(min=1e-6) * 3
+        start = (start / start.std().clamp(min=1e-6) * 3).numpy()
     else:
-        start = torch.as_tensor(init, dtype=torch.float32)
-    y = start.clone().requires_grad_(True)
-    a, b = 1.58, 0.9
-    optimiser = torch.optim.Adam([y], lr=0.5)
-    edges = len(heads)
-    batch = min(edges, 32_768)
-    negatives = 5
+        start = np.asarray(init, dtype=np.float32)
+    return _layout(start, heads, tails, strength, epochs=epochs, seed=seed, progress=progress)
+
+
+def _layout(start: np.ndarray, heads: np.ndarray, tails: np.ndarray, strength: np.ndarray, *, epochs: int,
+            seed: int, progress: Any = None, negatives: int = 5, a: float = 1.58, b: float = 0.9,
+            lr: float = 0.5) -> np.ndarray:
+    """Minimise UMAP's cross-entropy over the graph (edges ``heads``-``tails`` of weight
+    ``strength``) from ``start`` (N, 2), with Adam and a learning rate falling from ``lr``.
+    Each epoch takes every edge with probability weight / largest weight and ``negatives``
+    random points per edge taken, and applies the loss's closed-form gradient.
+
+    NumPy on one thread, coordinates stored per axis: the gathers (``np.take`` on a 1-D
+    array), the ``bincount`` scatters and the float32 arithmetic cost about a third of the
+    same loop under autograd with two torch threads (whose backward of the indexing, and
+    ``multinomial``, dominated it)."""
+    rng = np.random.default_rng(seed)
+    n = len(start)
+    coords = np.ascontiguousarray(np.asarray(start, dtype=np.float32).T)  # (2, N): one array per axis
+    keep = (strength / max(float(strength.max()), 1e-12)).astype(np.float32)
+    heads, tails = heads.astype(np.int64), tails.astype(np.int64)
+    first, second = np.zeros_like(coords), np.zeros_like(coords)  # Adam's moments
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    a32, b32, floor = np.float32(a), np.float32(b), np.float32(1e-8)
     for epoch in range(epochs):
-        for param in optimiser.param_groups:
-            param["lr"] = 0.5 * (1 - epoch / epochs) + 0.01
-        pick = torch.multinomial(strength, batch, replacement=True, generator=generator)
-        h, t = heads[pick], tails[pick]
-        d2 = ((y[h] - y[t]) ** 2).sum(1)
-        attract = torch.log1p(a * d2.clamp(min=1e-8) ** b)
-        r = torch.randint(0, n, (batch * negatives,), generator=generator)
-        d2n = ((y[h.repeat(negatives)] - y[r]) ** 2).sum(1)
-        repel = -torch.log((1 - 1 / (1 + a * d2n.clamp(min=1e-8) ** b)).clamp(min=1e-4))
-        loss = attract.mean() + repel.mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+        cancellation.check()
+        picked = np.flatnonzero(rng.random(len(keep), dtype=np.float32) < keep)
+        if len(picked) == 0:
+            continue
+        h, t = heads[picked], tails[picked]
+        grad = np.zeros((2, n))
+        # Attraction along the picked edges: d/d(d2) of log(1 + a d2^b).
+        dx = [np.take(c, h) - np.take(c, t) for c in coords]
+        d2 = np.maximum(dx[0] * dx[0] + dx[1] * dx[1], floor)
+        power = np.exp(b32 * np.log(d2))
+        pull = np.float32(2 * a * b / len(h)) * power / (d2 * (1 + a32 * power))
+        for axis in range(2):
+            g = dx[axis] * pull
+            grad[axis] += np.bincount(h, g, n) - np.bincount(t, g, n)
+        # Repulsion from random points: d/d(d2) of -log(q / (1 + q)), q = a d2^b, where
+        # q / (1 + q) is above the loss's clamp (1e-4).
+        hn = np.tile(h, negatives)
+        r = rng.integers(0, n, len(hn))
+        dx = [np.take(c, hn) - np.take(c, r) for c in coords]
+        d2 = np.maximum(dx[0] * dx[0] + dx[1] * dx[1], floor)
+        q = a32 * np.exp(b32 * np.log(d2))
+        push = np.where(q > np.float32(1e-4) * (1 + q), np.float32(-2 * b / len(hn)) / (d2 * (1 + q)), np.float32(0))
+        for axis in range(2):
+            g = dx[axis] * push
+            grad[axis] += np.bincount(hn, g, n) - np.bincount(r, g, n)
+        # Adam, as torch.optim.Adam steps.
+        rate = lr * (1 - epoch / epochs) + 0.01
+        first = beta1 * first + (1 - beta1) * grad
+        second = beta2 * second + (1 - beta2) * grad * grad
+        step = epoch + 1
+        denom = np.sqrt(second) / math.sqrt(1 - beta2 ** step) + eps
+        coords -= (rate / (1 - beta1 ** step) * first / denom).astype(np.float32)
         if progress is not None and epoch % 10 == 0:
             progress(epoch / epochs, "Fitting the map")
-    return y.detach().numpy().astype(np.float32)
+    return np.ascontiguousarray(coords.T)
 
 
 def fit_map(codes: np.ndarray, method: str = "pca", *, previous: LatentMap | None = None, seed: int = 0,
@@ -225,9 +268,12 @@ def fit_map(codes: np.ndarray, method: str = "pca", *, previous: LatentMap | Non
         if previous is not None and previous.method == method and previous.codes.shape[1] == codes.shape[1]:
             init = previous.transform(codes[subset])
         fitted_points = fit_neighbour_map(codes[subset], seed=seed, init=init, progress=progress)
-        points = fitted_points if len(subset) == len(codes) else \
-            _blend(codes[subset].astype(np.float64), fitted_points.astype(np.float64), codes).astype(np.float32)
+        points = np.empty((len(codes), 2), dtype=np.float32)
         points[subset] = fitted_points
+        rest = np.setdiff1d(np.arange(len(codes)), subset, assume_unique=True)
+        if len(rest):
+            points[rest] = _blend(codes[subset].astype(np.float64), fitted_points.astype(np.float64),
+                                  codes[rest].astype(np.float64))
         fitted = LatentMap(method, codes, points)
     fitted.scale = _neighbour_scale(fitted.points)
     fitted.fit_seconds = time.perf_counter() - start

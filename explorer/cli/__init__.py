@@ -1,6 +1,9 @@
 """The command line: a contract outside scripts rely on (docs/architecture.md, "The command line").
 
 User mistakes end as one sentence on stderr and exit status 2; no tracebacks for them.
+Names and paths (a preset, a checkpoint, a dataset, the folder of an output) are checked
+by each command's ``check_*_args`` before torch is imported, so such a mistake is refused
+in milliseconds, not after the seconds torch takes to load.
 Every output path is proven writable before any work starts, and every file is written
 atomically (explorer.atomic). SIGINT, SIGTERM and SIGHUP all interrupt like Ctrl+C; an
 interrupted or diverged ``train`` never replaces an existing file at ``--out`` (it saves
@@ -13,22 +16,31 @@ share (common.py). ``main`` dispatches.
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from explorer.cli.anomaly import cmd_anomaly
-from explorer.cli.common import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_PROCESS_LOST, EXIT_USER_ERROR, _error
-from explorer.cli.encode import cmd_encode
-from explorer.cli.evaluate import cmd_evaluate
-from explorer.cli.export import cmd_export
-from explorer.cli.generate import cmd_generate
+from explorer.cli.anomaly import check_anomaly_args, cmd_anomaly
+from explorer.cli.common import (
+    EXIT_DIVERGED,
+    EXIT_INTERRUPTED,
+    EXIT_PROCESS_LOST,
+    EXIT_USER_ERROR,
+    _error,
+    _other_rank,
+    check_checkpoint,
+)
+from explorer.cli.encode import check_encode_args, cmd_encode
+from explorer.cli.evaluate import check_evaluate_args, cmd_evaluate
+from explorer.cli.export import check_export_args, cmd_export
+from explorer.cli.generate import check_generate_args, cmd_generate
 from explorer.cli.parse import build_parser
 from explorer.cli.plugins import cmd_plugins
-from explorer.cli.reconstruct import cmd_reconstruct
+from explorer.cli.reconstruct import check_reconstruct_args, cmd_reconstruct
 from explorer.cli.signals import _import_while_starting, _Signals
-from explorer.cli.sweep import cmd_sweep
-from explorer.cli.timeline import cmd_timeline
-from explorer.cli.train import cmd_train
+from explorer.cli.sweep import check_sweep_args, cmd_sweep
+from explorer.cli.timeline import check_timeline_args, cmd_timeline
+from explorer.cli.train import check_train_args, cmd_train
 
 __all__ = ["EXIT_DIVERGED", "EXIT_INTERRUPTED", "EXIT_PROCESS_LOST", "EXIT_USER_ERROR", "build_parser", "cmd_anomaly",
            "cmd_encode", "cmd_evaluate", "cmd_export", "cmd_generate", "cmd_plugins", "cmd_reconstruct", "cmd_sweep",
@@ -47,6 +59,20 @@ _OOM_ADVICE = {
     "sweep": ("a smaller --batch-size", "fewer runs or fewer images (--limit)"),
     "export": ("one part at a time (--part encoder or --part decoder)", "a machine with more memory"),
 }
+
+def _no_checks(args: argparse.Namespace) -> None:
+    """A command with no names or paths to check."""
+
+
+# Each command's checks of names and paths, which import no torch (the command itself is looked
+# up when it runs, so a test may replace it here).
+CHECKS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "train": check_train_args, "evaluate": check_evaluate_args, "generate": check_generate_args,
+    "timeline": check_timeline_args, "sweep": check_sweep_args, "plugins": _no_checks,
+    "reconstruct": check_reconstruct_args, "encode": check_encode_args, "anomaly": check_anomaly_args,
+    "export": check_export_args,
+}
+
 
 def main(argv: Sequence[str] | None = None, *, process: bool = False) -> int:
     """Run one command. ``process`` (the entry points): this process ends when the command
@@ -73,6 +99,12 @@ def _main(argv: Sequence[str] | None, process: bool = False) -> int:
     if command == "gui":
         from explorer.app import missing_display, run_gui
 
+        if getattr(args, "checkpoint", None) is not None:
+            try:
+                check_checkpoint(args.checkpoint)  # one line now, not a dialog after Qt and torch load
+            except UserError as exc:
+                _error(exc)
+                return EXIT_USER_ERROR
         no_display = missing_display()
         if no_display is not None:  # Qt would abort the process (status 134) instead of saying so
             _error(no_display)
@@ -82,6 +114,12 @@ def _main(argv: Sequence[str] | None, process: bool = False) -> int:
                "sweep": cmd_sweep, "plugins": cmd_plugins,
                "reconstruct": cmd_reconstruct, "encode": cmd_encode, "anomaly": cmd_anomaly,
                "export": cmd_export}[command]
+    try:
+        CHECKS[command](args)  # names and paths: refused before torch is imported
+    except UserError as exc:
+        if not _other_rank():  # under torchrun, rank 0 alone says it
+            _error(exc)
+        return EXIT_USER_ERROR
     if process:
         _import_while_starting()
     with _Signals(restore=not process) as signals:

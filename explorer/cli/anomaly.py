@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from explorer.cli.common import _load, _one_line
+from explorer.cli.common import _load, _one_line, check_checkpoint
 from explorer.cli.signals import _Signals
+
+
+def check_anomaly_args(args: argparse.Namespace) -> None:
+    """The checkpoint's path, before torch is imported."""
+    check_checkpoint(args.checkpoint)
 
 
 def cmd_anomaly(args: argparse.Namespace, signals: _Signals | None = None) -> int:

@@ -1,9 +1,12 @@
-"""What every command shares: exit codes, one-line errors, output paths, loading a checkpoint, progress bars."""
+"""What every command shares: exit codes, one-line errors, output paths, the checks of names and paths made
+before torch is imported, loading a checkpoint, progress bars."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,10 +42,132 @@ def _output_path(text: str, allowed: tuple[str, ...]) -> Path:
     path = Path(text)
     if path.is_dir():
         raise UserError(f"cannot write {path}: it is a folder; give a file name ending in {' or '.join(allowed)}")
+    if text.endswith(("/", os.sep)):  # Path() drops the slash: "x.npy/" would pass for a file name
+        raise UserError(f"cannot write {_one_line(text, 200)}: that is a folder's name; give a file name ending in "
+                        f"{' or '.join(allowed)}")
     suffix = path.suffix.lower()
     if suffix not in allowed:
         raise UserError(f"{path.name or path}: the output must end in {' or '.join(allowed)}")
     return check_writable(path)
+
+# -- checks made before torch is imported ---------------------------------------------------------
+# Each command's ``check_*`` runs these before the command imports torch (2 s, more on a busy
+# machine), so that a mistyped name or path is refused at once, in one line. Nothing here
+# imports torch, numpy or Qt (tests/unit/test_cli_early.py runs them in a fresh interpreter).
+
+# The built-in datasets (explorer.data.BUILTIN, whose package imports torch) and their images'
+# (channels, height, width): --image-size and --channels do not apply to them.
+BUILTIN_DATASETS = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "kmnist": (1, 28, 28),
+                    "cifar10": (3, 32, 32)}
+
+ARRAY_SUFFIXES = (".npz", ".npy")  # explorer.data.arrays.ARRAY_SUFFIXES
+
+# The variables torchrun sets (explorer.training.distributed.under_torchrun).
+_TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _other_rank() -> bool:
+    """Whether this is a torchrun process other than rank 0, which says nothing: rank 0 says
+    what is wrong (explorer.training.distributed.env_rank, without importing torch)."""
+    if not all(os.environ.get(k) for k in _TORCHRUN_ENV):
+        return False
+    rank = os.environ["RANK"].strip()
+    return rank.isdigit() and int(rank) != 0
+
+
+def _shown(text: object) -> str:
+    return _one_line(text, 200)
+
+
+def check_model(name: str, option: str = "--model") -> None:
+    """A built-in preset or an installed model plugin's name (read from the packages'
+    metadata: no plugin is imported); else ConfigError naming what there is. Whether an
+    installed plugin works is found when it is loaded."""
+    from explorer.errors import ConfigError
+    from explorer.presets import PRESETS
+
+    if name in PRESETS:
+        return
+    from explorer.plugins import installed
+
+    plugins = sorted({found for found, _, _ in installed()})
+    if name in plugins:
+        return
+    more = f"; model plugins: {', '.join(plugins)}" if plugins else ""
+    raise ConfigError(f"{option}: unknown model preset {_echo(name)}; choose one of {', '.join(PRESETS)}{more}")
+
+
+def check_checkpoint(text: str) -> None:
+    """A checkpoint argument that names a regular file (not a folder, a FIFO or a device);
+    else CheckpointError in one line. Only the file's type is looked at: reading it, and
+    checking what it holds, is load_checkpoint's work."""
+    from explorer.errors import CheckpointError
+    from explorer.safe_files import kind
+
+    if "\x00" in text:
+        raise CheckpointError(f"{_echo(text)} is not a file name (it holds a NUL character)")
+    if not text:
+        raise CheckpointError("the checkpoint's name is empty; give a .safetensors file")
+    try:
+        info = os.stat(text)
+    except (FileNotFoundError, NotADirectoryError):
+        if os.path.islink(text):
+            raise CheckpointError(f"{_shown(text)} is a broken link") from None
+        raise CheckpointError(f"{_shown(text)} does not exist") from None
+    except OSError as exc:
+        raise CheckpointError(f"{_shown(text)} cannot be read ({exc.strerror or exc})") from None
+    except ValueError:  # a name the OS cannot take (too long for a path, say)
+        raise CheckpointError(f"{_echo(text)} is not a file name") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise CheckpointError(f"{_shown(text)} is a folder, not a checkpoint file")
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(f"{_shown(text)} is {kind(info.st_mode)}, not a regular file")
+
+
+def check_dataset(name: str, image_size: int | None = None, channels: int | None = None,
+                  option: str = "--dataset") -> None:
+    """A built-in dataset's name, a folder, or a .npz/.npy file that is there; else DataError
+    in one line. ``--image-size`` and ``--channels`` (``image_size``, ``channels``) apply to
+    folders and NumPy files only: asking a built-in dataset for another size or other
+    channels is refused rather than ignored."""
+    from explorer.display import plural
+    from explorer.errors import DataError
+    from explorer.safe_files import kind
+
+    if "\x00" in name:
+        raise DataError(f"{option} {_echo(name)} is not a name or a folder (it holds a NUL character)")
+    if not name.strip():
+        raise DataError(f"{option} is empty; give a dataset's name, a folder of images or a .npz/.npy file")
+    shape = BUILTIN_DATASETS.get(name)
+    if shape is not None:
+        if image_size is not None and image_size != shape[1]:
+            raise DataError(f"--image-size applies to image folders and NumPy files; {name} is "
+                            f"{shape[1]}x{shape[2]}")
+        if channels is not None and channels != shape[0]:
+            raise DataError(f"--channels applies to image folders and NumPy files; {name} has "
+                            f"{plural(shape[0], 'channel')}")
+        return
+    choices = f"give {', '.join(BUILTIN_DATASETS)}, a folder of images or a .npz/.npy file"
+    shown = name if name.isprintable() else ascii(name)[1:-1]  # as the loaders write a name
+    array = Path(name).suffix.lower() in ARRAY_SUFFIXES
+    try:
+        info = os.stat(name if array else os.path.expanduser(name))  # folders are read with ~ expanded
+    except (FileNotFoundError, NotADirectoryError):
+        if array:  # the words of explorer.data.arrays
+            raise DataError(f"{shown} does not exist") from None
+        if any(sep in name for sep in ("/", os.sep, "~")):
+            raise DataError(f"{_shown(name)} does not exist; {choices}") from None
+        raise DataError(f"{_shown(name)} is not a built-in dataset, and no folder or file of that name is here; "
+                        f"{choices}") from None
+    except (OSError, ValueError):
+        return  # the loader says what is wrong (a name too long, a folder it may not look into)
+    if array:  # the words of explorer.data.arrays (explorer.safe_files.open_regular)
+        if not stat.S_ISREG(info.st_mode):
+            raise DataError(f"{shown} is {kind(info.st_mode)}, not a regular file")
+    elif not stat.S_ISDIR(info.st_mode):
+        raise DataError(f"{_shown(name)} is not a folder of images, a .npz/.npy file or a built-in dataset; "
+                        f"{choices}")
+
 
 def _save_npy(path: Path, array: Any) -> None:
     from explorer.analysis.export import save_npy

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-from explorer.cli.common import _load, _load_data, _output_path
+from explorer.cli.common import _load, _load_data, _output_path, check_checkpoint
 from explorer.cli.signals import _Signals
+
+SUFFIXES = (".npy", ".csv")
+
+
+def check_encode_args(args: argparse.Namespace) -> None:
+    """--out and the checkpoint's path, before torch is imported."""
+    _output_path(args.out, SUFFIXES)
+    check_checkpoint(args.checkpoint)
 
 
 def cmd_encode(args: argparse.Namespace, signals: _Signals | None = None) -> int:
     from explorer.analysis.export import save_codes
     from explorer.analysis.latents import encode_images
 
-    out = _output_path(args.out, (".npy", ".csv"))
+    out = _output_path(args.out, SUFFIXES)
     ckpt, model, dev = _load(args.checkpoint)
     data = _load_data(ckpt)
     images = data.train_images if args.split == "train" else data.test_images

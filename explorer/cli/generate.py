@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import argparse
 
-from explorer.cli.common import _load, _output_path, _save_npy
+from explorer.cli.common import _load, _output_path, _save_npy, check_checkpoint
 from explorer.cli.signals import _Signals
+
+SUFFIXES = (".png", ".npy")
+
+
+def check_generate_args(args: argparse.Namespace) -> None:
+    """--out or --folder, and the checkpoint's path, before torch is imported."""
+    if args.out is not None:
+        _output_path(args.out, SUFFIXES)
+    else:
+        from explorer.atomic import check_writable_folder
+
+        check_writable_folder(args.folder)
+    check_checkpoint(args.checkpoint)
 
 
 def cmd_generate(args: argparse.Namespace, signals: _Signals | None = None) -> int:
     import torch
 
     from explorer.analysis.grids import image_grid, save_png
+    from explorer.display import plural
     from explorer.errors import UserError
 
-    out = _output_path(args.out, (".png", ".npy")) if args.out is not None else None
+    out = _output_path(args.out, SUFFIXES) if args.out is not None else None
     if out is None:
         from explorer.atomic import check_writable_folder
 
@@ -50,7 +64,7 @@ def cmd_generate(args: argparse.Namespace, signals: _Signals | None = None) -> i
 
         written = write_image_folder(args.folder, images.numpy(), None if y is None else y.numpy(),
                                      ckpt.class_names)
-        print(f"wrote {len(written)} images to {args.folder}")
+        print(f"wrote {plural(len(written), 'image')} to {args.folder}")
         return 0
     if out.suffix.lower() == ".npy":
         _save_npy(out, images.numpy())

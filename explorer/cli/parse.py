@@ -65,6 +65,11 @@ LATENT = _int_in(1, 65_536, " dimensions")
 
 IMAGE_SIZE = _int_in(4, 512, " pixels")
 
+def _min_steps(text: str) -> int:
+    from explorer.config import MAX_MIN_STEPS
+
+    return _whole_number(text, 0, MAX_MIN_STEPS, " steps")
+
 IMAGES = _int_in(1, 2**31 - 1, " images")
 
 N_OUT = _int_in(1, 1_000_000, " images per call")
@@ -193,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("gui", help="open the app (optionally with a trained model)")
-    p.add_argument("checkpoint", nargs="?", help="a checkpoint to open")
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint (.safetensors) to open")
 
     p = sub.add_parser("train", help="train a model and save a checkpoint",
                        description="Train a model. Presets: " + "; ".join(f"{k}: {v.description}"
@@ -207,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mnist (bundled), fashion-mnist, kmnist, cifar10 (downloaded once), a folder of images, "
                         "or a NumPy file (.npz with images=, optional labels= and class_names=; or .npy images)")
     p.add_argument("--epochs", type=EPOCHS, help="default: the preset's")
+    p.add_argument("--min-steps", type=_min_steps, default=0, metavar="N",
+                   help="train more epochs than --epochs if that many are needed to take at least N optimisation "
+                        "steps (small datasets); the first line says the plan (default 0: exactly --epochs, as "
+                        "the window's At least (steps) Off)")
     p.add_argument("--latent-dim", type=LATENT, help="default: the preset's")
     p.add_argument("--hidden", type=_int_list, metavar="N,N", help="hidden layer sizes, e.g. 512,256")
     p.add_argument("--batch-size", type=BATCH, help="default: the preset's")
@@ -222,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for image folders and NumPy files: resize to this (default: folders 32, files as they are)")
     p.add_argument("--channels", type=int, choices=(1, 3),
                    help="for image folders and NumPy files: 1 or 3 (default automatic)")
-    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="bf16: matrix products in bfloat16 (float32 weights and losses); auto uses it where "
                         "it is fast (CPUs with AVX512-BF16/AMX, recent GPUs)")
@@ -232,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=IMAGES, help="use only the first N images of each split")
     p.add_argument("--binarize", choices=BINARIZE_MODES, default="none",
                    help=BINARIZE_HELP + " (default none)")
-    p.add_argument("--seed", type=SEEDS, default=0)
+    p.add_argument("--seed", type=SEEDS, default=0,
+                   help="random seed (default 0): the same seed and options train the same model")
     p.add_argument("--no-timeline", action="store_true",
                    help="do not record the training timeline (the plane, KL, losses and the decoder at each epoch "
                         "end, kept in the checkpoint for replay and `timeline` films; about 0.7 MB per epoch for "
@@ -247,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "latent space",
                        description="Evaluate a checkpoint on its test split. With no metric option: the test loss. "
                                    "Each option adds one group; --all adds every group that applies.")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="the checkpoint (.safetensors) to evaluate")
     p.add_argument("--dataset", help="evaluate on this dataset instead (a name or a folder of images with the "
                                      "model's image shape; read at the model's size and channels)")
     p.add_argument("--binarize", choices=BINARIZE_MODES,
@@ -269,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=SEEDS, default=0, help="seed of the posterior and prior samples (default 0)")
     p.add_argument("--save", action="store_true",
                    help="keep the numbers in the checkpoint (rewritten atomically; the window shows them)")
-    p.add_argument("--device", default="auto", choices=DEVICES)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object (metrics keyed as in the table)")
 
     p = sub.add_parser("sweep", help="train a grid of runs (together where they share an architecture)",
                        description="Train every combination of the values given (comma-separated), one checkpoint "
@@ -294,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=EPOCHS, help="default: the preset's")
     p.add_argument("--batch-size", type=BATCH, help="default: the preset's")
     p.add_argument("--lr", type=_float_in(0.0, 10.0, "the learning rate"), help="default: the preset's")
-    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object per run at the end")
     p.add_argument("--out-dir", required=True, metavar="DIR", help="a new or empty folder (nothing is overwritten)")
     p.add_argument("--resume", action="store_true",
@@ -311,38 +321,44 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("timeline", help="export a checkpoint's training timeline as a film (GIF or MP4)",
                        description="The latent plane through the run, one frame per recorded epoch, classes "
                                    "coloured, with the epoch and the test loss written on each frame.")
-    p.add_argument("checkpoint")
-    p.add_argument("--out", required=True, metavar="FILM.gif|FILM.mp4")
+    p.add_argument("checkpoint", help="a checkpoint trained with its timeline (the default)")
+    p.add_argument("--out", required=True, metavar="FILM.gif|FILM.mp4", help="the film to write (.gif, or .mp4 "
+                                                                            "with imageio-ffmpeg)")
     p.add_argument("--fps", type=_int_in(1, 60, " frames per second"), default=4, help="frames per second (default 4)")
     p.add_argument("--manifold", action="store_true", help="draw the decoded manifold under the points")
 
     p = sub.add_parser("generate", help="sample new images (VAE family)")
-    p.add_argument("checkpoint")
-    p.add_argument("--n", type=N_OUT, default=64)
+    p.add_argument("checkpoint", help="a checkpoint of the VAE family (vae, beta-vae, conv-vae, cvae, conv-cvae)")
+    p.add_argument("--n", type=N_OUT, default=64,
+                   help="how many images (default 64; per class with --folder for conditional models)")
     p.add_argument("--label", type=_int_in(-(2**63), 2**63 - 1), help="class to generate (conditional models)")
-    p.add_argument("--seed", type=SEEDS, default=0)
+    p.add_argument("--seed", type=SEEDS, default=0, help="seed of the codes drawn from the prior (default 0)")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--out", metavar="FILE.png|FILE.npy")
+    target.add_argument("--out", metavar="FILE.png|FILE.npy",
+                        help="one image grid (.png) or the images as an (N, C, H, W) float32 array (.npy)")
     target.add_argument("--folder", metavar="DIR",
                         help="write an image folder (class/0001.png; --n per class for conditional models) "
                              "plus images.npy, loadable as a dataset")
 
     p = sub.add_parser("anomaly", help="anomaly scores of the test split: normal classes against the rest")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="the checkpoint whose scores to compute")
     p.add_argument("--normal", type=_class_list, metavar="K,K",
                    help="the normal classes (default: the classes the model was trained on)")
     p.add_argument("--per-image", action="store_true", help="also print every test image's score")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("reconstruct", help="test images and their reconstructions")
-    p.add_argument("checkpoint")
-    p.add_argument("--n", type=N_OUT, default=16)
-    p.add_argument("--out", required=True, metavar="FILE.png|FILE.npy")
+    p.add_argument("checkpoint", help="the checkpoint whose model reconstructs")
+    p.add_argument("--n", type=N_OUT, default=16, help="how many test images (default 16)")
+    p.add_argument("--out", required=True, metavar="FILE.png|FILE.npy",
+                   help="a grid of originals above reconstructions (.png) or the reconstructions as an "
+                        "(N, C, H, W) float32 array (.npy)")
 
     p = sub.add_parser("encode", help="latent codes (means) of a split")
-    p.add_argument("checkpoint")
-    p.add_argument("--split", choices=("train", "test"), default="test")
-    p.add_argument("--out", required=True, metavar="FILE.npy|FILE.csv")
+    p.add_argument("checkpoint", help="the checkpoint whose encoder to use")
+    p.add_argument("--split", choices=("train", "test"), default="test", help="which split to encode (default test)")
+    p.add_argument("--out", required=True, metavar="FILE.npy|FILE.csv",
+                   help="the codes as an (N, latent) array (.npy) or a table with the labels (.csv)")
 
     from explorer.export import FORMATS, PARTS
 
@@ -352,13 +368,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "images in [0, 1] (N, C, H, W); encoders take such images and return the mean "
                                    "code (and the log-variance for the VAE family). The web page is one HTML file "
                                    "that runs an MLP decoder in the browser (README, 'Exporting a model').")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="the checkpoint to export")
     p.add_argument("--format", choices=FORMATS, help="default: from --out's suffix (.onnx, .pt2, .html)")
     p.add_argument("--part", choices=PARTS,
                    help="default: both for onnx and pt2 (written beside --out as NAME.encoder.SUFFIX and "
                         "NAME.decoder.SUFFIX), the decoder for web")
-    p.add_argument("--out", required=True, metavar="PATH.onnx|PATH.pt2|PATH.html")
+    p.add_argument("--out", required=True, metavar="PATH.onnx|PATH.pt2|PATH.html",
+                   help="the file to write; its suffix picks the format unless --format says")
     return parser
+
+DEVICE_HELP = "where to run: auto picks CUDA, then Apple's MPS, then the CPU (default auto)"
 
 BINARIZE_HELP = ("binary pixels: dynamic draws each training pixel as Bernoulli(intensity) every batch, static "
                  "binarises the training images once (seeded); the test split is binarised once with a fixed seed "

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from explorer.cli.common import _load, _load_data, _output_path, _save_npy
+from explorer.cli.common import _load, _load_data, _output_path, _save_npy, check_checkpoint
 from explorer.cli.signals import _Signals
+
+SUFFIXES = (".png", ".npy")
+
+
+def check_reconstruct_args(args: argparse.Namespace) -> None:
+    """--out and the checkpoint's path, before torch is imported."""
+    _output_path(args.out, SUFFIXES)
+    check_checkpoint(args.checkpoint)
 
 
 def cmd_reconstruct(args: argparse.Namespace, signals: _Signals | None = None) -> int:
@@ -14,7 +22,7 @@ def cmd_reconstruct(args: argparse.Namespace, signals: _Signals | None = None) -
     from explorer.analysis.grids import pairs_grid, save_png
     from explorer.data import to_float
 
-    out = _output_path(args.out, (".png", ".npy"))
+    out = _output_path(args.out, SUFFIXES)
     ckpt, model, dev = _load(args.checkpoint)
     data = _load_data(ckpt)
     n = min(args.n, data.test_images.shape[0])

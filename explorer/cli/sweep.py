@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
-from explorer.cli.common import EXIT_INTERRUPTED, _one_line, _strict_json
+from explorer.cli.common import EXIT_INTERRUPTED, _one_line, _strict_json, check_dataset, check_model
 from explorer.cli.signals import _Signals
+from explorer.display import plural
+
+
+def check_sweep_args(args: argparse.Namespace) -> None:
+    """--model, --dataset and --out-dir (a folder, or a new one that can be made), before torch is
+    imported; whether the folder holds this sweep is for the command (check_out_dir)."""
+    from explorer.atomic import WriteError, check_writable_folder
+
+    check_model(args.model)
+    check_dataset(args.dataset)
+    out = Path(args.out_dir)
+    if not os.path.lexists(out):
+        check_writable_folder(out)
+    elif not out.is_dir():
+        raise WriteError(f"cannot write into {_one_line(out, 200)}: it is a file, not a folder")
 
 
 def cmd_sweep(args: argparse.Namespace, signals: _Signals | None = None) -> int:
@@ -33,10 +50,10 @@ def cmd_sweep(args: argparse.Namespace, signals: _Signals | None = None) -> int:
     groups = group_runs(todo)
     if not args.json:
         if found.finished:
-            print(f"resuming the sweep in {_one_line(found.path)}: {len(found.finished)} of {len(plan)} runs are "
-                  f"finished", file=sys.stderr)
+            print(f"resuming the sweep in {_one_line(found.path)}: {_finished(len(found.finished), len(plan))}",
+                  file=sys.stderr)
         if todo:
-            print(f"sweep of {len(todo)} runs in {len(groups)} group(s) trained together: "
+            print(f"sweep of {plural(len(todo), 'run')} in {plural(len(groups), 'group')} trained together: "
                   + _one_line("; ".join(", ".join(r.name for r in g) for g in groups), 2000), file=sys.stderr)
     signals = signals or _Signals()
     bar = None
@@ -79,7 +96,7 @@ def cmd_sweep(args: argparse.Namespace, signals: _Signals | None = None) -> int:
             print_rows(stop.report.rows)
         more = len(signals.received) - 1
         print(f"latent-explorer: interrupted{signals.named()}; {_sweep_kept(stop.report)}"
-              + (f" ({more} more interrupt(s) waited until the files were complete)" if more > 0 else ""),
+              + (f" ({plural(more, 'more interrupt')} waited until the files were complete)" if more > 0 else ""),
               file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
@@ -90,13 +107,20 @@ def cmd_sweep(args: argparse.Namespace, signals: _Signals | None = None) -> int:
         print_rows(summary.rows)
     else:
         print(summary.markdown_path.read_text(encoding="utf-8"))
-        earlier = f" ({summary.earlier} finished earlier were kept)" if summary.earlier else ""
-        removed = (f"; removed {len(summary.removed)} interrupted checkpoint(s) that the finished runs replace"
-                   if summary.removed else "")
-        print(f"wrote {len(summary.rows) - summary.earlier} checkpoints{earlier}, {summary.csv_path.name} and "
-              f"{summary.markdown_path.name} to {_one_line(summary.out_dir)} in {summary.seconds:.1f} s{removed}",
+        earlier = (f" ({summary.earlier} finished earlier {'was' if summary.earlier == 1 else 'were'} kept)"
+                   if summary.earlier else "")
+        removed = (f"; removed {plural(len(summary.removed), 'interrupted checkpoint')} that the finished runs "
+                   "replace" if summary.removed else "")
+        print(f"wrote {plural(len(summary.rows) - summary.earlier, 'checkpoint')}{earlier}, "
+              f"{summary.csv_path.name} and {summary.markdown_path.name} to {_one_line(summary.out_dir)} in "
+              f"{summary.seconds:.1f} s{removed}",
               file=sys.stderr)
     return 0
+
+def _finished(done: int, runs: int) -> str:
+    """'2 of 4 runs are finished', '0 of 1 run is finished'."""
+    return f"{done:,} of {plural(runs, 'run')} {'is' if runs == 1 else 'are'} finished"
+
 
 def _sweep_kept(report) -> str:  # report: explorer.training.sweep.SweepReport
     """What an interrupted sweep wrote, by kind and name, and how far it is: one clause."""
@@ -108,19 +132,19 @@ def _sweep_kept(report) -> str:  # report: explorer.training.sweep.SweepReport
     if not report.written:
         kept = "nothing was written"
         if report.finished:
-            kept += f"; {where} holds the {report.finished} runs finished earlier"
+            kept += f"; {where} holds the {plural(report.finished, 'run')} finished earlier"
     else:
         pieces = []
         if report.finished_now:
-            pieces.append(f"{len(report.finished_now)} finished checkpoint(s) ({names(report.finished_now)})")
+            pieces.append(f"{plural(len(report.finished_now), 'finished checkpoint')} ({names(report.finished_now)})")
         if report.interrupted_now:
-            pieces.append(f"{len(report.interrupted_now)} interrupted run(s) saved beside their names "
+            pieces.append(f"{plural(len(report.interrupted_now), 'interrupted run')} saved beside their names "
                           f"({names(report.interrupted_now)})")
         tables = [n for n in report.written if n not in report.finished_now and n not in report.interrupted_now]
         pieces.append(", ".join(tables))
         kept = f"wrote {'; '.join(p for p in pieces if p)} to {where}"
     left = report.runs - report.finished
-    progress = f"{report.finished} of {report.runs} runs are finished"
+    progress = _finished(report.finished, report.runs)
     if left:
         progress += f"; the same command with --resume trains the other {left}"
     failed = "".join(f"; could not save {what}" for what in report.failed[:3])

@@ -21,8 +21,11 @@ from explorer.cli.common import (
     _one_line,
     _output_path,
     _strict_json,
+    check_dataset,
+    check_model,
 )
 from explorer.cli.signals import _Signals
+from explorer.display import plural
 
 
 def _epoch_line(ev, total: int) -> str:
@@ -33,9 +36,18 @@ def _epoch_line(ev, total: int) -> str:
     return (f"epoch {ev.epoch}/{total}  train {terms(ev.train)}  test {terms(ev.test)}  "
             f"{ev.samples_per_s:,.0f} samples/s  {ev.seconds:.1f} s")
 
+
+def check_train_args(args: argparse.Namespace) -> None:
+    """--out, --model and --dataset (with --image-size and --channels), before torch is imported."""
+    _output_path(args.out, (".safetensors",))
+    check_model(args.model)
+    check_dataset(args.dataset, args.image_size, args.channels)
+
+
 # -- commands -----------------------------------------------------------------------------
-# Fewer optimisation steps than this rarely train a model to anything recognisable; `train`
-# keeps epochs as asked (min_steps 0) but says so, where the window raises the epochs instead.
+# Fewer optimisation steps than this rarely train a model to anything recognisable
+# (explorer.training.run_length.FEW_STEPS); `train` keeps epochs as asked unless --min-steps
+# says otherwise, as the window does, and says so at the end.
 SHORT_RUN_STEPS = 500
 
 def cmd_train(args: argparse.Namespace, signals: _Signals | None = None) -> int:
@@ -99,7 +111,8 @@ def _cmd_train(args: argparse.Namespace, signals: _Signals | None = None) -> int
                                     settings=dict(args.settings or ()))
     train_config = train_config_for(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                     seed=args.seed, device=args.device, precision=args.precision,
-                                    compile=args.compile, timeline=not args.no_timeline)
+                                    compile=args.compile, timeline=not args.no_timeline,
+                                    min_steps=getattr(args, "min_steps", 0))
     resolve_device(args.device)  # fail before loading data if the device is missing
     if "\x00" in args.dataset:
         raise UserError(f"--dataset {args.dataset!r} is not a name or a folder (it holds a NUL character)")
@@ -127,6 +140,7 @@ def _train_run(args, signals, dist, out, model_config, train_config, data_config
     from explorer.errors import UserError
     from explorer.oom import is_out_of_memory
     from explorer.training.events import EpochEnd, Event, Notice, RunStarted, Snapshot, StepLoss
+    from explorer.training.run_length import RunPlan, describe_plan
 
     main_process = dist is None or dist.rank == 0
 
@@ -145,7 +159,7 @@ def _train_run(args, signals, dist, out, model_config, train_config, data_config
     for name, why in run.folder_report.skipped[:10]:
         say(f"latent-explorer: skipped {_one_line(name, 200)}: {_one_line(why, 200)}")
     if len(run.folder_report.skipped) > 10:
-        say(f"latent-explorer: skipped {len(run.folder_report.skipped) - 10} more files")
+        say(f"latent-explorer: skipped {plural(len(run.folder_report.skipped) - 10, 'more file')}")
     for note in run.folder_report.notes:
         say(f"latent-explorer: warning: {_one_line(note, 400)}")
 
@@ -154,6 +168,7 @@ def _train_run(args, signals, dist, out, model_config, train_config, data_config
     bar = None
     steps = 0  # the last logged global step: 0 until training has taken (and logged) a step
     epoch_now = 0  # the epoch being trained
+    planned_epochs = train_config.epochs  # the run's, once it started: more with --min-steps on small data
     snapshot: Snapshot | None = None  # the weights at the last epoch end
     every = args.checkpoint_every if main_process else None
     save_due = False
@@ -176,7 +191,7 @@ def _train_run(args, signals, dist, out, model_config, train_config, data_config
             raise KeyboardInterrupt(signals.received[-1])
 
     def on_event(ev: Event) -> None:
-        nonlocal bar, steps, snapshot, save_due, epoch_now
+        nonlocal bar, steps, snapshot, save_due, epoch_now, planned_epochs
         if isinstance(ev, StepLoss):
             steps = ev.global_step
             epoch_now = ev.epoch
@@ -188,11 +203,15 @@ def _train_run(args, signals, dist, out, model_config, train_config, data_config
         if not main_process:
             return
         if isinstance(ev, RunStarted):
+            planned_epochs = ev.epochs
             if not args.json:
-                procs = f", {dist.world_size} processes ({dist.backend})" if dist is not None else ""
+                plan = RunPlan(train_size=ev.train_size, batch_size=min(train_config.batch_size, ev.train_size),
+                               steps_per_epoch=ev.steps_per_epoch, asked_epochs=train_config.epochs,
+                               epochs=ev.epochs, min_steps=train_config.min_steps)
+                procs = f", {plural(dist.world_size, 'process')} ({dist.backend})" if dist is not None else ""
                 print(f"training {args.model} on {run.data.name} ({ev.train_size} train / {ev.test_size} test "
-                      f"images) on {ev.device} ({ev.precision}{', compiled' if ev.compiled else ''}{procs})",
-                      file=sys.stderr)
+                      f"images) on {ev.device} ({ev.precision}{', compiled' if ev.compiled else ''}{procs}): "
+                      f"{describe_plan(plan)}", file=sys.stderr)
             bar = tqdm(total=ev.epochs * ev.steps_per_epoch, unit="step", disable=not show_bar,
                        file=sys.stderr, dynamic_ncols=True)
         elif isinstance(ev, Notice):
@@ -213,7 +232,7 @@ def _train_run(args, signals, dist, out, model_config, train_config, data_config
                           "samples_per_s": ev.samples_per_s, "seconds": ev.seconds}
                 print(_strict_json(record), flush=True)
             else:
-                line = _epoch_line(ev, train_config.epochs)
+                line = _epoch_line(ev, planned_epochs)
                 (bar.write(line) if bar is not None and show_bar else print(line, flush=True))
 
     result = None
@@ -256,11 +275,11 @@ def _train_run(args, signals, dist, out, model_config, train_config, data_config
         _save(out, model, run, train_config, history, timeline=timeline)
         if signals.received:  # only after training: a signal during it would have interrupted it
             print(f"latent-explorer: interrupted{signals.named()} while saving; the save was finished first, "
-                  f"so {out} is the complete new model ({history.last_epoch} epochs)", file=sys.stderr)
+                  f"so {out} is the complete new model ({plural(history.last_epoch, 'epoch')})", file=sys.stderr)
             return EXIT_INTERRUPTED
     if result.global_step < SHORT_RUN_STEPS:
-        print(f"latent-explorer: this run took only {result.global_step:,} training steps, probably too few for "
-              f"the model to learn much; train more --epochs or on more images", file=sys.stderr)
+        print(f"latent-explorer: this run took only {plural(result.global_step, 'training step')}, probably too "
+              f"few for the model to learn much; train more --epochs or on more images", file=sys.stderr)
     if not args.json:
         print(f"saved {out}", file=sys.stderr)
     return 0
@@ -296,11 +315,12 @@ def _save_interrupted(out: Path, model, run, train_config, history, steps: int, 
     try:
         where = _save(out, model, run, train_config, history, beside="interrupted", timeline=timeline)
     except UserError as exc:
-        _error(f"{what} after {history.last_epoch} epoch(s), and the model could not be saved: {exc}")
+        _error(f"{what} after {plural(history.last_epoch, 'epoch')}, and the model could not be saved: {exc}")
         return EXIT_INTERRUPTED
     again = " (a second interrupt came during the save, which was finished first)" \
         if len(signals.received) > seen else ""
-    print(f"latent-explorer: {what} after {history.last_epoch} of {train_config.epochs} epoch(s) "
-          f"({steps:,} steps); saved the model so far to {where}{_untouched(out, where)}{again}",
+    epochs = "epoch" if train_config.epochs == 1 else "epochs"  # after 1 of 5 epochs; after 1 of 1 epoch
+    print(f"latent-explorer: {what} after {history.last_epoch} of {train_config.epochs} {epochs} "
+          f"({plural(steps, 'step')}); saved the model so far to {where}{_untouched(out, where)}{again}",
           file=sys.stderr)
     return EXIT_INTERRUPTED

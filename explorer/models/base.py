@@ -187,7 +187,9 @@ class LatentModel(nn.Module):
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw ``n`` images from the prior N(0, I) (generative models only)."""
         if not self.is_generative:
-            raise UserError(f"a {self.config.preset or 'plain'} autoencoder has no prior to sample from; "
+            from explorer.display import with_article
+
+            raise UserError(f"{with_article(self.config.preset or 'plain')} autoencoder has no prior to sample from; "
                             "use a VAE-family model (vae, beta-vae, conv-vae, cvae, conv-cvae)")
         z = torch.randn(n, self.config.latent_dim, generator=generator, device="cpu").to(device_of(self))
         return self.decode(z, y)

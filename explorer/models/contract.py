@@ -36,7 +36,9 @@ def _shape(value: Any) -> str:
 
 def _tensor(value: Any, shape: tuple[int, ...], what: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
-        _fail(f"{what} is a {type(value).__name__}, not a tensor")
+        from explorer.display import with_article
+
+        _fail(f"{what} is {with_article(type(value).__name__)}, not a tensor")
     if tuple(value.shape) != shape:
         _fail(f"{what} has shape {_shape(value)}, not {shape}")
     if not value.is_floating_point():

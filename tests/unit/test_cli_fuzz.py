@@ -1,9 +1,9 @@
 """Hypothesis fuzzes the CLI's arguments: random argv lists for every subcommand end with
 exit status 0 or 2 and at most one line on stderr, never a traceback.
 
-No training or loading happens: ``prepare_run`` is replaced by a one-line refusal, the
-checkpoint argument names a missing file, a folder or a junk file, and every output path
-lies in a private folder. Known limits are refused with the limit, not with nonsense
+No training or loading happens: ``prepare_run`` (and the sweep's ``load_dataset``) is
+replaced by a one-line refusal, the checkpoint argument names a missing file, a folder or a
+junk file, and every output path lies in a private folder. Known limits are refused with the limit, not with nonsense
 (a batch of 10**9 is "too large", not "must be a positive whole number").
 """
 
@@ -23,8 +23,10 @@ from hypothesis import strategies as st
 from explorer.cli import build_parser
 from explorer.errors import UserError
 
-COMMANDS = ("train", "evaluate", "generate", "anomaly", "reconstruct", "encode")
-NEEDS_CHECKPOINT = set(COMMANDS) - {"train"}
+# Every command but gui (it opens the window).
+COMMANDS = ("train", "evaluate", "generate", "anomaly", "reconstruct", "encode", "export", "plugins", "timeline",
+            "sweep")
+NEEDS_CHECKPOINT = set(COMMANDS) - {"train", "plugins", "sweep"}
 
 # Values that broke or may break parsing: huge, negative, not finite, empty, control characters.
 AWKWARD = ["99999999999999999999999", "1000000000", "2147483648", "2147483647", "65537", "0", "-1", "-0", "+5",
@@ -46,7 +48,8 @@ FOLDER = Path(tempfile.mkdtemp(prefix="latent-explorer-cli-fuzz-"))
 CHECKPOINTS = [str(FOLDER / "missing.safetensors"), str(FOLDER / "junk.safetensors"),
                str(FOLDER / "a-folder.safetensors")]
 OUT_NAMES = ["m.safetensors", "s.npy", "s.png", "z.csv", "x.jpg", "a-folder.safetensors", "", "junk.safetensors/x.npy",
-             "nope/s.npy", "gen", "a\nb.npy", "\x00.npy"]
+             "nope/s.npy", "gen", "a\nb.npy", "\x00.npy", "m.onnx", "m.pt2", "m.html", "m.htm", "nope/m.onnx", ".onnx",
+             "s.npy/", "f.gif", "f.mp4", "sweep-out"]
 
 awkward = st.one_of(st.sampled_from(AWKWARD), st.integers(-(10**25), 10**25).map(str),
                     st.floats(allow_nan=True, allow_infinity=True).map(repr), st.text(max_size=10))
@@ -75,12 +78,14 @@ def argvs(draw, command: str) -> list[str]:
         argv.append(option)
         if action.nargs == 0:
             continue
-        if option in ("--out", "--folder"):
+        if option in ("--out", "--folder", "--out-dir"):
             argv.append(draw(paths))
         elif draw(st.integers(0, 19)) > 0:  # now and then a missing value
             argv.append(_value(draw, action))
-    if command in ("train", "reconstruct", "encode") and draw(st.booleans()):
+    if command in ("train", "reconstruct", "encode", "export", "timeline") and draw(st.booleans()):
         argv += ["--out", draw(paths)]
+    if command == "sweep" and draw(st.booleans()):
+        argv += ["--out-dir", draw(paths)]
     if command == "generate" and draw(st.booleans()):
         argv += [draw(st.sampled_from(["--out", "--folder"])), draw(paths)]
     if draw(st.integers(0, 9)) == 0:
@@ -99,10 +104,14 @@ def _stop(*_a, **_kw):
 
 
 def check(argv: list[str]) -> None:
-    with mock.patch("explorer.api.training.prepare_run", _stop):  # the one path: the API's TrainingRun
+    # The one path of train (the API's TrainingRun), and the sweep's data.
+    with mock.patch("explorer.api.training.prepare_run", _stop), \
+            mock.patch("explorer.training.sweep.load_dataset", _stop):
         rc, stdout, err = run(*argv)
     assert "Traceback" not in err, (argv, err)
     assert rc in (0, 2), (argv, rc, err)
+    # A sweep says what it is about to train before its data is loaded (and refused here).
+    err = "".join(line for line in err.splitlines(keepends=True) if not line.startswith("sweep of "))
     assert len(err.splitlines()) <= 1, (argv, err)
     if rc == 2:
         assert err.strip(), argv
@@ -121,6 +130,11 @@ def test_random_arguments_end_in_status_0_or_2_with_at_most_one_line(command: st
         check(argv)
 
     fuzz()
+
+
+def test_the_fuzz_covers_every_command_but_the_window() -> None:
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) - {"gui"} == set(COMMANDS)
 
 
 @pytest.mark.parametrize("argv,words", [

@@ -56,24 +56,26 @@ def test_sentences_for_the_window() -> None:
     (MemoryError(), "error: out of memory; try --device cpu or a machine with more memory"),
     (torch.OutOfMemoryError("CUDA out of memory"), "error: the device ran out of memory; try --device cpu"),
 ])
-def test_the_cli_says_so_in_one_line(monkeypatch, capsys, exc: BaseException, said: str) -> None:
+def test_the_cli_says_so_in_one_line(monkeypatch, capsys, tmp_path, exc: BaseException, said: str) -> None:
     import explorer.cli as cli
 
     def runs_out(*args):
         raise exc
 
     monkeypatch.setattr(cli, "cmd_evaluate", runs_out)
-    assert cli.main(["evaluate", "model.safetensors"]) == cli.EXIT_USER_ERROR
+    (tmp_path / "model.safetensors").write_bytes(b"")  # a file: the CLI checks the path before the command runs
+    assert cli.main(["evaluate", str(tmp_path / "model.safetensors")]) == cli.EXIT_USER_ERROR
     err = capsys.readouterr().err
     assert err == f"latent-explorer: {said}\n"
 
 
-def test_the_cli_still_raises_other_runtime_errors(monkeypatch) -> None:
+def test_the_cli_still_raises_other_runtime_errors(monkeypatch, tmp_path) -> None:
     import explorer.cli as cli
 
     def breaks(*args):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(cli, "cmd_evaluate", breaks)
+    (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(RuntimeError, match="a bug"):
-        cli.main(["evaluate", "model.safetensors"])
+        cli.main(["evaluate", str(tmp_path / "model.safetensors")])

@@ -80,7 +80,7 @@ def test_sigterm_mid_sweep_keeps_what_it_trained_and_resume_finishes_it(tmp_path
     assert rc == 130, err
     line = last_line(err)
     assert "nothing was written" not in line, line
-    for words in ("interrupted (SIGTERM)", "2 finished checkpoint(s)", *FINISHED, "2 interrupted run(s)", *CUT,
+    for words in ("interrupted (SIGTERM)", "2 finished checkpoints", *FINISHED, "2 interrupted runs", *CUT,
                   "summary.csv", "2 of 4 runs are finished", "--resume"):
         assert words in line, line
     assert sorted(os.listdir(out)) == sorted(FINISHED + CUT + ["sweep.json", "summary.csv", "summary.md"])
@@ -144,7 +144,7 @@ def test_an_interrupt_during_a_groups_save_lets_the_save_finish(tmp_path: Path, 
     rc, _, err = run(*sweep_args(out))
     assert rc == 130, err
     line = last_line(err)
-    assert "2 finished checkpoint(s)" in line and "2 of 4 runs are finished" in line, line
+    assert "2 finished checkpoints" in line and "2 of 4 runs are finished" in line, line
     assert sorted(os.listdir(out)) == sorted(FINISHED + ["sweep.json", "summary.csv", "summary.md"])
     assert all(load_checkpoint(out / name).history.last_epoch == 2 for name in FINISHED)
     assert not [n for n in os.listdir(out) if n.endswith(".tmp")]

@@ -41,6 +41,11 @@ ENCODE_TASK = "encode"
 # of CPU); in between, new codes are placed on the last map, so the plane stays current.
 MAP_REFRESH_S = 20.0
 CLASS_NAME_CHARS = 40  # a legend entry or a menu item, not a paragraph
+# The user's own input (the "Your input" view): its posterior drawn as this many standard
+# deviations, and on a neighbour map (no basis to project a covariance through) estimated
+# from this many seeded samples pushed through the map.
+INPUT_SIGMAS = 2.0
+MAP_POSTERIOR_SAMPLES = 64
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,44 @@ def _encode_off_thread(copy: ModelCopy, images: torch.Tensor, labels: torch.Tens
     return Encoded(stats, pca, map_axes)
 
 
+@dataclass(frozen=True)
+class InputCode:
+    """An image of the user's own, encoded: its posterior mean, its log-variance (VAE
+    family; None for a plain autoencoder) and the class it was encoded with (conditional
+    models)."""
+
+    mean: np.ndarray  # float64 (D,)
+    logvar: np.ndarray | None  # float64 (D,)
+    label: int | None = None
+
+
+def plane_covariance(axes: PlaneAxes | MapAxes, mean: np.ndarray, logvar: np.ndarray,
+                     samples: int = MAP_POSTERIOR_SAMPLES, seed: int = 0) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The posterior N(mean, diag(exp(logvar))) seen on the plane: (centre (2,), covariance
+    (2, 2), exact). Through a linear plane (PCA or raw axes) it is exact: the basis's two
+    rows B give B diag(var) B^T. A neighbour map has no basis: ``samples`` seeded draws are
+    pushed through it and their covariance is an estimate (``exact`` False)."""
+    mean = np.asarray(mean, dtype=np.float64)
+    var = np.exp(np.asarray(logvar, dtype=np.float64))
+    if isinstance(axes, MapAxes):
+        draws = mean + np.sqrt(var) * np.random.default_rng(seed).standard_normal((samples, mean.shape[0]))
+        points = np.asarray(axes.project(draws), dtype=np.float64).reshape(-1, 2)
+        return points.mean(axis=0), np.cov(points, rowvar=False), False
+    rows = np.asarray(axes.basis, dtype=np.float64)[:min(2, axes.dim)]
+    covariance = np.zeros((2, 2))
+    covariance[:len(rows), :len(rows)] = (rows * var) @ rows.T  # a 1-D code spreads along x alone
+    return np.asarray(axes.project(mean), dtype=np.float64), covariance, True
+
+
+def ellipse_outline(centre: np.ndarray, covariance: np.ndarray, sigmas: float = INPUT_SIGMAS,
+                    points: int = 97) -> np.ndarray:
+    """(points, 2) closed outline of the ``sigmas``-sigma contour of a 2-D Gaussian."""
+    values, vectors = np.linalg.eigh(np.asarray(covariance, dtype=np.float64))
+    angle = np.linspace(0.0, 2 * np.pi, points)
+    circle = np.stack([np.cos(angle), np.sin(angle)])
+    return np.asarray(centre, dtype=np.float64) + (sigmas * (vectors * np.sqrt(np.clip(values, 0, None))) @ circle).T
+
+
 def frame_axes(frame) -> PlaneAxes:
     """The plane of a timeline frame (explorer.training.timeline.TimelineFrame) as PlaneAxes:
     its two (Procrustes-aligned) axes completed to an orthonormal basis of the code space."""
@@ -122,6 +165,7 @@ class LatentState(QObject):
     picked_changed = Signal(object)  # the test image whose code was loaded (index) or None
     decoder_changed = Signal()  # new weights: every decoded picture is out of date
     moment_changed = Signal(object)  # the timeline frame shown (index) or None for the live model
+    input_changed = Signal()  # the user's own input was encoded afresh, or cleared (``input``)
 
     def __init__(self, session: TrainingSession, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -133,6 +177,7 @@ class LatentState(QObject):
         self.code: np.ndarray | None = None
         self.label: int | None = None
         self.picked: int | None = None
+        self.input: InputCode | None = None  # the user's own image, encoded (the "Your input" view)
         self.generation = 0  # bumps when data or model changes; stale encodes are dropped
         self._pca: PlaneAxes | None = None  # fitted with the stats, in the background
         self._map: MapAxes | None = None  # the neighbour map (axes_mode "map"), likewise
@@ -276,6 +321,43 @@ class LatentState(QObject):
         if label != self.label:
             self.label = label
             self.label_changed.emit(label)
+
+    # -- the user's own input ---------------------------------------------------------------
+
+    def set_input(self, mean: np.ndarray, logvar: np.ndarray | None = None, label: int | None = None) -> None:
+        """The user's own image was encoded: its posterior mean (and log-variance) under ``label``."""
+        self.input = InputCode(np.asarray(mean, dtype=np.float64).copy(),
+                               None if logvar is None else np.asarray(logvar, dtype=np.float64).copy(), label)
+        self.input_changed.emit()
+
+    def clear_input(self) -> None:
+        if self.input is not None:
+            self.input = None
+            self.input_changed.emit()
+
+    def input_point(self) -> np.ndarray | None:
+        """Where the input's posterior mean lies on the plane."""
+        if self.input is None or self.axes is None or self.input.mean.shape[0] != self.axes.dim:
+            return None
+        return np.asarray(self.axes.project(self.input.mean), dtype=np.float64)
+
+    def input_posterior(self) -> tuple[np.ndarray, np.ndarray, bool] | None:
+        """The input's posterior on the plane, (centre, 2x2 covariance, exact), for the VAE family."""
+        code = self.input
+        if code is None or code.logvar is None or self.axes is None or code.mean.shape[0] != self.axes.dim:
+            return None
+        return plane_covariance(self.axes, code.mean, code.logvar)
+
+    def use_input_code(self) -> None:
+        """Move the current code to the input's posterior mean (and a conditional model's
+        class to the one it was encoded with)."""
+        code = self.input
+        if code is None or self.code is None or code.mean.shape[0] != self.code.shape[0]:
+            return
+        self._unpick()
+        if code.label is not None and self.is_conditional:
+            self.set_label(code.label)
+        self.set_code(code.mean, "input")
 
     # -- the plane's axes -----------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.analysis.manifold import manifold_codes, manifold_image
-from explorer.gui.state.latent_state import LatentState
+from explorer.gui.state.latent_state import MAP_POSTERIOR_SAMPLES, LatentState, ellipse_outline
 from explorer.gui.state.settings import read_flag, read_int
 from explorer.gui.views.timeline_bar import TimelineBar
 from explorer.gui.widgets.plot_legibility import add_outside_legend
@@ -48,6 +48,7 @@ NUDGE = 0.02  # arrow keys move the marker by this share of the visible range
 MARKER_COLOUR = "#d62728"
 # Hovering the marker turns it white: no class colour is white, so it never looks like a dot.
 MARKER_HOVER_COLOUR = "#ffffff"
+INPUT_COLOUR = "#17becf"  # the user's own input (the "Your input" view): no class colour, not the marker's
 LEGEND_ROWS = 12  # more classes than this go into further legend columns
 # Scatters (and legend entries) at most: each costs about half a millisecond to build and a
 # legend row; classes past this many are drawn together as "other classes".
@@ -199,6 +200,17 @@ class LatentPlane(QWidget):
         self.marker.setZValue(20)
         self.marker.setVisible(False)
         self.box.addItem(self.marker, ignoreBounds=True)
+        # The user's own input (the "Your input" view): its code, and for the VAE family the
+        # 2-sigma outline of its posterior. Neither can be dragged: "Set as current code" moves the marker there.
+        self.input_marker = pg.TargetItem(pos=(0, 0), size=14, symbol="star", movable=False,
+                                          pen=pg.mkPen(INPUT_COLOUR, width=2), brush=pg.mkBrush(INPUT_COLOUR),
+                                          hoverPen=pg.mkPen(INPUT_COLOUR, width=2), hoverBrush=pg.mkBrush(INPUT_COLOUR))
+        self.input_marker.setToolTip("Your input: the code the encoder gives the image in the Your input view")
+        self.input_ellipse = pg.PlotCurveItem(pen=pg.mkPen(INPUT_COLOUR, width=2, style=Qt.PenStyle.DashLine))
+        for item in (self.input_marker, self.input_ellipse):
+            item.setZValue(19)
+            item.setVisible(False)
+            self.box.addItem(item, ignoreBounds=True)
         self.placeholder = QLabel("The latent plane appears here once a model is training or opened.\n"
                                   "Drag the red marker to decode any point; click a dot to load a test image.")
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -237,6 +249,7 @@ class LatentPlane(QWidget):
         state.code_changed.connect(self._on_code)
         state.label_changed.connect(self._on_label)
         state.decoder_changed.connect(self._on_decoder)
+        state.input_changed.connect(self.place_input)
         self._update_axis_controls()
         self._update_class_picker()
 
@@ -258,6 +271,7 @@ class LatentPlane(QWidget):
         self.plot.setLabel("left", names[1])
         self._draw_scatter()
         self._place_marker()
+        self.place_input()
         self._schedule_manifold()
 
     def _on_code(self, source: str) -> None:
@@ -337,6 +351,23 @@ class LatentPlane(QWidget):
             self.marker.setPos(float(point[0]), float(point[1]))
         finally:
             self._moving_marker = False
+
+    def place_input(self) -> None:
+        """Put the input's star at its code on the plane and outline its posterior (VAE family)."""
+        point = self.state.input_point()
+        self.input_marker.setVisible(point is not None)
+        posterior = self.state.input_posterior() if point is not None else None
+        self.input_ellipse.setVisible(posterior is not None)
+        if point is not None:
+            self.input_marker.setPos(float(point[0]), float(point[1]))
+        if posterior is not None:
+            centre, covariance, exact = posterior
+            outline = ellipse_outline(centre, covariance)
+            self.input_ellipse.setData(outline[:, 0], outline[:, 1])
+            self.input_ellipse.setToolTip(
+                "Your input's posterior: the 2-sigma ellipse of N(mean, diag(var)) seen on this plane"
+                + ("" if exact else f" (approximate: {MAP_POSTERIOR_SAMPLES} samples pushed through the "
+                                    "neighbour map)"))
 
     def _schedule_manifold(self) -> None:
         if self.show_manifold.isChecked():

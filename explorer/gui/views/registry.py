@@ -19,10 +19,12 @@ from explorer.gui.views.anomaly_view import AnomalyView
 from explorer.gui.views.code_view import CodeView
 from explorer.gui.views.compression_view import CompressionView
 from explorer.gui.views.denoise_view import DenoiseView
+from explorer.gui.views.draw_view import DrawView
 from explorer.gui.views.evaluation_view import EvaluationView
 from explorer.gui.views.interpolation_view import InterpolationView
 from explorer.gui.views.latent_plane import LatentPlane
 from explorer.gui.views.loss_plot import LossPlot
+from explorer.gui.views.neighbours_view import NeighboursView
 from explorer.gui.views.recon_view import ReconstructionView
 from explorer.gui.views.runs_view import RunsView
 from explorer.gui.views.samples_view import SamplesView
@@ -110,4 +112,6 @@ VIEWS: tuple[ViewSpec, ...] = (
     ViewSpec("traversal_view", "Traversal", TraversalView, Reads.LATENT, Place.BOTTOM_RIGHT, "traversalDock",
              exports=(Export("traversal", "traversal.png"),)),
     ViewSpec("runs_view", "Side by side", RunsView, Reads.RUNS, Place.BOTTOM_RIGHT, "runsDock"),
+    ViewSpec("draw_view", "Your input", DrawView, Reads.LATENT, Place.BOTTOM_RIGHT, "drawDock"),
+    ViewSpec("neighbours_view", "Neighbours", NeighboursView, Reads.LATENT, Place.BOTTOM_RIGHT, "neighboursDock"),
 )
