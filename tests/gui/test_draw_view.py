@@ -143,6 +143,20 @@ def test_the_exact_pca_ellipse_matches_a_monte_carlo_estimate(qtbot, window, tra
     np.testing.assert_allclose(covariance, np.diag(np.exp(state.input.logvar[[0, 2]])), rtol=1e-9)
 
 
+def test_on_the_neighbour_map_the_ellipse_is_estimated_and_says_so(qtbot, window, trained_checkpoint):
+    open_model(qtbot, window, trained_checkpoint("vae", latent_dim=4))
+    state, plane = window.latent, window.plane
+    draw(qtbot, window.draw_view.canvas, [(6, 20), (14, 6), (22, 20)])
+    qtbot.waitUntil(lambda: state.input is not None, timeout=5000)
+    plane.axes_mode.setCurrentIndex(plane.axes_mode.findData("map"))
+    qtbot.waitUntil(lambda: isinstance(state.axes, MapAxes), timeout=TIMEOUT_MS)
+    np.testing.assert_allclose(star_xy(window), state.axes.project(state.input.mean), atol=1e-4)
+    assert plane.input_ellipse.isVisible()
+    assert "approximate" in plane.input_ellipse.toolTip()
+    centre, covariance, exact = state.input_posterior()
+    assert not exact and np.all(np.isfinite(covariance))
+
+
 def test_the_neighbour_map_ellipse_is_an_approximate_estimate():
     rng = np.random.default_rng(0)
     codes = rng.standard_normal((300, 5)).astype(np.float32)
