@@ -13,7 +13,7 @@ from explorer.analysis.maps import fit_map as fit_codes
 def fit_map(model: Any, images: Any, method: str = "pca", *, labels: Any = None, seed: int = 0) -> LatentMap:
     """Encode ``images`` (an array, a tensor or a torchvision-style dataset) with ``model``
     (the mean code) and fit a map of the codes: ``"pca"`` or ``"umap"`` (a UMAP-style
-    neighbour map in pure PyTorch). The map's ``transform(codes) -> (N, 2)`` places codes,
+    neighbour map, no umap-learn or numba needed). The map's ``transform(codes) -> (N, 2)`` places codes,
     ``inverse(points) -> (N, latent)`` goes back (NumPy or torch in, the same out), and
     ``inverse_with_confidence`` says how far a point is from the data (extrapolated above
     about 3); ``fit_seconds`` is what the fit took."""

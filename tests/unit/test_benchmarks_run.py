@@ -77,3 +77,19 @@ def test_likelihood_benchmark_times_the_estimate_against_the_reference(tmp_path:
     assert set(rows) == {1, 20} and rows[20]["images"] == 200
     assert rows[20]["iw_nll"] < rows[1]["iw_nll"]  # more samples, a tighter estimate
     assert all(row["speedup_vs_reference"] > 0 and row["seconds"] > 0 for row in rows.values())
+
+
+def test_latent_map_benchmark_fits_both_maps_and_measures_every_inverse(tmp_path: Path) -> None:
+    out = json.loads(run("latent_map.py", "--quick", "--dims", "6", "--json", tmp_path=tmp_path))
+    (result,) = out["results"]
+    assert result["latent_dim"] == 6 and out["quick"] is True
+    for method in ("pca", "umap"):
+        fit = result["fit"][method]
+        assert fit["fresh_s"] > 0 and fit["fresh_import_s"] > 0 and fit["warm_s"] > 0
+    assert all(0 <= result["separation"][k] <= 1 for k in ("pca", "umap", "codes"))
+    rows = {row["inverse"].split(" (")[0]: row for row in result["inverse"]}
+    assert {"pca", "umap: nearest code", "umap: 8-neighbour blend", "umap: fit_map's inverse", "umap: MLP 2->6",
+            "mean code"} <= set(rows)
+    assert all(row["code_error_median"] >= 0 and row["pixel_mse"] >= 0 for row in rows.values())
+    drag = result["drag"]
+    assert drag["points"] > 0 and 0 < drag["median_ms"] <= drag["p95_ms"] <= drag["max_ms"]

@@ -90,3 +90,51 @@ def test_fit_map_through_the_api(mnist_300) -> None:
     fitted = explorer.fit_map(model, mnist_300.test_images.numpy(), method="pca")
     assert fitted.points.shape == (300, 2) and fitted.dim == 6
     assert fitted.inverse(np.zeros((1, 2))).shape == (1, 6)
+
+
+def test_the_layouts_closed_form_gradient_is_the_losss_gradient() -> None:
+    """The layout steps with the gradient of UMAP's loss worked out by hand (NumPy, no
+    autograd): it must agree with autograd on that loss, clamps included."""
+    from explorer.analysis.maps import _layout_gradient
+
+    rng = np.random.default_rng(3)
+    n, a, b = 40, 1.58, 0.9
+    coords = rng.normal(0, 2, (2, n)).astype(np.float32)
+    coords[:, 1] = coords[:, 0]  # a pair at distance 0: the d2 floor, and repulsion under the loss's clamp
+    coords[:, 2] = coords[:, 0] + 400.0  # a far pair: a vanishing pull and push
+    h, t = rng.integers(0, n, 120), rng.integers(0, n, 120)
+    h[:2], t[:2] = 0, (1, 2)
+    hn = np.tile(h, 5)
+    r = rng.integers(0, n, len(hn))
+    r[:2] = (1, 2)
+    y = torch.tensor(coords.T, dtype=torch.float64, requires_grad=True)
+    hh, tt, hhn, rr = (torch.from_numpy(v) for v in (h, t, hn, r))
+    d2 = ((y[hh] - y[tt]) ** 2).sum(1)
+    attract = torch.log1p(a * d2.clamp(min=1e-8) ** b)
+    d2n = ((y[hhn] - y[rr]) ** 2).sum(1)
+    repel = -torch.log((1 - 1 / (1 + a * d2n.clamp(min=1e-8) ** b)).clamp(min=1e-4))
+    (attract.mean() + repel.mean()).backward()
+    np.testing.assert_allclose(_layout_gradient(coords, h, t, hn, r, a, b), y.grad.numpy().T, rtol=2e-3, atol=1e-6)
+
+
+def test_a_fit_is_repeatable_and_stops_when_cancelled(maps) -> None:
+    import threading
+
+    from explorer.cancellation import Cancelled, cancellable
+
+    codes, _, _, umap = maps
+    np.testing.assert_array_equal(fit_map(codes, "umap", seed=1).points, umap.points)
+    flag = threading.Event()
+    flag.set()
+    with cancellable(flag), pytest.raises(Cancelled):
+        fit_map(codes, "umap", seed=1)
+
+
+def test_a_map_of_many_codes_lays_out_a_subset_and_blends_in_the_rest(monkeypatch) -> None:
+    from explorer.analysis import maps as maps_module
+
+    monkeypatch.setattr(maps_module, "MAX_FIT_POINTS", 200)
+    codes, labels = blobs(n_per=60)
+    fitted = fit_map(codes, "umap", seed=0)
+    assert fitted.points.shape == (len(codes), 2) and np.isfinite(fitted.points).all()
+    assert knn_accuracy(fitted.points, labels) > 0.95  # the blended-in points land among their own

@@ -113,5 +113,6 @@ VIEWS: tuple[ViewSpec, ...] = (
              exports=(Export("traversal", "traversal.png"),)),
     ViewSpec("runs_view", "Side by side", RunsView, Reads.RUNS, Place.BOTTOM_RIGHT, "runsDock"),
     ViewSpec("draw_view", "Your input", DrawView, Reads.LATENT, Place.BOTTOM_RIGHT, "drawDock"),
-    ViewSpec("neighbours_view", "Neighbours", NeighboursView, Reads.LATENT, Place.BOTTOM_RIGHT, "neighboursDock"),
+    ViewSpec("neighbours_view", "Neighbours", NeighboursView, Reads.LATENT, Place.BOTTOM_RIGHT, "neighboursDock",
+             exports=(Export("nearest neighbours", "neighbours.png"),)),
 )
