@@ -119,6 +119,8 @@ def main() -> int:
                         help="size of the code (default 2: the exact plane; above 2 the plane shows PCA axes)")
     parser.add_argument("--idle-seconds", type=float, default=3.0, help="seconds of the idle reference (default 3)")
     parser.add_argument("--no-manifold", action="store_true", help="leave the plane's manifold overlay off")
+    parser.add_argument("--axes", choices=("pca", "map"), default="pca",
+                        help="the plane's axes: pca, or the neighbour map, refitted in the background while it trains")
     parser.add_argument("--size", default="1920x1080", help="window size WxH (default 1920x1080)")
     parser.add_argument("--no-gc-freeze", action="store_true", help="skip gc.freeze() (to measure its effect)")
     parser.add_argument("--offscreen", action="store_true", help="use Qt's offscreen platform (no display)")
@@ -164,6 +166,8 @@ def main() -> int:
     panel.limit.setValue(args.limit)
     panel.epochs.setValue(args.epochs)
     plane = window.findChild(LatentPlane)
+    if args.axes != "pca":
+        plane.axes_mode.setCurrentIndex(plane.axes_mode.findData(args.axes))
     manifold = getattr(plane, "show_manifold", None)
     if manifold is not None and not args.no_manifold:
         manifold.setChecked(True)

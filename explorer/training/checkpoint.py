@@ -164,9 +164,12 @@ def _split_history(history: History) -> tuple[dict[str, Any], torch.Tensor | Non
     if not rows:
         return record, None
     width = max(len(r) for r in rows)
-    steps = torch.full((len(rows), width), float("nan"), dtype=torch.float64)
-    for i, row in enumerate(rows):
-        steps[i, :len(row)] = torch.tensor(row, dtype=torch.float64)
+    if all(len(r) == width for r in rows):  # the app's own rows: one call
+        steps = torch.tensor(rows, dtype=torch.float64)
+    else:  # a loaded older history may have ragged rows: pad with NaN
+        steps = torch.full((len(rows), width), float("nan"), dtype=torch.float64)
+        for i, row in enumerate(rows):
+            steps[i, :len(row)] = torch.tensor(row, dtype=torch.float64)
     record["steps_tensor"] = HISTORY_STEPS
     return record, steps
 
@@ -329,15 +332,11 @@ def rewrite_checkpoint(path: str | Path, change: Callable[[Checkpoint], dict[str
 
     with _one_line_errors():
         raw, front, signature = _read_checked(path)
-        changes = change(_finish(front, raw, path))  # checked as opening it is: a damaged file is not rewritten
+        tensors = _tensors_of(raw, path)  # parsed once: checked below, then written back as they are
+        changes = change(_finish(front, raw, path, tensors))  # checked as an open is: damaged files stay
         unknown = set(changes) - REWRITABLE_KEYS
         if unknown:
             raise ValueError(f"rewrite_checkpoint cannot change {sorted(unknown)}")
-        try:
-            with torch.autocast("cpu", enabled=False):
-                tensors = st_load(raw)
-        except Exception as exc:  # noqa: BLE001 - checked above; anything left is a damaged file
-            raise CheckpointError(f"{path.name} is damaged or truncated ({_quote(exc, 200)})") from None
         metadata = dict(front.metadata)
         for key, value in changes.items():
             if value is None:
@@ -544,14 +543,23 @@ def _check_budget(front: _Front, data_bytes: int, file_bytes: int, path: Path) -
         raise CheckpointError(f"{path.name}: {exc}") from None
 
 
-def _finish(front: _Front, raw: bytes, path: Path) -> Checkpoint:
+def _tensors_of(raw: bytes, path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a checked file, as stored (dtypes kept)."""
     try:
-        tensors = st_load(raw)
+        with torch.autocast("cpu", enabled=False):
+            return st_load(raw)
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the parser trips on, the file is damaged
         # (SafetensorError, and a KeyError for dtypes such as F4 that its torch side cannot map)
         raise CheckpointError(f"{path.name} is damaged or truncated ({_quote(exc, 200)})") from None
+
+
+def _finish(front: _Front, raw: bytes, path: Path, tensors: dict[str, torch.Tensor] | None = None) -> Checkpoint:
+    """The checkpoint from a checked header and its file's bytes (``tensors``: already parsed
+    from them; read here otherwise). The tensors themselves are not changed."""
+    if tensors is None:
+        tensors = _tensors_of(raw, path)
     state = {k[len(PREFIX):]: v for k, v in tensors.items() if k.startswith(PREFIX)}
     state = _checked_weights(state, front.expected, path)
     if not front.history_unread:  # the step rows belong to the JSON record they were saved with
