@@ -220,7 +220,8 @@ def test_the_largest_weight_the_parser_takes_is_one_the_config_takes() -> None:
     from explorer.config import ModelConfig
 
     args = build_parser().parse_args(["sweep", "--beta", "999999.9", "--recon-weight", "999999.9", "--out-dir", "x"])
-    ModelConfig(beta=args.beta[0], recon_weight=args.recon_weight[0])  # does not raise
+    config = ModelConfig(beta=args.beta[0], recon_weight=args.recon_weight[0])  # does not raise
+    assert (config.beta, config.recon_weight) == (999999.9, 999999.9)
 
 
 # -- the batched group gives back what it trained when it is closed -----------------------------------------
