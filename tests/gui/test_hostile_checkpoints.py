@@ -13,6 +13,7 @@ import torch
 from hostile_files import WORDS, with_config, write_hostile  # tests/ is on sys.path (its conftest)
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QFileDialog, QMessageBox
+from window_helpers import wait_until_settled
 
 RUN_TIMEOUT_MS = 90_000
 
@@ -32,6 +33,7 @@ def good_open(qtbot, window, trained_checkpoint) -> Path:
     with qtbot.waitSignal(window.session.data_changed, timeout=RUN_TIMEOUT_MS):
         assert window.files.open_checkpoint(str(good))
     qtbot.waitUntil(lambda: window.latent.ready, timeout=RUN_TIMEOUT_MS)
+    wait_until_settled(qtbot, window, RUN_TIMEOUT_MS)  # the views' own work after the open is done
     return good
 
 

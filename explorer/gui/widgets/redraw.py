@@ -28,6 +28,11 @@ class Coalescer(QObject):
         if not self._timer.isActive():
             self._timer.start()
 
+    @property
+    def pending(self) -> bool:
+        """A redraw is waiting for its timer (a test waits for the window to settle on it)."""
+        return self._timer.isActive()
+
     def flush(self) -> None:
         if self.stale and self._visible():
             self.stale = False
