@@ -23,8 +23,12 @@ BACKGROUND_NICENESS = 10
 
 
 def lower_this_thread_priority(niceness: int = BACKGROUND_NICENESS) -> bool:
-    """Make the calling thread (and threads it creates later) yield to the GUI thread."""
-    if not sys.platform.startswith("linux"):
+    """Make the calling thread (and threads it creates later) yield to the GUI thread.
+
+    The main thread is left alone: it is the GUI thread (or a script's or a notebook
+    kernel's), and background work run inline there (a test, a script) would otherwise
+    slow it for the rest of the process's life."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is threading.main_thread():
         return False
     try:
         tid = threading.get_native_id()
@@ -54,9 +58,10 @@ class ModelCopy:
 
     def build(self) -> Autoencoder:
         """Call in the background thread: lowers its priority, uses one torch thread (the
-        other core is the trainer's), and returns the model in eval mode."""
-        lower_this_thread_priority()
-        torch.set_num_threads(1)
+        other core is the trainer's), and returns the model in eval mode. Called on the
+        main thread (a script, a test) it changes neither."""
+        if lower_this_thread_priority():
+            torch.set_num_threads(1)
         if self.shared is not None:
             return self.shared  # type: ignore[return-value]
         model = build_model(self.config, check=False)  # a copy of a model already checked

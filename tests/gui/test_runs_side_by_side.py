@@ -124,3 +124,19 @@ def test_a_run_s_refitted_plane_keeps_its_orientation():
     np.testing.assert_allclose(again.coords, first.coords, atol=1e-4)
     bare = _encode(ModelCopy.of(model), images, None, "run", 0)
     np.testing.assert_allclose(bare.coords, -first.coords, atol=1e-4)
+
+
+def test_background_work_run_inline_leaves_the_main_thread_as_it_was():
+    """A model copy built on the main thread (a script, a test, a notebook) must not lower
+    that thread's priority or its torch threads for the rest of the process."""
+    import os
+    import threading
+
+    from explorer.models import build_model
+    from explorer.runtime.threads import ModelCopy
+    from explorer.training.runs import model_config_for
+
+    priority, threads = os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), torch.get_num_threads()
+    ModelCopy.of(build_model(model_config_for("vae", latent_dim=2))).build()
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == priority
+    assert torch.get_num_threads() == threads
