@@ -12,11 +12,14 @@ turns the latent plane's manifold overlay on, as a person exploring the model wo
 
     python benchmarks/gui_lag.py [--seconds 20] [--epochs N] [--limit N] [--preset vae]
                                  [--latent-dim 2] [--case train|replay|side-by-side] [--offscreen]
+                                 [--axes pca|map] [--posteriors]
 
 ``--case replay`` scrubs the latent plane through the run's training timeline (the next
 recorded epoch every 150 ms, cycling) while the run goes on; ``--case side-by-side`` trains
 a 4-run beta sweep together in the Side by side dock while the linked cursor moves every
-100 ms (every model decodes each new code).
+100 ms (every model decodes each new code). ``--posteriors`` turns the plane's Prior on and
+moves the pointer onto a random test dot every 100 ms (its posterior ellipse drawn; on the
+neighbour map the prior's contours are pushed through each refit in the background).
 """
 
 from __future__ import annotations
@@ -127,6 +130,8 @@ def main() -> int:
     parser.add_argument("--case", choices=("train", "replay", "side-by-side"), default="train",
                         help="what happens while training: nothing else (default), scrubbing the timeline, or "
                              "a 4-run sweep side by side with the linked cursor moving")
+    parser.add_argument("--posteriors", action="store_true",
+                        help="Prior on, and the pointer onto a random test dot every 100 ms (train and replay cases)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     # A sweep side by side saves its runs: into a scratch folder, never the user's data.
@@ -188,6 +193,7 @@ def main() -> int:
     from PySide6.QtCore import QTimer
 
     busy = QTimer()  # what the case does on the GUI thread while it is measured
+    hovering = QTimer()  # --posteriors: the pointer onto a test dot
     if args.case == "side-by-side":
         window.runs_dock.show()
         window.runs_view.betas.setText("0.5, 1, 2, 4")
@@ -240,9 +246,29 @@ def main() -> int:
             busy.timeout.connect(scrub)
             busy.start(150)
             case += ", scrubbing the timeline"
+        if args.posteriors:
+            from PySide6.QtCore import QPointF
+            from PySide6.QtTest import QTest
+
+            plane.show_prior.setChecked(True)
+            rng = np.random.default_rng(0)
+
+            def hover_a_dot() -> None:
+                scatters = [item for item in plane.scatters if len(item.data)]
+                if not scatters:
+                    return
+                item = scatters[int(rng.integers(len(scatters)))]
+                k = int(rng.integers(len(item.data)))
+                x, y = float(item.data["x"][k]), float(item.data["y"][k])
+                QTest.mouseMove(plane.plot.viewport(), plane.plot.mapFromScene(plane.box.mapViewToScene(QPointF(x, y))))
+
+            hovering.timeout.connect(hover_a_dot)
+            hovering.start(100)
+            case += ", Prior on, hovering a dot every 100 ms"
         started = time.perf_counter()
         results.append(summary(case, measure(app, args.seconds, until=session.run_finished)))
     busy.stop()
+    hovering.stop()
     measured_s = time.perf_counter() - started
     window.session.stop()
     window.session.shutdown()

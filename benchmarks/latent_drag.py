@@ -6,8 +6,9 @@ moves closer than 10 ms apart). For each move it times from sending the mouse ev
 the decoded image being painted: the event handled, the code decoded, and the event
 loop run until Qt has repainted what changed (``--full-repaint`` instead repaints the
 whole plane, 10,000 dots included, and the image synchronously: the worst case). Then it
-times decoding and drawing an n x n manifold grid over the visible region, against the
-same grid decoded one image at a time (the reference: what a naive loop does), in the
+times an n x n manifold grid over the visible region from the request to the picture painted
+(decoded in the task runner; the request's own time on the GUI thread is given apart), against
+the same grid decoded one image at a time (the reference: what a naive loop does), in the
 same run.
 
     python benchmarks/latent_drag.py [--preset vae] [--latent-dim 2] [--moves 300]
@@ -109,17 +110,23 @@ def measure_drag(app, window, moves: int, full_repaint: bool) -> tuple[list[floa
     return times[5:], updates[0]
 
 
-def measure_grid(app, window, n: int, repeats: int) -> tuple[list[float], list[float]]:
+def measure_grid(app, window, n: int, repeats: int) -> tuple[list[float], list[float], list[float]]:
+    """The manifold is decoded in the task runner: time the request on the GUI thread, and
+    from the request to the new picture painted (the decode, the task's hand-over through
+    the runner's 15 ms poll, the paint)."""
     from explorer.analysis.manifold import decode_codes
 
     plane, state = window.plane, window.latent
     plane.grid_size.setValue(n)
     plane.show_manifold.setChecked(True)
-    app.processEvents()
-    grid_ms, naive_ms = [], []
+    wait_until(app, lambda: plane.manifold_picture is not None and window.session.tasks.idle)
+    grid_ms, asked_ms, naive_ms = [], [], []
     for _ in range(repeats):
+        before = plane.manifold_picture
         t0 = time.perf_counter()
         plane.redraw_manifold()
+        asked_ms.append((time.perf_counter() - t0) * 1000)
+        wait_until(app, lambda before=before: plane.manifold_picture is not before)
         plane.plot.viewport().repaint()
         grid_ms.append((time.perf_counter() - t0) * 1000)
     codes = plane.manifold_codes()
@@ -128,7 +135,7 @@ def measure_grid(app, window, n: int, repeats: int) -> tuple[list[float], list[f
         for code in codes:
             decode_codes(state.model, code[None], state.label)
         naive_ms.append((time.perf_counter() - t0) * 1000)
-    return grid_ms, naive_ms
+    return grid_ms, asked_ms, naive_ms
 
 
 def main() -> int:
@@ -176,7 +183,7 @@ def main() -> int:
         wait_until(app, lambda: window.session.state == "training" and window.latent.ready)
 
     drag_ms, updates = measure_drag(app, window, args.moves, args.full_repaint)
-    grid_ms, naive_ms = measure_grid(app, window, args.grid, args.repeats)
+    grid_ms, asked_ms, naive_ms = measure_grid(app, window, args.grid, args.repeats)
     window.session.stop()
     window.session.shutdown()
     window.close()
@@ -185,6 +192,7 @@ def main() -> int:
               "full_repaint": args.full_repaint,
               "platform": app.platformName(), "drag": percentiles(drag_ms), "code_updates": updates,
               "grid": {"n": args.grid, **percentiles(grid_ms)},
+              "grid_request_on_gui_thread": percentiles(asked_ms),
               "grid_reference_one_by_one": percentiles(naive_ms),
               "grid_speedup": float(np.median(naive_ms) / np.median(grid_ms))}
     if args.json:
@@ -195,9 +203,9 @@ def main() -> int:
           f"platform {result['platform']}")
     print(f"drag to painted image: median {d['median_ms']:.2f} ms, p95 {d['p95_ms']:.2f} ms, "
           f"max {d['max_ms']:.2f} ms over {d['n']} moves ({updates} code updates)")
-    print(f"{args.grid}x{args.grid} manifold decoded and drawn: median {g['median_ms']:.1f} ms, "
-          f"p95 {g['p95_ms']:.1f} ms; one image at a time (reference): "
-          f"{np.median(naive_ms):.1f} ms, {result['grid_speedup']:.1f}x slower")
+    print(f"{args.grid}x{args.grid} manifold from request to painted: median {g['median_ms']:.1f} ms, "
+          f"p95 {g['p95_ms']:.1f} ms (of it on the GUI thread to ask: median {np.median(asked_ms):.2f} ms); "
+          f"one image at a time (reference): {np.median(naive_ms):.1f} ms, {result['grid_speedup']:.1f}x slower")
     return 0
 
 

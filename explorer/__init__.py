@@ -18,7 +18,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Viewer", "fit_map", "load", "run", "save", "train", "view"]
+__all__ = ["Viewer", "direction", "fit_map", "load", "run", "save", "train", "view"]
 
 
 def __getattr__(name: str) -> Any:

@@ -14,6 +14,8 @@ Everything here takes numpy codes or runs the model in batches, calling
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -74,15 +76,42 @@ def knn_accuracy(train_codes: np.ndarray, train_labels: np.ndarray, test_codes: 
     return correct / test_codes.shape[0]
 
 
-def linear_probe_accuracy(train_codes: np.ndarray, train_labels: np.ndarray, test_codes: np.ndarray,
-                          test_labels: np.ndarray, l2: float = 1e-4, iterations: int = 200) -> float:
-    """Test accuracy of a multinomial logistic regression on standardised codes, fitted
-    with L-BFGS to convergence (deterministic: full batch, no random start)."""
+@dataclass(frozen=True)
+class LinearProbe:
+    """A fitted multinomial logistic regression on standardised codes: ``scores(codes)`` are
+    its logits. ``weight`` acts on standardised codes; ``code_weight`` on raw ones."""
+
+    weight: np.ndarray  # float64 (D, K)
+    bias: np.ndarray  # float64 (K,)
+    mean: np.ndarray  # float64 (D,) the standardisation
+    std: np.ndarray  # float64 (D,)
+
+    @property
+    def code_weight(self) -> np.ndarray:
+        """(D, K): the weights on raw codes (the standardisation folded in)."""
+        return self.weight / self.std[:, None]
+
+    def scores(self, codes: np.ndarray) -> np.ndarray:
+        return ((np.asarray(codes, dtype=np.float64) - self.mean) / self.std) @ self.weight + self.bias
+
+    def predict(self, codes: np.ndarray) -> np.ndarray:
+        return self.scores(codes).argmax(1)
+
+
+def fit_linear_probe(train_codes: np.ndarray, train_labels: np.ndarray, n_classes: int | None = None,
+                     l2: float = 1e-4, iterations: int = 200, balanced: bool = False) -> LinearProbe:
+    """A multinomial logistic regression on standardised codes, fitted with L-BFGS to
+    convergence (deterministic: full batch, no random start). ``balanced`` weighs each
+    class's examples by the inverse of its count, so a rare class is not ignored."""
     x = torch.from_numpy(np.asarray(train_codes, dtype=np.float64))
     y = torch.from_numpy(np.asarray(train_labels, dtype=np.int64))
     mean, std = x.mean(0), x.std(0, unbiased=False).clamp(min=1e-8)
     x = (x - mean) / std
-    n_classes = int(max(int(y.max()), int(np.max(test_labels)))) + 1
+    n_classes = n_classes if n_classes is not None else int(y.max()) + 1
+    class_weight = None
+    if balanced:
+        counts = torch.bincount(y, minlength=n_classes).to(torch.float64)
+        class_weight = torch.where(counts > 0, counts.sum() / (n_classes * counts.clamp(min=1)), 0.0)
     weight = torch.zeros(x.shape[1], n_classes, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
     optimiser = torch.optim.LBFGS([weight, bias], lr=1, max_iter=iterations, history_size=20,
@@ -91,16 +120,24 @@ def linear_probe_accuracy(train_codes: np.ndarray, train_labels: np.ndarray, tes
     def closure() -> torch.Tensor:
         cancellation.check()
         optimiser.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x @ weight + bias, y) + l2 * weight.square().sum()
+        loss = torch.nn.functional.cross_entropy(x @ weight + bias, y, weight=class_weight) \
+            + l2 * weight.square().sum()
         loss.backward()
         return loss
 
     with torch.enable_grad():
         optimiser.step(closure)
-    test = (torch.from_numpy(np.asarray(test_codes, dtype=np.float64)) - mean) / std
-    with torch.no_grad():
-        predicted = (test @ weight + bias).argmax(1).numpy()
-    return float((predicted == np.asarray(test_labels)).mean())
+    return LinearProbe(weight.detach().numpy().copy(), bias.detach().numpy().copy(), mean.numpy().copy(),
+                       std.numpy().copy())
+
+
+def linear_probe_accuracy(train_codes: np.ndarray, train_labels: np.ndarray, test_codes: np.ndarray,
+                          test_labels: np.ndarray, l2: float = 1e-4, iterations: int = 200) -> float:
+    """Test accuracy of a multinomial logistic regression on standardised codes
+    (:func:`fit_linear_probe`)."""
+    n_classes = int(max(int(np.max(train_labels)), int(np.max(test_labels)))) + 1
+    probe = fit_linear_probe(train_codes, train_labels, n_classes, l2, iterations)
+    return float((probe.predict(test_codes) == np.asarray(test_labels)).mean())
 
 
 def label_efficiency(train_codes: np.ndarray, train_labels: np.ndarray, test_codes: np.ndarray,

@@ -42,6 +42,9 @@ class LatentStats:
     kl: np.ndarray | None  # float32 (D,) mean KL per dimension, VAE family only
     order: np.ndarray  # int64 (D,)
     active: np.ndarray  # bool (D,)
+    # float32 (N, D): each image's posterior log-variance (VAE family), kept so the plane can
+    # outline any test image's posterior without encoding it again; None for a plain autoencoder
+    logvar: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
@@ -100,7 +103,7 @@ def latent_stats(model: Autoencoder, images: torch.Tensor, labels: torch.Tensor 
     return LatentStats(codes=codes, labels=None if sub_labels is None else sub_labels.numpy().astype(np.int64),
                        indices=indices, mean=codes.mean(axis=0).astype(np.float32),
                        std=np.sqrt(variance).astype(np.float32), kl=kl, order=order.astype(np.int64),
-                       active=active)
+                       active=active, logvar=None if logvars is None else logvars.numpy().astype(np.float32))
 
 
 def sample_codes(config: ModelConfig, stats: LatentStats | None, n: int, seed: int) -> np.ndarray:

@@ -13,15 +13,16 @@ from explorer.training.history import History
 
 
 def load(path: str | Path) -> Autoencoder:
-    """A checkpoint as a CPU model in eval mode, with its configs, history and timeline in
-    ``model.record``. A hostile or broken file is refused with one line
+    """A checkpoint as a CPU model in eval mode, with its configs, history, timeline and named
+    directions in ``model.record``. A hostile or broken file is refused with one line
     (:class:`explorer.errors.CheckpointError`); nothing in it runs."""
     from explorer.training.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path)
     model = ckpt.build_model()
     model.record = TrainingRecord(ckpt.data_config, ckpt.train_config, ckpt.history, ckpt.class_names,
-                                  list(ckpt.evaluations), ckpt.timeline, dict(ckpt.extra_metadata), Path(path))
+                                  list(ckpt.evaluations), ckpt.timeline, dict(ckpt.extra_metadata), Path(path),
+                                  directions=list(ckpt.directions))
     return model
 
 
@@ -48,7 +49,8 @@ def save(model: Autoencoder, path: str | Path, *, data_config: DataConfig | None
         history or (record.history if record else None),
         class_names if class_names is not None else (record.class_names if record else ()),
         evaluations=record.evaluations if record else None, timeline=record.timeline if record else None,
-        extra_metadata=record.extra_metadata if record else None)
+        extra_metadata=record.extra_metadata if record else None,
+        directions=tuple(record.directions) if record else ())
     if record is not None:
         record.path = written
     return written

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from explorer.analysis.directions import Direction
 from explorer.config import DataConfig, TrainConfig
 from explorer.data.dataset import ImageData
 from explorer.training.history import History
@@ -31,6 +32,8 @@ class TrainingRecord:
     # The images it was trained on, when they were given in memory (arrays, not a name the
     # loader can find again): what explorer.view shows when no images are given. Not saved.
     data: ImageData | None = field(default=None, repr=False)
+    # Named directions in the code space (explorer.direction): saved with the model.
+    directions: list[Direction] = field(default_factory=list)
 
 
 def record_of(model: Any) -> TrainingRecord | None:

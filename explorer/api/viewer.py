@@ -275,7 +275,7 @@ def view(model: Any = None, *, encoder: Any = None, decoder: Any = None, images:
     window.session.install_given(
         model, data, data_config=record.data_config if record and data is None else None,
         train_config=record.train_config if record else None, history=record.history if record else None,
-        path=record.path if record else None)
+        path=record.path if record else None, directions=record.directions if record else ())
     if record is not None:
         window.session.timeline = record.timeline
         window.session.timeline_changed.emit()

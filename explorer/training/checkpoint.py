@@ -36,6 +36,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from explorer import __version__
+from explorer.analysis.directions import MAX_DIRECTIONS, Direction, from_records, to_records
 from explorer.bounded_json import json_depth
 from explorer.config import DataConfig, ModelConfig, TrainConfig
 from explorer.errors import CheckpointError, ConfigError
@@ -74,6 +75,9 @@ class Checkpoint:
     # The file held a timeline that failed its checks and was dropped (``notes`` says why):
     # kept apart from "none stored" so messages never blame an old version for damage.
     timeline_damaged: bool = False
+    # Named directions in the code space (explorer.analysis.directions), each checked on load:
+    # a damaged one is dropped with a note, the rest and the model are kept.
+    directions: tuple[Direction, ...] = ()
     # Metadata entries this version does not know (written by a later one): kept as they are
     # and written back by a save of this checkpoint, so no version drops another's data.
     extra_metadata: dict[str, str] = field(default_factory=dict)
@@ -92,14 +96,17 @@ class Checkpoint:
 def save_checkpoint(path: str | Path, model: LatentModel, data_config: DataConfig, train_config: TrainConfig,
                     history: History | None = None, class_names: tuple[str, ...] = (),
                     beside: str | None = None, evaluations: list[dict[str, Any]] | None = None,
-                    timeline: Timeline | None = None, extra_metadata: dict[str, str] | None = None) -> Path:
+                    timeline: Timeline | None = None, extra_metadata: dict[str, str] | None = None,
+                    directions: tuple[Direction, ...] | list[Direction] = ()) -> Path:
     """Write a checkpoint atomically (explorer.atomic) and return where it went.
 
     With ``beside`` (a tag such as "interrupted"), an existing file at ``path`` is never
     replaced: the checkpoint goes to ``NAME.TAG.safetensors`` beside it (``-2``, ``-3``...
     where taken). A failed write raises CheckpointError and leaves any earlier file as it was.
     ``extra_metadata``: entries of a file this version did not write (Checkpoint.extra_metadata),
-    kept; they never replace an entry this version writes.
+    kept; they never replace an entry this version writes. ``directions``: named directions in
+    the code space (at most MAX_DIRECTIONS), as the ``directions.vectors`` tensor and a
+    ``directions`` metadata entry.
     """
     path = Path(path)
     from explorer.atomic import atomic_write, write_beside
@@ -130,6 +137,14 @@ def save_checkpoint(path: str | Path, model: LatentModel, data_config: DataConfi
         metadata["evaluations"] = json.dumps(evaluations)
     if timeline is not None and timeline.frames:
         metadata["timeline"] = timeline.metadata()
+    if directions:
+        if len(directions) > MAX_DIRECTIONS:
+            raise CheckpointError(f"a checkpoint keeps at most {MAX_DIRECTIONS} directions, not {len(directions)}")
+        if any(d.dim != model_config.latent_dim for d in directions):
+            raise CheckpointError(f"a direction to save is not in this model's {model_config.latent_dim}-D code space")
+        vectors, records = to_records(directions)
+        tensors[DIRECTIONS_TENSOR] = torch.from_numpy(vectors)
+        metadata[DIRECTIONS_KEY] = json.dumps(records)
     if model_config.plugin:
         # Names only (the entry point, its package and version), for messages: never code to import.
         from explorer.plugins import record_of
@@ -308,7 +323,11 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
 
 # The metadata entries this version writes and reads; any other is a later version's, kept.
 KNOWN_KEYS = frozenset({"format", "format_version", "app_version", "created", "model_config", "data_config",
-                        "train_config", "history", "class_names", "evaluations", "timeline", "model_plugin"})
+                        "train_config", "history", "class_names", "evaluations", "timeline", "model_plugin",
+                        "directions"})
+# Named directions: their unit vectors as one (k, latent) tensor, the rest as a JSON list.
+DIRECTIONS_TENSOR = "directions.vectors"
+DIRECTIONS_KEY = "directions"
 # A model plugin's checkpoint: {"name", "distribution", "version"} of the plugin that made it.
 PLUGIN_KEY = "model_plugin"
 # The metadata keys a rewrite may change; everything else in a file passes through untouched.
@@ -529,6 +548,7 @@ def _check_budget(front: _Front, data_bytes: int, file_bytes: int, path: Path) -
     stored in, and a model this machine's free memory cannot hold."""
     timeline = sum(1 for k in front.entries if k.startswith(TIMELINE_PREFIX))
     steps_bytes = MAX_HISTORY_STEPS * MAX_HISTORY_COLUMNS * 8 if HISTORY_STEPS in front.entries else 0
+    steps_bytes += MAX_DIRECTIONS * front.model_config.latent_dim * _WIDEST if DIRECTIONS_TENSOR in front.entries else 0
     # A timeline stacks at most one tensor per decoder weight, plus six of its own.
     if len(front.entries) - timeline > len(front.expected) + 16 or timeline > len(front.expected) + 6:
         raise CheckpointError(f"{path.name} holds {len(front.entries):,} tensors; the model its config describes "
@@ -569,11 +589,13 @@ def _finish(front: _Front, raw: bytes, path: Path, tensors: dict[str, torch.Tens
     timeline, damage = _timeline(tensors, metadata, front.model_config, front.class_names)
     if damage:  # said where notes are said (the CLI's commands, the window on open)
         front.notes.append(TIMELINE_DAMAGED_NOTE.format(why=damage))
+    directions, direction_notes = _directions(tensors, metadata, front.model_config.latent_dim)
+    front.notes.extend(direction_notes)
     return Checkpoint(model_config=front.model_config, data_config=front.data_config,
                       train_config=front.train_config, state_dict=state, history=front.history,
                       class_names=front.class_names, created=metadata.get("created", ""),
                       app_version=metadata.get("app_version", ""), evaluations=_evaluations(metadata, path),
-                      timeline=timeline, timeline_damaged=bool(damage),
+                      timeline=timeline, timeline_damaged=bool(damage), directions=tuple(directions),
                       extra_metadata={k: v for k, v in metadata.items() if k not in KNOWN_KEYS},
                       notes=tuple(front.notes))
 
@@ -630,6 +652,26 @@ def _timeline(tensors: dict[str, torch.Tensor], metadata: dict[str, str], config
         raise
     except (ValueError, TypeError, RuntimeError) as exc:
         return None, _quote(exc, 200) or "it failed its checks"
+
+
+def _directions(tensors: dict[str, torch.Tensor], metadata: dict[str, str],
+                dim: int) -> tuple[list[Direction], list[str]]:
+    """The stored named directions, each checked on its own (explorer.analysis.directions.
+    from_records), and a note for what was dropped: a damaged direction costs only itself."""
+    vectors, text = tensors.get(DIRECTIONS_TENSOR), metadata.get(DIRECTIONS_KEY)
+    if vectors is None and text is None:
+        return [], []
+    if vectors is None or text is None:
+        return [], [f"its directions lack their {'vectors' if vectors is None else 'names'} and were dropped"]
+    if not vectors.is_floating_point() or vectors.dim() != 2 or vectors.shape[0] > MAX_DIRECTIONS:
+        return [], [f"its directions are damaged (vectors of shape {tuple(vectors.shape)}) and were dropped"]
+    if json_depth(text) > MAX_JSON_DEPTH:
+        return [], ["its directions are damaged (nested too deep) and were dropped"]
+    try:
+        records = json.loads(text)
+    except (ValueError, RecursionError):
+        return [], ["its directions are damaged (not JSON) and were dropped"]
+    return from_records(vectors.to(torch.float64).numpy(), records, dim)
 
 
 def _evaluations(metadata: dict[str, str], path: Path) -> list[Any]:

@@ -170,6 +170,9 @@ def test_manifold_decodes_the_visible_region_and_follows_zoom(qtbot, window, tra
     plane.grid_size.setValue(10)
     qtbot.mouseClick(plane.show_manifold, Qt.MouseButton.LeftButton)
     assert plane.show_manifold.isChecked() and plane.manifold.isVisible()
+    # Decoded in a task: wait for the picture of the view as it settled.
+    qtbot.waitUntil(lambda: plane.manifold_array is not None and not plane.manifold_redraws.stale
+                    and window.session.tasks.idle, timeout=10_000)
     assert plane.manifold_array.shape == (280, 280)
     x_range, y_range = plane.manifold_region()  # the view, widened so the tiles come out square
     (vx0, vx1), (vy0, vy1) = plane.visible_region()

@@ -207,7 +207,9 @@ def test_manifold_tiles_keep_the_image_aspect(qtbot, window, trained_checkpoint,
     plane.grid_size.setValue(12)
     qtbot.mouseClick(plane.show_manifold, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: plane.manifold_array is not None, timeout=5000)
+    first = plane.manifold_array
     plane.redraw_manifold()
+    qtbot.waitUntil(lambda: plane.manifold_array is not first, timeout=5000)  # decoded in a task
     tile = plane.manifold.sceneBoundingRect()
     tile_w, tile_h = tile.width() / 12, tile.height() / 12
     _, h, w = window.session.view_model.config.image_shape

@@ -36,6 +36,9 @@ def test_each_view_builds_alone_and_exports_only_what_it_has(qtbot, spec: ViewSp
             for box in (view.likelihood, view.samples, view.latent, view.recon):
                 box.setChecked(False)
             view.evaluate_current()
+        if spec.name == "directions_view":  # it exports the directions made: make one from two classes
+            view.add_from_classes()
+            qtbot.waitUntil(lambda: len(session.directions) == 1, timeout=TIMEOUT_MS)
         for export in spec.exports:
             target = tmp_path / export.filename
             try:

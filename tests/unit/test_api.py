@@ -33,7 +33,7 @@ def test_import_explorer_loads_neither_torch_nor_qt() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
     assert code  # the names resolve on first use (below, in-process)
-    assert set(explorer.__all__) == {"Viewer", "fit_map", "load", "run", "save", "train", "view"}
+    assert set(explorer.__all__) == {"Viewer", "direction", "fit_map", "load", "run", "save", "train", "view"}
     with pytest.raises(AttributeError):
         explorer.no_such_name  # noqa: B018
 

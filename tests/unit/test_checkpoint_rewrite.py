@@ -21,6 +21,7 @@ from cli_runner import run as cli
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from explorer.analysis.directions import from_codes
 from explorer.config import ModelConfig, TrainConfig
 from explorer.errors import CheckpointError
 from explorer.evaluation.files import store_evaluation
@@ -34,7 +35,7 @@ from explorer.training.timeline import Timeline
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
-LATER_KEY = "directions"  # what a later version might add: kept as it is
+LATER_KEY = "sketches"  # what a later version might add: kept as it is
 # Fields that say how the load went (parts left out), not what the file holds.
 LOAD_OUTCOMES = {"notes", "timeline_damaged"}
 
@@ -56,7 +57,8 @@ def full_file(mnist_300, tmp_path_factory) -> Path:
     record = Evaluation(dataset="mnist", step=history.last_step, metrics={"test_loss": 123.0}, groups=("loss",))
     save_checkpoint(path, model, _data_config(), cfg,
                     history, mnist_300.class_names, evaluations=[record.to_dict()], timeline=timeline,
-                    extra_metadata={LATER_KEY: json.dumps({"smile": [0.5, -1.0]})})
+                    extra_metadata={LATER_KEY: json.dumps({"smile": [0.5, -1.0]})},
+                    directions=[from_codes(np.array([0.0, 1.0]), np.array([2.0, -1.0]), "smile", (3, 4))])
     return path
 
 

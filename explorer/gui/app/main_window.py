@@ -10,7 +10,7 @@ painting.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer
+from PySide6.QtCore import QByteArray, QEvent, QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -28,6 +28,7 @@ from explorer.errors import UserError
 from explorer.gui.app.actions import ACTIONS, MENUS, ActionSpec
 from explorer.gui.app.autosave import AutosaveCommands, session_lock
 from explorer.gui.app.dialogs import Dialogs, Icon
+from explorer.gui.app.dock_tabs import hide_stale_tab_bars, keep_whole_titles, titles_width
 from explorer.gui.app.exports import TEST_CODES, ExportCommands
 from explorer.gui.app.files import FileCommands
 from explorer.gui.app.progress import RunProgress
@@ -45,10 +46,14 @@ DEFAULT_SIZE = (1280, 800)  # shrunk to fit a smaller screen
 # The latent plane is the window's point: no dock may squeeze it below this (four runs side
 # by side once left it a 200 px strip, and the saved layout kept it so).
 PLANE_MIN_SIZE = (360, 300)
-TAB_TOUCH_PX = 4  # a live tab bar sits this close to the dock it switches
 DOCK_AREAS = {Place.LEFT: Qt.DockWidgetArea.LeftDockWidgetArea, Place.RIGHT: Qt.DockWidgetArea.RightDockWidgetArea,
               Place.BOTTOM_LEFT: Qt.DockWidgetArea.BottomDockWidgetArea,
               Place.BOTTOM_RIGHT: Qt.DockWidgetArea.BottomDockWidgetArea}
+# Widths of the left and right columns and height of the bottom row at the default size.
+PANEL_WIDTH, CODE_WIDTH, BOTTOM_HEIGHT = 340, 360, 290
+# Saved layouts carry this number. Layouts saved before it arranged the docks differently
+# (elided tabs, a plane squeezed to a strip) and are not restored: the default layout is.
+LAYOUT_VERSION = 2
 
 
 
@@ -95,10 +100,8 @@ class MainWindow(QMainWindow):
         for spec in VIEWS:
             if spec.keeps_settings:
                 self._restore_view_settings(spec)
-        self.resizeDocks([self.docks["panel"], self.docks["code_view"]], [340, 360], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["loss_plot"]], [270], Qt.Orientation.Vertical)
-        self.resizeDocks([self.docks["loss_plot"], self.docks["recon_view"]], [1, 1], Qt.Orientation.Horizontal)
         self.resize(*DEFAULT_SIZE)
+        self._size_docks()
         self._saved_geometry: QByteArray | None = None
         self._fit_pending = True  # the size is set again, and fitted to the screen, once shown
         self._restore_layout()
@@ -135,34 +138,53 @@ class MainWindow(QMainWindow):
         setattr(self, spec.name.removesuffix("_view").removesuffix("_plot") + "_dock", dock)
 
     def _arrange_docks(self) -> None:
-        """The bottom views in two tab groups side by side, so each tab's title fits at the
-        default size: training and the uses on the left, images from the code on the right."""
-        groups = {place: [self.docks[s.name] for s in VIEWS if s.place is place]
-                  for place in (Place.BOTTOM_LEFT, Place.BOTTOM_RIGHT)}
+        """Each place's views in one tab group, the first one raised; the bottom row spans
+        the window's width, in two groups side by side (training and the uses on the left,
+        images from the code on the right), so every tab's whole title fits at 1280x800."""
+        groups = {place: [self.docks[s.name] for s in VIEWS if s.place is place] for place in Place
+                  if place is not Place.CENTRE}
         left, right = groups[Place.BOTTOM_LEFT], groups[Place.BOTTOM_RIGHT]
         if left and right:
             self.splitDockWidget(left[0], right[0], Qt.Orientation.Horizontal)
-        for group in (left, right):
+        for group in groups.values():
             for dock in group[1:]:
                 self.tabifyDockWidget(group[0], dock)
             if group:
                 group[0].raise_()
-        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
+        for dock in self.docks.values():
+            # A view turned on in the View menu comes to the front of its tab group.
+            dock.toggleViewAction().toggled.connect(lambda on, d=dock: on and d.raise_())
+            dock.visibilityChanged.connect(self._hide_stale_tab_bars_soon)
+            dock.dockLocationChanged.connect(self._hide_stale_tab_bars_soon)
+        for bar in self.findChildren(QTabBar):
+            keep_whole_titles(bar)
+
+    def _size_docks(self) -> None:
+        """The default split: the columns at their widths, the bottom row at its height, its
+        two tab groups sharing the width in proportion to what their titles need."""
+        self.resizeDocks([self.docks["panel"], self.docks["code_view"]], [PANEL_WIDTH, CODE_WIDTH],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["loss_plot"]], [BOTTOM_HEIGHT], Qt.Orientation.Vertical)
+        firsts = [next(self.docks[s.name] for s in VIEWS if s.place is place)
+                  for place in (Place.BOTTOM_LEFT, Place.BOTTOM_RIGHT)]
+        needs = [titles_width(self, [s.title for s in VIEWS if s.place is place])
+                 for place in (Place.BOTTOM_LEFT, Place.BOTTOM_RIGHT)]
+        self.resizeDocks(firsts, needs, Qt.Orientation.Horizontal)
+
+    def childEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Qt makes a dock area's tab bars itself, and again after a dock joins a group or
+        a layout is restored: each one keeps whole titles as it is made."""
+        super().childEvent(event)
+        if event.type() == QEvent.Type.ChildPolished and isinstance(event.child(), QTabBar):
+            keep_whole_titles(event.child())
 
     def _hide_stale_tab_bars(self) -> None:
-        """Qt 6.11 leaves old tab bars of a tab group visible (after a third dock joins, and
-        after restoreState; reproduced with plain QDockWidgets): one sat over the training
-        settings. The live bar of a group touches the dock it switches; a leftover does not."""
-        titles = {dock.windowTitle(): dock for dock in self.docks.values()}
-        for bar in self.findChildren(QTabBar):
-            if bar.parent() is not self or not bar.isVisibleTo(self):
-                continue
-            docks = [titles[t] for t in (bar.tabText(i) for i in range(bar.count())) if t in titles]
-            shown = [d.geometry() for d in docks if d.isVisibleTo(self) and not d.isFloating()]
-            if not any(bar.geometry().adjusted(-TAB_TOUCH_PX, -TAB_TOUCH_PX, TAB_TOUCH_PX, TAB_TOUCH_PX)
-                       .intersects(g) for g in shown):
-                bar.hide()
+        hide_stale_tab_bars(self, list(self.docks.values()))
+
+    def _hide_stale_tab_bars_soon(self) -> None:
+        QTimer.singleShot(0, self._hide_stale_tab_bars)  # once the docks have their new geometry
 
     def _make_action(self, spec: ActionSpec) -> QAction:
         action = QAction(spec.text, self)
@@ -303,7 +325,8 @@ class MainWindow(QMainWindow):
         if isinstance(geometry, QByteArray) and self.restoreGeometry(geometry):
             self._saved_geometry = geometry
         if isinstance(state, QByteArray):
-            self.restoreState(state)  # Qt refuses a damaged state itself and keeps the layout
+            # Qt refuses a damaged state, or one of another LAYOUT_VERSION, and keeps the layout.
+            self.restoreState(state, LAYOUT_VERSION)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().showEvent(event)
@@ -358,7 +381,7 @@ class MainWindow(QMainWindow):
                 except UserError:
                     pass  # a half-typed setting is not worth refusing to close over
         self.settings.setValue("window/geometry", self.saveGeometry())
-        self.settings.setValue("window/state", self.saveState())
+        self.settings.setValue("window/state", self.saveState(LAYOUT_VERSION))
         self.settings.sync()
         self._lock.release()  # a normal close: nothing to offer next time
         super().closeEvent(event)

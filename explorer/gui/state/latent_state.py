@@ -12,10 +12,26 @@ codes, as the timeline aligns its frames): a principal axis's sign is arbitrary,
 live plane once mirror-flipped from one re-encode to the next while a run trained. Decoding
 single codes and grids stays on the GUI thread because it takes about a millisecond with
 the session's one-thread CPU model.
+
+For the VAE family the plane outlines posteriors: the user's own input's, and the test image
+hovered or picked (its log-variance kept from the encode task), as the 2-sigma ellipse of
+N(mean, diag(var)) seen on the plane (``plane_covariance``); and the prior N(0, I)'s 1- and
+2-sigma contours, exact through a linear plane, through a neighbour map the highest-density
+regions of pushed samples holding the same shares (fitted in a task). "Draw from this
+posterior" decodes the mean and a few samples of one posterior in a task.
+
+The neighbour map over time: while a run trains with the plane on the map, each timeline
+frame that arrives is recorded with where the map placed that frame's test images
+(``MapMoment``), and replaying that epoch shows the map as it stood then. The frames keep
+only their epoch's 2-D PCA coordinates, not full codes, and the live map was fitted to the
+live model's codes: pushing an early epoch's plane through it would place codes by a space
+they were never in. An epoch without a record (the map was off, or not yet fitted, or the
+run was opened from a file) replays on its own PCA plane, and ``moment_on_map`` says so.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -25,12 +41,13 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from explorer.analysis.latents import LatentStats, latent_stats
 from explorer.analysis.manifold import decode_codes
-from explorer.analysis.maps import EXTRAPOLATED, MapAxes, fit_map
+from explorer.analysis.maps import EXTRAPOLATED, LatentMap, MapAxes, PushedDensity, fit_map, push_density
 from explorer.analysis.projection import PlaneAxes, aligned_plane, pca_axes, raw_axes
 from explorer.display import one_line
 from explorer.gui.state.session import TrainingSession
 from explorer.models import Autoencoder, build_model
 from explorer.runtime.threads import ModelCopy
+from explorer.training.timeline import coords_bulk, widest
 
 # While training, re-encode the test set at most this often (each pass is ~0.1 s of CPU
 # for the MLP VAE on 10,000 images, taken from the trainer's cores).
@@ -40,12 +57,21 @@ ENCODE_TASK = "encode"
 # While training, the neighbour map is fitted again at most this often (each fit is seconds
 # of CPU); in between, new codes are placed on the last map, so the plane stays current.
 MAP_REFRESH_S = 20.0
+MAP_REFRESH_EPOCHS = 2  # ... and at most every this many epochs
 CLASS_NAME_CHARS = 40  # a legend entry or a menu item, not a paragraph
 # The user's own input (the "Your input" view): its posterior drawn as this many standard
 # deviations, and on a neighbour map (no basis to project a covariance through) estimated
 # from this many seeded samples pushed through the map.
 INPUT_SIGMAS = 2.0
 MAP_POSTERIOR_SAMPLES = 64
+# The prior's contours: 1 and 2 standard deviations, and the share of a 2-D Gaussian's mass
+# inside each (1 - exp(-s^2 / 2): 0.3935, 0.8647), the share a neighbour map's contour holds.
+PRIOR_SIGMAS = (1.0, 2.0)
+PRIOR_MASSES = tuple(1.0 - math.exp(-s * s / 2) for s in PRIOR_SIGMAS)
+PRIOR_MAP_SAMPLES = 2048
+PRIOR_TASK = "prior on the neighbour map"
+POSTERIOR_DRAWS = 8  # "draw from this posterior": samples decoded beside the mean's decode
+DRAW_TASK = "draw from a posterior"
 
 
 @dataclass(frozen=True)
@@ -64,6 +90,14 @@ class MapRequest:
 
     previous: MapAxes | None
     refit: bool
+
+
+def map_refit_due(training: bool, seconds_since: float, epochs_since: int) -> bool:
+    """Whether the neighbour map is fitted afresh at this encode: always when no run trains
+    (the encode follows a new model or new data), and while one trains at most every
+    MAP_REFRESH_S seconds and MAP_REFRESH_EPOCHS epochs (in between, new codes are placed on
+    the last map)."""
+    return not training or (seconds_since >= MAP_REFRESH_S and epochs_since >= MAP_REFRESH_EPOCHS)
 
 
 def _encode_off_thread(copy: ModelCopy, images: torch.Tensor, labels: torch.Tensor | None,
@@ -103,17 +137,50 @@ class InputCode:
     label: int | None = None
 
 
+@dataclass(frozen=True)
+class PriorOnPlane:
+    """The prior N(0, I) seen on the plane: through a linear plane its exact ellipses
+    (``outlines``, one (points, 2) array per sigma); through a neighbour map the density of
+    pushed samples, whose levels the view draws as contours."""
+
+    sigmas: tuple[float, ...]
+    outlines: tuple[np.ndarray, ...] | None = None
+    density: PushedDensity | None = None
+
+
+@dataclass(frozen=True)
+class PosteriorDraws:
+    """One posterior decoded: its mean's decode first, then seeded samples of
+    N(mean, diag(var)), as (1 + n, C, H, W) images in [0, 1]."""
+
+    source: str  # what the posterior is of: "your input", "test image 12"
+    codes: np.ndarray  # (1 + n, D)
+    images: np.ndarray  # (1 + n, C, H, W)
+
+
+@dataclass(frozen=True)
+class MapMoment:
+    """Where the neighbour map placed a timeline frame's test images and the map's grain
+    then. Float32, as the timeline holds its own points in memory: a map gathers points
+    closely, and in float16 neighbours can coincide (a drag onto one would decode a blend)."""
+
+    points: np.ndarray  # float32 (N, 2), in the timeline's index order
+    scale: float
+    bulk: np.ndarray  # (2, 2): the points' 0.5th and 99.5th percentiles, to frame the replay
+
+
 def plane_covariance(axes: PlaneAxes | MapAxes, mean: np.ndarray, logvar: np.ndarray,
                      samples: int = MAP_POSTERIOR_SAMPLES, seed: int = 0) -> tuple[np.ndarray, np.ndarray, bool]:
     """The posterior N(mean, diag(exp(logvar))) seen on the plane: (centre (2,), covariance
     (2, 2), exact). Through a linear plane (PCA or raw axes) it is exact: the basis's two
     rows B give B diag(var) B^T. A neighbour map has no basis: ``samples`` seeded draws are
-    pushed through it and their covariance is an estimate (``exact`` False)."""
+    pushed through it (blending the mapped codes nearest the mean: this runs on the GUI
+    thread at each hover) and their covariance is an estimate (``exact`` False)."""
     mean = np.asarray(mean, dtype=np.float64)
     var = np.exp(np.asarray(logvar, dtype=np.float64))
     if isinstance(axes, MapAxes):
         draws = mean + np.sqrt(var) * np.random.default_rng(seed).standard_normal((samples, mean.shape[0]))
-        points = np.asarray(axes.project(draws), dtype=np.float64).reshape(-1, 2)
+        points = axes.latent_map.transform_near(draws, mean)
         return points.mean(axis=0), np.cov(points, rowvar=False), False
     rows = np.asarray(axes.basis, dtype=np.float64)[:min(2, axes.dim)]
     covariance = np.zeros((2, 2))
@@ -166,6 +233,10 @@ class LatentState(QObject):
     decoder_changed = Signal()  # new weights: every decoded picture is out of date
     moment_changed = Signal(object)  # the timeline frame shown (index) or None for the live model
     input_changed = Signal()  # the user's own input was encoded afresh, or cleared (``input``)
+    focus_changed = Signal()  # the test image whose posterior the plane outlines (hovered or picked)
+    prior_changed = Signal()  # the prior's contours on the neighbour map arrived
+    draws_changed = Signal()  # new decodes of a posterior (``posterior_draws``)
+    selection_changed = Signal()  # the test images the lasso selected changed (``selection``)
 
     def __init__(self, session: TrainingSession, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -178,6 +249,15 @@ class LatentState(QObject):
         self.label: int | None = None
         self.picked: int | None = None
         self.input: InputCode | None = None  # the user's own image, encoded (the "Your input" view)
+        self.hovered: int | None = None  # the test image under the pointer on the plane
+        self._picked_code: InputCode | None = None  # the picked image's posterior, as pick encoded it
+        self._prior_on_map: tuple[LatentMap, PushedDensity] | None = None
+        self._prior_asked: LatentMap | None = None
+        self.posterior_draws: PosteriorDraws | None = None
+        self.selection = np.zeros(0, dtype=np.int64)  # test-image numbers the lasso selected, sorted
+        self._draws_made = 0  # seeds the next draws: each click shows new samples, the same in every session
+        self._map_moments: dict[int, MapMoment] = {}  # timeline epoch -> where the map put its points
+        self._map_fitted_epoch = 0
         self.generation = 0  # bumps when data or model changes; stale encodes are dropped
         self._pca: PlaneAxes | None = None  # fitted with the stats, in the background
         self._map: MapAxes | None = None  # the neighbour map (axes_mode "map"), likewise
@@ -198,6 +278,7 @@ class LatentState(QObject):
         self._encode_timer.timeout.connect(self._encode)
         session.model_changed.connect(self._on_model_changed)
         session.data_changed.connect(self._on_data_changed)
+        session.timeline_changed.connect(self._record_map_moment)
 
     # -- queries --------------------------------------------------------------------------
 
@@ -219,6 +300,11 @@ class LatentState(QObject):
         if self.stats is not None:
             return self.stats.dim
         return 0 if self.code is None else int(self.code.shape[0])
+
+    @property
+    def is_variational(self) -> bool:
+        """Whether the model has a posterior and a prior to draw (the VAE family)."""
+        return self.model is not None and bool(self.model.config.variational)
 
     @property
     def is_conditional(self) -> bool:
@@ -306,21 +392,38 @@ class LatentState(QObject):
                     self.set_label(int(data.test_labels[index]))
                 self.set_code(self.stats.codes[rows[0]], "pick")
                 self.picked_changed.emit(self.picked)
+                self.focus_changed.emit()
             return
         from explorer.analysis.latents import encode_images
 
         labels = data.test_labels[index:index + 1] if data.test_labels is not None else None
-        mean, _ = encode_images(model, data.test_images[index:index + 1], labels)
+        mean, logvar = encode_images(model, data.test_images[index:index + 1], labels)
+        self._picked_code = InputCode(mean[0].numpy().astype(np.float64),
+                                      None if logvar is None else logvar[0].numpy().astype(np.float64),
+                                      None if labels is None else int(labels[0]))
         self.picked = int(index)
         if model.is_conditional and labels is not None:
             self.set_label(int(labels[0]))
         self.set_code(mean[0].numpy(), "pick")
         self.picked_changed.emit(self.picked)
+        self.focus_changed.emit()
 
     def set_label(self, label: int | None) -> None:
         if label != self.label:
             self.label = label
             self.label_changed.emit(label)
+
+    # -- the lasso's selection ----------------------------------------------------------------
+
+    def set_selection(self, indices: np.ndarray) -> None:
+        """Select these test images (their numbers, as ``stats.indices`` holds them)."""
+        chosen = np.unique(np.asarray(indices, dtype=np.int64).reshape(-1))
+        if not np.array_equal(chosen, self.selection):
+            self.selection = chosen
+            self.selection_changed.emit()
+
+    def clear_selection(self) -> None:
+        self.set_selection(np.zeros(0, dtype=np.int64))
 
     # -- the user's own input ---------------------------------------------------------------
 
@@ -343,10 +446,127 @@ class LatentState(QObject):
 
     def input_posterior(self) -> tuple[np.ndarray, np.ndarray, bool] | None:
         """The input's posterior on the plane, (centre, 2x2 covariance, exact), for the VAE family."""
-        code = self.input
+        return self._on_plane(self.input)
+
+    def _on_plane(self, code: InputCode | None) -> tuple[np.ndarray, np.ndarray, bool] | None:
         if code is None or code.logvar is None or self.axes is None or code.mean.shape[0] != self.axes.dim:
             return None
         return plane_covariance(self.axes, code.mean, code.logvar)
+
+    # -- test images' posteriors, the prior, and draws from a posterior -----------------------
+
+    def set_hovered(self, index: int | None) -> None:
+        """The pointer is over test image ``index``'s dot (None: over none)."""
+        index = None if index is None else int(index)
+        if index != self.hovered:
+            self.hovered = index
+            self.focus_changed.emit()
+
+    @property
+    def focus(self) -> int | None:
+        """The test image whose posterior the plane outlines: the hovered one, else the picked one."""
+        return self.hovered if self.hovered is not None else self.picked
+
+    def test_posterior(self, index: int) -> InputCode | None:
+        """Test image ``index``'s posterior as the last encode found it (its row of the
+        codes and log-variances), or as picking it encoded it; None for a plain autoencoder,
+        while replaying (frames keep no posteriors) or for an image not encoded."""
+        stats = self.stats
+        if stats is not None and stats.logvar is not None and self.moment is None:
+            row = int(np.searchsorted(stats.indices, index))  # the encoded subset is sorted
+            if row < len(stats.indices) and stats.indices[row] == index:
+                label = None if stats.labels is None else int(stats.labels[row])
+                return InputCode(stats.codes[row].astype(np.float64), stats.logvar[row].astype(np.float64), label)
+        code = self._picked_code
+        if index == self.picked and code is not None and code.logvar is not None and self.moment is None:
+            return code
+        return None
+
+    def focus_posterior(self) -> tuple[np.ndarray, np.ndarray, bool] | None:
+        """The focused test image's posterior on the plane, (centre, 2x2 covariance, exact)."""
+        index = self.focus
+        return None if index is None else self._on_plane(self.test_posterior(index))
+
+    def posterior_note(self) -> str:
+        """Why a test image shows no posterior ellipse, or what the ellipse is."""
+        if self.model is not None and not self.is_variational:
+            return "a plain autoencoder gives each image one code, with no posterior to outline"
+        if self.moment is not None:
+            return "a replayed epoch keeps its codes, not their posteriors: no ellipse"
+        return "its posterior's 2-sigma ellipse is outlined"
+
+    def prior_on_plane(self) -> PriorOnPlane | None:
+        """The prior's 1- and 2-sigma contours on the plane, for the VAE family: exact through
+        a linear plane (PCA, raw axes, a replayed epoch's plane); through the neighbour map
+        the pushed density once :meth:`want_prior` has had it estimated (else None)."""
+        axes = self.axes
+        if axes is None or not self.is_variational:
+            return None
+        if isinstance(axes, MapAxes):
+            if self.moment is not None:
+                return None  # a replayed map is of that epoch's plane: no prior to push through it
+            held = self._prior_on_map
+            if held is None or held[0] is not axes.latent_map:
+                return None
+            return PriorOnPlane(PRIOR_SIGMAS, density=held[1])
+        zeros = np.zeros(axes.dim)
+        centre, covariance, _ = plane_covariance(axes, zeros, zeros)
+        return PriorOnPlane(PRIOR_SIGMAS, outlines=tuple(ellipse_outline(centre, covariance, s) for s in PRIOR_SIGMAS))
+
+    def want_prior(self) -> None:
+        """Have the prior's contours on the shown neighbour map estimated, in the background
+        (``prior_changed`` when they are in); nothing to do on a linear plane."""
+        axes = self.axes
+        if not isinstance(axes, MapAxes) or self.moment is not None or not self.is_variational:
+            return
+        latent_map = axes.latent_map
+        if (self._prior_on_map is not None and self._prior_on_map[0] is latent_map) or self._prior_asked is latent_map:
+            return
+        self._prior_asked = latent_map
+        samples = np.random.default_rng(0).standard_normal((PRIOR_MAP_SAMPLES, latent_map.dim))
+        self.session.tasks.submit(PRIOR_TASK, lambda _: push_density(latent_map, samples, PRIOR_MASSES),
+                                  label="Pushing the prior through the neighbour map",
+                                  on_done=lambda density: self._on_prior(latent_map, density),
+                                  on_failed=self._on_prior_failed)
+
+    def _on_prior(self, latent_map: LatentMap, density: PushedDensity) -> None:
+        if self._prior_asked is latent_map:
+            self._prior_asked = None
+        self._prior_on_map = (latent_map, density)
+        self.prior_changed.emit()
+
+    def _on_prior_failed(self, message: str) -> None:
+        self._prior_asked = None
+        self.session.warning.emit(f"Could not place the prior on the neighbour map: {message}")
+
+    def draw_from_posterior(self, index: int | None = None, n: int = POSTERIOR_DRAWS) -> bool:
+        """Decode test image ``index``'s posterior (None: the user's input's): its mean and
+        ``n`` seeded samples of N(mean, diag(var)), in the background (``draws_changed``).
+        False when there is no posterior to draw from."""
+        code = self.input if index is None else self.test_posterior(index)
+        model = self.model
+        if code is None or code.logvar is None or model is None or code.mean.shape[0] != model.config.latent_dim:
+            return False
+        rng = np.random.default_rng(self._draws_made)
+        self._draws_made += 1
+        std = np.exp(0.5 * code.logvar)
+        codes = np.concatenate([code.mean[None], code.mean + std * rng.standard_normal((n, code.mean.shape[0]))])
+        codes = codes.astype(np.float32)
+        label = code.label if model.is_conditional else None
+        if model.is_conditional and label is None:
+            label = self.label
+        source = "your input" if index is None else f"test image {index}"
+        copy = ModelCopy.of(model)
+        self.session.tasks.submit(DRAW_TASK, lambda _: decode_codes(copy.build(), codes, label),
+                                  label="Decoding draws from a posterior",
+                                  on_done=lambda images: self._on_draws(PosteriorDraws(source, codes, images)),
+                                  on_failed=lambda message: self.session.warning.emit(
+                                      f"Could not decode the posterior's draws: {message}"))
+        return True
+
+    def _on_draws(self, draws: PosteriorDraws) -> None:
+        self.posterior_draws = draws
+        self.draws_changed.emit()
 
     def use_input_code(self) -> None:
         """Move the current code to the input's posterior mean (and a conditional model's
@@ -396,7 +616,9 @@ class LatentState(QObject):
         dim = self.stats.dim
         if dim <= 2:
             self.axes = raw_axes(dim)  # a 1- or 2-D code is its own plane: no rotation to explain
-        elif self.axes_mode == "map" and self._map is not None and self.moment is None:
+        elif self.moment is not None:
+            self.axes = self._moment_axes(self.moment)
+        elif self.axes_mode == "map" and self._map is not None:
             self.axes = self._map
         elif self.axes_mode in ("pca", "map") and self._pca is not None:
             self.axes = self._pca
@@ -414,6 +636,7 @@ class LatentState(QObject):
     def _on_data_changed(self) -> None:
         self.generation += 1
         self._unpick()
+        self.clear_selection()  # other test images: the numbers name other pictures
         self.stats = None
         self._schedule_encode(now=True)
 
@@ -428,8 +651,14 @@ class LatentState(QObject):
             self._last_model = model
             self.generation += 1
             self.stats, self.axes, self._pca, self.code = None, None, None, None
-            self._map, self._map_fitted_at = None, -float("inf")
+            self._map, self._map_fitted_at, self._map_fitted_epoch = None, -float("inf"), 0
+            self._prior_on_map, self._prior_asked, self._map_moments = None, None, {}
+            self.hovered = None
             self._unpick()
+            self.clear_selection()
+            if self.posterior_draws is not None:
+                self.posterior_draws = None
+                self.draws_changed.emit()
         if model is not None and not model.is_conditional:
             self.set_label(None)
         elif model is not None and (self.label is None or self.label >= model.config.num_classes):
@@ -438,9 +667,11 @@ class LatentState(QObject):
         self._schedule_encode(now=self.stats is None or not self.session.is_running)
 
     def _unpick(self) -> None:
+        self._picked_code = None
         if self.picked is not None:
             self.picked = None
             self.picked_changed.emit(None)
+            self.focus_changed.emit()
 
     def shutdown(self) -> None:
         """The window is closing: start no more encodes."""
@@ -475,7 +706,8 @@ class LatentState(QObject):
         self._last_encode = time.monotonic()
         map_request = None
         if self.axes_mode == "map":
-            due = time.monotonic() - self._map_fitted_at >= MAP_REFRESH_S or not self.session.is_running
+            due = map_refit_due(self.session.is_running, time.monotonic() - self._map_fitted_at,
+                                self.session.history.last_epoch - self._map_fitted_epoch)
             map_request = MapRequest(self._map, refit=self._map is None or due)
         label = "Fitting the neighbour map" if map_request is not None and map_request.refit \
             else "Encoding the test images"
@@ -494,20 +726,21 @@ class LatentState(QObject):
         current = self._live_plane()[1]
         if pca is not None and current is not None and current is not aligned_to:
             pca = aligned_plane(pca, None, current)  # the plane changed meanwhile: turn to the one shown now
+        current_model = generation == self.generation and live_model is not None \
+            and stats.dim == live_model.config.latent_dim
+        if current_model and encoded.map_axes is not None:
+            if self._map is None or encoded.map_axes.latent_map is not self._map.latent_map:
+                self._map_fitted_at = time.monotonic()
+                self._map_fitted_epoch = self.session.history.last_epoch
+            self._map = encoded.map_axes
         if self.moment is not None:  # replaying: keep the live codes for when the replay ends
-            if generation == self.generation and live_model is not None \
-                    and stats.dim == live_model.config.latent_dim:
+            if current_model:
                 self._live = (stats, pca)
             self._encode_done()
             return
-        if generation == self.generation and live_model is not None \
-                and stats.dim == live_model.config.latent_dim:
+        if current_model:
             first = self.stats is None
             self.stats, self._pca = stats, pca
-            if encoded.map_axes is not None:
-                if self._map is None or encoded.map_axes.latent_map is not self._map.latent_map:
-                    self._map_fitted_at = time.monotonic()
-                self._map = encoded.map_axes
             if first and stats.dim > 2:
                 self.raw_dims = tuple(sorted((int(stats.order[0]), int(stats.order[1]))))
             self._refit_axes(emit=False)  # stats_changed tells the views about both
@@ -540,7 +773,8 @@ class LatentState(QObject):
             with torch.no_grad():
                 self._replay_model.decoder.load_state_dict({k: v.float() for k, v in frame.decoder.items()})
         self.moment = index
-        self.stats, self.axes = frame_stats(frame, timeline.indices, timeline.labels), frame_axes(frame)
+        self.stats = frame_stats(frame, timeline.indices, timeline.labels)
+        self._refit_axes(emit=False)
         self.stats_changed.emit()
         self.decoder_changed.emit()
         if point is not None and self.code is not None:
@@ -549,11 +783,61 @@ class LatentState(QObject):
             self.set_code(self.stats.mean, "moment")
         self.moment_changed.emit(index)
 
+    def _moment_axes(self, index: int) -> PlaneAxes | MapAxes:
+        """A replayed epoch's plane: with the plane on the neighbour map and that epoch's map
+        recorded, the map as it placed the epoch's points (its inverse blends the epoch's
+        codes, so dragging decodes that epoch's codes); else the epoch's stored PCA plane."""
+        timeline = self.session.timeline
+        assert timeline is not None and self.stats is not None
+        frame = timeline.frames[index]
+        moment = self._map_moments.get(frame.epoch) if self.axes_mode == "map" else None
+        if moment is not None and moment.points.shape[0] == self.stats.codes.shape[0]:
+            latent_map = LatentMap("umap", self.stats.codes, moment.points, scale=moment.scale)
+            return MapAxes.of(latent_map)
+        return frame_axes(frame)
+
+    def map_moment(self, epoch: int) -> MapMoment | None:
+        """Where the neighbour map placed timeline epoch ``epoch``'s test images, if recorded."""
+        return self._map_moments.get(epoch)
+
+    @property
+    def moment_on_map(self) -> bool | None:
+        """While replaying with the plane on the neighbour map: whether the epoch shows its
+        recorded map (False: its PCA plane, as no map was recorded then); None otherwise."""
+        if self.moment is None or self.axes_mode != "map":
+            return None
+        return isinstance(self.axes, MapAxes)
+
+    def _record_map_moment(self) -> None:
+        """A frame arrived while a run trains: note where the neighbour map (if it is shown)
+        puts that frame's test images, so replaying the epoch shows the map of the time.
+        Records of frames the timeline thinned away go with them."""
+        timeline = self.session.timeline
+        if timeline is None or not timeline.frames:
+            self._map_moments = {}
+            return
+        epochs = {frame.epoch for frame in timeline.frames}
+        self._map_moments = {e: m for e, m in self._map_moments.items() if e in epochs}
+        epoch = timeline.frames[-1].epoch
+        stats = self._live_plane()[0]
+        latent_map = self._map
+        if not self.session.is_running or epoch in self._map_moments or self.axes_mode != "map" \
+                or latent_map is None or stats is None or latent_map.known_points.shape[0] != len(stats.indices):
+            return
+        wanted = np.asarray(timeline.indices, dtype=np.int64)
+        rows = np.minimum(np.searchsorted(stats.indices, wanted), len(stats.indices) - 1)
+        if not np.array_equal(stats.indices[rows], wanted):
+            return  # the timeline follows images the encode did not take
+        points = latent_map.known_points[rows].astype(np.float32)
+        self._map_moments[epoch] = MapMoment(points, float(latent_map.latent_map.scale), coords_bulk(points))
+
     def replay_points(self) -> np.ndarray:
         """Two corner points spanning the bulk of every recorded epoch's points (each
         frame's 0.5-99.5 percentiles, then the widest): what frames the whole replay. The
         timeline keeps them as frames arrive and finds them on load, in the background: at
         the first scrub, percentiles of 10,000 frames held the GUI thread for 2-3 s."""
+        if self.moment_on_map and self._map_moments:
+            return widest(np.stack([m.bulk for m in self._map_moments.values()]))
         timeline = self.session.timeline
         extent = timeline.extent if timeline is not None else None
         return np.zeros((2, 2)) if extent is None else extent
@@ -568,6 +852,7 @@ class LatentState(QObject):
         if not emit:
             return
         self.stats_changed.emit()
+        self.focus_changed.emit()  # the live codes have posteriors again
         self.decoder_changed.emit()
         if point is not None and self.code is not None and self.axes is not None:
             self.set_code(self.axes.lift(point, self.code), "moment")

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from explorer.analysis.directions import MAX_DIRECTIONS, Direction
 from explorer.config import DataConfig, ModelConfig, TrainConfig, replace
 from explorer.data import ImageData
 from explorer.data.folder import relative_name
@@ -86,6 +87,7 @@ class TrainingSession(QObject):
     evaluations_changed = Signal()  # the current model's evaluation records changed
     given = Signal(str)  # a model handed over from Python is shown: one line saying what it can do
     timeline_changed = Signal()  # a frame was added to the timeline, or another timeline came
+    directions_changed = Signal()  # a named direction was added, removed or renamed, or another model came
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -109,6 +111,9 @@ class TrainingSession(QObject):
         # The opened file held a timeline that was damaged and dropped on load: the replay bar
         # says so, rather than "trained before timelines existed" (open_notes says why).
         self.timeline_damaged = False
+        # Named directions in the code space (explorer.analysis.directions): the user's own,
+        # saved with the model and read back from its file.
+        self.directions: list[Direction] = []
         # Entries of the opened file that this version does not know: written back on Save.
         self.extra_metadata: dict[str, str] = {}
         self.open_notes: tuple[str, ...] = ()
@@ -285,8 +290,41 @@ class TrainingSession(QObject):
         class_names = self.data.class_names if self.data is not None else ()
         save_checkpoint(path, self.view_model, self.data_config, self.train_config or TrainConfig(),
                         self.history, class_names, evaluations=[r.to_dict() for r in self.evaluations],
-                        timeline=self.timeline, extra_metadata=self.extra_metadata)
+                        timeline=self.timeline, extra_metadata=self.extra_metadata, directions=self.directions)
         return path
+
+    # -- named directions ---------------------------------------------------------------
+
+    def add_direction(self, direction: Direction) -> None:
+        """Keep ``direction`` with the current model (unsaved work until the next Save)."""
+        if self.model_config is None or direction.dim != self.model_config.latent_dim:
+            raise UserError("that direction is not in the current model's code space")
+        if len(self.directions) >= MAX_DIRECTIONS:
+            raise UserError(f"a model keeps at most {MAX_DIRECTIONS} directions: remove one first")
+        self.directions.append(direction)
+        self._directions_edited()
+
+    def remove_direction(self, index: int) -> None:
+        if 0 <= index < len(self.directions):
+            del self.directions[index]
+            self._directions_edited()
+
+    def rename_direction(self, index: int, name: str) -> None:
+        if not 0 <= index < len(self.directions) or not name.strip():
+            return  # a blank name keeps the old one
+        renamed = self.directions[index].renamed(name)
+        if renamed.name != self.directions[index].name:
+            self.directions[index] = renamed
+            self._directions_edited()
+
+    def _directions_edited(self) -> None:
+        self.document.mark_modified()
+        self.directions_changed.emit()
+
+    def _set_directions(self, directions) -> None:
+        """Another model's directions (none for a new run): nothing unsaved about them."""
+        self.directions = list(directions)
+        self.directions_changed.emit()
 
     def add_evaluation(self, record: Evaluation, stored: bool = False) -> None:
         """Keep ``record`` with the current model. ``stored``: it is already in the model's
@@ -336,6 +374,7 @@ class TrainingSession(QObject):
         self.timeline_damaged = ckpt.timeline_damaged
         self.extra_metadata = dict(ckpt.extra_metadata)
         self.open_notes = tuple(ckpt.notes)  # what of the file was left out, said once on open
+        self._set_directions(ckpt.directions)
         self.document.opened(path)
         self._run_autosave = None  # continuing an opened model starts a new autosave file
         self.data = None
@@ -348,7 +387,8 @@ class TrainingSession(QObject):
 
     def install_given(self, model: Autoencoder, data: ImageData | None, *, data_config: DataConfig | None = None,
                       train_config: TrainConfig | None = None, history: History | None = None,
-                      path: Path | None = None, class_names: tuple[str, ...] = ()) -> None:
+                      path: Path | None = None, class_names: tuple[str, ...] = (),
+                      directions: tuple[Direction, ...] | list[Direction] = ()) -> None:
         """A model handed over from Python (explorer.view): a model object with its record,
         or a user's own encoder and decoder (explorer.models.external). ``data`` shown at
         once; None loads ``data_config``'s in the background as for an opened file."""
@@ -363,6 +403,7 @@ class TrainingSession(QObject):
         self.timeline = None
         self.extra_metadata = {}
         self.open_notes = ()
+        self._set_directions(d for d in directions if d.dim == model.config.latent_dim)
         self.document.given(path)
         self._run_autosave = None
         self.data = None
@@ -412,6 +453,7 @@ class TrainingSession(QObject):
         self.timeline = ckpt.timeline
         self.timeline_damaged = ckpt.timeline_damaged
         self.extra_metadata = dict(ckpt.extra_metadata)
+        self._set_directions(ckpt.directions)
         self.history_reset.emit()
         self.evaluations_changed.emit()
         self.model_changed.emit()
@@ -515,6 +557,7 @@ class TrainingSession(QObject):
             self.history = History(part_names=tuple(model.part_names))
             self.evaluations = []
             self.extra_metadata = {}
+            self._set_directions(())
             self.evaluations_changed.emit()
             self.document.new_run()
             self.history_reset.emit()

@@ -18,6 +18,11 @@ set's scores, which are computed in the background once per model weights (while
 trains, the last ones are kept until it stops). A conditional model is asked which class
 finds the image most likely (the lowest negative ELBO over classes) and the image is
 encoded as that class. **Set as current code** moves the shared code to the input's mean.
+
+**Draw from its posterior** (VAE family) decodes the input's posterior mean and samples of
+N(mean, diag(var)) side by side, in the background (``LatentState.draw_from_posterior``): how
+sure the model is of what it read. **Picked image's posterior** does the same for the test
+image picked on the plane (as the plane's context menu does), and the strip shows here.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.analysis.anomaly import anomaly_scores
+from explorer.analysis.grids import image_grid
 from explorer.analysis.latents import encode_images
 from explorer.data import to_float
 from explorer.display import one_line
@@ -426,6 +432,13 @@ class DrawView(QWidget):
         self.set_code_button = QPushButton("Set as current code", objectName="drawSetCode")
         self.set_code_button.setToolTip("Move the current code (the red marker, the sliders and the decoded "
                                         "image) to your input's code")
+        self.posterior_button = QPushButton("Draw from its posterior", objectName="drawFromPosterior")
+        self.picked_posterior_button = QPushButton("Picked image's posterior", objectName="drawPickedPosterior")
+        self.draws_caption = QLabel("", objectName="drawsCaption")
+        self.draws_caption.setWordWrap(True)
+        self.draws = ImagePane("posteriorDraws")
+        self.draws.set_rows(1)
+        self.draws.setVisible(False)
         self.note = QLabel("", objectName="drawNote")
         self.note.setWordWrap(True)
         self.readout = QLabel("", objectName="drawReadout")
@@ -452,6 +465,12 @@ class DrawView(QWidget):
         layout.addLayout(pictures, 1)
         layout.addWidget(self.note)
         layout.addLayout(bottom)
+        posterior = QHBoxLayout()
+        posterior.addWidget(self.posterior_button)
+        posterior.addWidget(self.picked_posterior_button)
+        posterior.addWidget(self.draws_caption, 1)
+        layout.addLayout(posterior)
+        layout.addWidget(self.draws)
 
         self.setAcceptDrops(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -469,10 +488,14 @@ class DrawView(QWidget):
         self.invert_button.clicked.connect(self.canvas.invert)
         self.test_button.clicked.connect(self.use_test_image)
         self.set_code_button.clicked.connect(state.use_input_code)
+        self.posterior_button.clicked.connect(lambda: state.draw_from_posterior(None))
+        self.picked_posterior_button.clicked.connect(self._draw_from_picked)
+        state.draws_changed.connect(self._show_draws)
         self.canvas.stroke_moved.connect(self.encodes.request)
         self.canvas.changed.connect(self._on_canvas_changed)
         state.decoder_changed.connect(self._on_decoder)
         state.picked_changed.connect(lambda _: self._update_buttons())
+        state.stats_changed.connect(self._update_buttons)  # a replayed epoch has no posteriors
         state.code_changed.connect(lambda _: self._update_buttons())
         state.session.data_changed.connect(self._on_data_changed)
         self._on_decoder()
@@ -525,6 +548,37 @@ class DrawView(QWidget):
         self.undo_button.setEnabled(ready and self.canvas.can_undo)
         self.test_button.setEnabled(ready and self._picked_pixels() is not None)
         self.set_code_button.setEnabled(self.reading is not None and self.state.code is not None)
+        state = self.state
+        variational = state.is_variational
+        self.posterior_button.setEnabled(self.reading is not None and self.reading.logvar is not None)
+        self.picked_posterior_button.setEnabled(
+            variational and state.picked is not None and state.test_posterior(state.picked) is not None)
+        if state.model is not None and not variational:
+            no_posterior = "A plain autoencoder gives each image one code: there is no posterior to draw from"
+            self.posterior_button.setToolTip(no_posterior)
+            self.picked_posterior_button.setToolTip(no_posterior)
+        else:
+            self.posterior_button.setToolTip("Decode your input's posterior mean, then samples of its posterior "
+                                             "N(mean, diag(var)), side by side")
+            self.picked_posterior_button.setToolTip("The same for the test image picked on the plane (click a dot)")
+
+    def _draw_from_picked(self) -> None:
+        if self.state.picked is not None:
+            self.state.draw_from_posterior(self.state.picked)
+
+    def _show_draws(self) -> None:
+        """A posterior's decodes arrived (or were dropped with their model): show them in a row."""
+        draws = self.state.posterior_draws
+        self.draws.setVisible(draws is not None)
+        if draws is None:
+            self.draws.clear()
+            self.draws_caption.setText("")
+            return
+        grid = image_grid(torch.from_numpy(draws.images), nrow=len(draws.images)).numpy()
+        self.draws.set_array(chw_to_display(grid))
+        self.draws_caption.setText(f"The posterior of {draws.source}: its mean's decode (left), then "
+                                   f"{len(draws.images) - 1} samples")
+        self._raise_dock()
 
     # -- reading the input ------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from explorer.gui.views.anomaly_view import AnomalyView
 from explorer.gui.views.code_view import CodeView
 from explorer.gui.views.compression_view import CompressionView
 from explorer.gui.views.denoise_view import DenoiseView
+from explorer.gui.views.directions_view import DirectionsView
 from explorer.gui.views.draw_view import DrawView
 from explorer.gui.views.evaluation_view import EvaluationView
 from explorer.gui.views.interpolation_view import InterpolationView
@@ -50,9 +51,9 @@ class Place(Enum):
     """Where a view's dock starts (users can move, float or hide it)."""
 
     CENTRE = "centre"  # the window's central widget, not a dock
-    LEFT = "left"
+    LEFT = "left"  # each place's views share one tab group, the first view in front
     RIGHT = "right"
-    BOTTOM_LEFT = "bottom left"  # tabbed with the first view placed here
+    BOTTOM_LEFT = "bottom left"  # the bottom row spans the window: two groups side by side
     BOTTOM_RIGHT = "bottom right"
 
 
@@ -111,8 +112,10 @@ VIEWS: tuple[ViewSpec, ...] = (
                       Export("interpolation codes", "interpolation-codes.csv", "export_codes", CODES))),
     ViewSpec("traversal_view", "Traversal", TraversalView, Reads.LATENT, Place.BOTTOM_RIGHT, "traversalDock",
              exports=(Export("traversal", "traversal.png"),)),
-    ViewSpec("runs_view", "Side by side", RunsView, Reads.RUNS, Place.BOTTOM_RIGHT, "runsDock"),
+    ViewSpec("runs_view", "Side by side", RunsView, Reads.RUNS, Place.BOTTOM_LEFT, "runsDock"),
     ViewSpec("draw_view", "Your input", DrawView, Reads.LATENT, Place.BOTTOM_RIGHT, "drawDock"),
     ViewSpec("neighbours_view", "Neighbours", NeighboursView, Reads.LATENT, Place.BOTTOM_RIGHT, "neighboursDock",
              exports=(Export("nearest neighbours", "neighbours.png"),)),
+    ViewSpec("directions_view", "Directions", DirectionsView, Reads.LATENT, Place.BOTTOM_RIGHT, "directionsDock",
+             exports=(Export("directions", "directions.csv", "export_directions", CODES),)),
 )

@@ -6,6 +6,10 @@ arrow keys shows that moment: the plane's points, its axes (Procrustes-aligned f
 epoch, so the replay neither jumps nor flips) and every decoded image follow the stored
 snapshot. While a run trains the bar grows an epoch at a time; left on Live it follows the
 run, scrubbed back it stays where it was put.
+
+With the plane on the neighbour map, an epoch replays on the map as it stood then when the
+map was recorded while the run trained (``LatentState.moment_on_map``); otherwise on that
+epoch's PCA plane, and the readout says so rather than switching silently.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class TimelineBar(QWidget):
         self.speed.currentIndexChanged.connect(self._on_speed)
         self.session.timeline_changed.connect(self._on_timeline_changed)
         state.moment_changed.connect(self._on_moment_changed)
+        state.axes_changed.connect(self._update_readout)  # the plane's axes chosen while replaying
         self._on_timeline_changed()
 
     # -- queries ---------------------------------------------------------------------------
@@ -118,8 +123,18 @@ class TimelineBar(QWidget):
         frame = timeline.frames[self.slider.value()]
         total = timeline.frames[-1].epoch
         loss = frame.losses.get("test_loss")
-        self.readout.setText(f"Epoch {frame.epoch}/{total}" + (f" · test loss {loss:.2f}" if loss is not None else ""))
-        self.readout.setToolTip(f"Step {frame.global_step:,}; {plural(len(timeline.frames), 'epoch')} recorded")
+        text = f"Epoch {frame.epoch}/{total}" + (f" · test loss {loss:.2f}" if loss is not None else "")
+        tip = f"Step {frame.global_step:,}; {plural(len(timeline.frames), 'epoch')} recorded"
+        on_map = self.state.moment_on_map
+        if on_map is True:
+            text += " · map"
+            tip += "; the neighbour map as it placed this epoch's codes while the run trained"
+        elif on_map is False:
+            text += " · PCA (no map recorded)"
+            tip += ("; the neighbour map of this epoch was not recorded (the map records while a run trains with "
+                    "the plane on it), so the epoch shows on its own principal axes")
+        self.readout.setText(text)
+        self.readout.setToolTip(tip)
 
     # -- playing ---------------------------------------------------------------------------
 

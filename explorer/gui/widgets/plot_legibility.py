@@ -1,5 +1,5 @@
 """Plot furniture that stays readable at small sizes: legends beside the data, not on it,
-and log axes whose labels never pile up.
+log axes whose labels never pile up, and axis labels inside their plot.
 
 pyqtgraph's own legend floats over the view box, so at a dock's size it hides the very
 curves and dots it names; and its log axes label every 2..9 x 10^k tick, which at a
@@ -16,7 +16,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontMetricsF
-from PySide6.QtWidgets import QGraphicsItem
+from PySide6.QtWidgets import QGraphicsItem, QSizePolicy
 
 LABEL_PAD_PX = 6.0  # free space between neighbouring tick labels
 MINOR_TICK_PX = 4.0  # unlabelled minor ticks closer than this are left out
@@ -24,6 +24,7 @@ MAX_LINEAR_TICKS = 200  # candidate sets larger than this are not even considere
 MAX_LABELS = 10  # more labels than this on one axis read as a ruler, not as values
 NICE_MANTISSAS = (1.0, 2.0, 5.0)
 DECADE_STEPS = (1, 2, 3, 5, 10, 20, 50, 100)
+LABEL_UNRESERVED = 0.2  # the share of an axis label's height pyqtgraph leaves out of the axis
 LEGEND_ROW = 4  # below the bottom axis of a PlotItem's layout (rows 0-3 are title, axes, view)
 LEGEND_COLUMN = 3  # right of the right axis (columns 0-2 are left axis, view, right axis)
 
@@ -52,6 +53,48 @@ class LegibleAxis(pg.AxisItem):
     def __init__(self, orientation: str, **kwargs) -> None:
         super().__init__(orientation, **kwargs)
         self._labelled: np.ndarray = np.array([])
+
+    # -- the axis label: inside the axis's own rectangle -------------------------------------
+    # pyqtgraph reserves 0.8 of the label's height and nudges the label 5 px past the axis's
+    # outer edge, so on a plot at a widget's edge the label's last pixels were cut ("PC1"
+    # on the latent plane). The axis reserves the label's whole height and keeps it inside.
+
+    def _updateHeight(self) -> None:  # noqa: N802 - pyqtgraph's name
+        super()._updateHeight()
+        self._reserve_whole_label(horizontal=True)
+
+    def _updateWidth(self) -> None:  # noqa: N802 - pyqtgraph's name
+        super()._updateWidth()
+        self._reserve_whole_label(horizontal=False)
+
+    def _reserve_whole_label(self, horizontal: bool) -> None:
+        fixed = self.fixedHeight if horizontal else self.fixedWidth
+        if fixed is not None or not self.isVisible() or not self.label.isVisible():
+            return
+        extra = LABEL_UNRESERVED * self.label.boundingRect().height()
+        if horizontal:
+            size = self.maximumHeight() + extra
+            self.setMaximumHeight(size)
+            self.setMinimumHeight(size)
+        else:
+            size = self.maximumWidth() + extra
+            self.setMaximumWidth(size)
+            self.setMinimumWidth(size)
+
+    def resizeEvent(self, ev=None) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(ev)
+        if self.label is None:
+            return
+        rect, pos = self.label.boundingRect(), self.label.pos()
+        if self.orientation == "bottom":
+            pos.setY(self.size().height() - rect.height())
+        elif self.orientation == "top":
+            pos.setY(0)
+        elif self.orientation == "left":
+            pos.setX(0)
+        else:
+            pos.setX(self.size().width() - rect.height())
+        self.label.setPos(pos)
 
     def _extent(self, text: str) -> float:
         """How much of the axis's length a label takes: its height on a vertical axis, its
@@ -132,6 +175,9 @@ class OutsideLegend(pg.LegendItem):
     def __init__(self, columns: int = 1, **kwargs) -> None:
         super().__init__(offset=None, colCount=columns, **kwargs)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, False)
+        # No bigger than its entries: stretched to the view box's height, its rows spread
+        # apart and each class's dot sat half a row below its name.
+        self.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Maximum)
 
     def updateSize(self) -> None:  # noqa: N802 - pyqtgraph's name
         # pyqtgraph moves the legend to (0, 0) here; in a layout, asking it to re-lay out is enough.
