@@ -8,10 +8,14 @@ imports torch and loads the data, so the figures above it are what training itse
 - ``reference``: the pytorch/examples VAE loop (see train_throughput.py), torchvision
   MNIST through a DataLoader;
 - ``engine``: ``explorer.training.engine.train`` with the ``--preset`` model;
-- ``window``: the app's main window (offscreen), Start clicked, until the epoch ends:
-  training plus every live view.
+- ``window``: the app's main window (offscreen, 1920x1080), every dock shown side by side
+  and the manifold on (as ``gui_lag.py`` lays them out), Start clicked, until the epoch
+  ends: training plus every live view.
 
-    python benchmarks/memory.py [--preset vae] [--device auto|cpu|cuda] [--json]
+``--latent-dim`` sets the code size of the engine's and the window's model (20 is the
+case where the views hold the most: per-dimension sliders, the PCA plane, the map).
+
+    python benchmarks/memory.py [--preset vae] [--latent-dim 20] [--device auto|cpu|cuda] [--json]
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def run_case(case: str, preset: str, device_name: str) -> dict:
+def run_case(case: str, preset: str, device_name: str, latent_dim: int | None = None) -> dict:
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "benchmarks"))
     import torch
@@ -54,11 +58,16 @@ def run_case(case: str, preset: str, device_name: str) -> dict:
             loader = make_reference_loader(Path(tmp), device, 128, None)
             run_reference(loader, device, 1, 1e-3, 1)
     elif case == "engine":
+        from dataclasses import replace
+
         from explorer.models import build_model, config_for_data, get_preset
         from explorer.training.engine import run_to_end, train
 
         data = load_dataset(DataConfig())
-        model = build_model(config_for_data(get_preset(preset).model, data.image_shape, data.num_classes))
+        config = get_preset(preset).model
+        if latent_dim:
+            config = replace(config, latent_dim=latent_dim)
+        model = build_model(config_for_data(config, data.image_shape, data.num_classes))
         result = run_to_end(train(model, data, TrainConfig(epochs=1, device=device.type)))[1]
         assert result.status == "completed", result
     elif case == "window":
@@ -72,8 +81,20 @@ def run_case(case: str, preset: str, device_name: str) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             os.environ["LATENT_EXPLORER_DATA"] = tmp
             window = MainWindow(settings=QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat))
+            from gui_lag import show_every_dock
+
+            window.resize(1920, 1080)
             window.show()
-            window.panel.epochs.setValue(1)
+            app.processEvents()
+            show_every_dock(window)
+            panel = window.panel
+            panel.preset.setCurrentIndex(panel.preset.findData(preset))
+            if latent_dim:
+                panel.latent.setValue(latent_dim)
+            manifold = getattr(window.plane, "show_manifold", None)
+            if manifold is not None:
+                manifold.setChecked(True)
+            panel.epochs.setValue(1)
             tune_runtime()
             loop = QEventLoop()
             window.session.run_finished.connect(lambda _r: loop.quit())
@@ -94,18 +115,20 @@ def run_case(case: str, preset: str, device_name: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="vae")
+    p.add_argument("--latent-dim", type=int, help="the code size (default: the preset's)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
     p.add_argument("--json", action="store_true")
     p.add_argument("--case", help=argparse.SUPPRESS)  # the child process's job
     args = p.parse_args(argv)
     if args.case:
-        print(json.dumps(run_case(args.case, args.preset, args.device)))
+        print(json.dumps(run_case(args.case, args.preset, args.device, args.latent_dim)))
         return 0
     results = []
     for case in args.cases.split(","):
+        extra = ["--latent-dim", str(args.latent_dim)] if args.latent_dim else []
         proc = subprocess.run([sys.executable, __file__, "--case", case, "--preset", args.preset,
-                               "--device", args.device], capture_output=True, text=True, cwd=REPO)
+                               "--device", args.device, *extra], capture_output=True, text=True, cwd=REPO)
         if proc.returncode != 0:
             raise SystemExit(f"{case} failed:\n{proc.stderr[-3000:]}")
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -115,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results, indent=2))
         return 0
     base = next((r["peak_rss_mib"] for r in results if r["case"] == "baseline"), None)
-    print(f"peak memory, one epoch of full MNIST, preset {args.preset}, device {results[0]['device']}")
+    latent = f", {args.latent_dim}-D" if args.latent_dim else ""
+    print(f"peak memory, one epoch of full MNIST, preset {args.preset}{latent}, device {results[0]['device']}")
     print(f"{'case':<10}{'peak RSS MiB':>14}{'above baseline':>16}" + (f"{'peak CUDA MiB':>16}" if any(
         "peak_cuda_mib" in r for r in results) else ""))
     for r in results:
