@@ -53,6 +53,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+if str(REPO / "benchmarks") not in sys.path:
+    sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -309,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="vae",
                    help="project model preset(s) to benchmark, comma-separated (vae, ae, conv-vae, cvae, ...), "
                         "or 'families' for ae,vae,conv-vae,cvae; the reference is always the MLP VAE (default: vae)")
+    p.add_argument("--reference", choices=("examples", "plain"), default="examples",
+                   help="examples: the pytorch/examples MLP VAE loop (default); plain: a plain PyTorch loop of the "
+                        "preset's own architecture (benchmarks/plain_reference.py: DataLoader, fp32, eager), for "
+                        "one --preset")
     p.add_argument("--compile", default="auto",
                    help="the project's torch.compile mode(s), comma-separated: auto (CUDA only), on, off; "
                         "for example off,on to compare (default: auto)")
@@ -345,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(c not in ("auto", "on", "off") for c in compiles) or not compiles:
         p.error("--compile takes auto, on or off (comma-separated)")
     variants = [(pr, c) for pr in presets for c in compiles]
+    if args.reference == "plain" and len(presets) != 1:
+        p.error("--reference plain compares one --preset with a plain loop of its own architecture")
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -370,8 +378,19 @@ def main(argv: list[str] | None = None) -> int:
         if len(loader.dataset) != data.train_images.shape[0]:
             raise SystemExit(f"training set sizes differ: reference {len(loader.dataset)}, "
                              f"project {data.train_images.shape[0]}")
+        reference_fn, reference_args = run_reference, (loader, device, args.epochs, args.lr, args.seed)
+        reference_label = REFERENCE_LABEL
+        if args.reference == "plain":
+            from plain_reference import run_plain
+
+            from explorer.models import config_for_data
+
+            plain_config = config_for_data(get_preset(presets[0]).model, data.image_shape, data.num_classes)
+            reference_fn = run_plain
+            reference_args = (loader, plain_config, device, args.epochs, args.lr, args.seed)
+            reference_label = f"reference (plain PyTorch loop of {presets[0]}: DataLoader, fp32, eager)"
         if not args.no_warmup:
-            run_reference(loader, device, 1, args.lr, args.seed, max_batches=10)
+            reference_fn(*reference_args[:-3], 1, args.lr, args.seed, max_batches=10)
             warm = data.limited(min(10 * args.batch_size, int(data.train_images.shape[0])))
             for preset, compile_mode in variants:
                 run_project(warm, preset, device.type, 1, args.batch_size, args.lr, args.seed, args.precision,
@@ -379,8 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         verbose = not args.json
         guard = (args.busy_limit, args.wait_quiet, args.retries)
         for i in range(args.repeats):
-            ref = timed(run_reference, (loader, device, args.epochs, args.lr, args.seed), *guard,
-                        "reference", verbose)
+            ref = timed(reference_fn, reference_args, *guard, "reference", verbose)
             ref_runs.append(ref)
             if not args.json:
                 print(f"  run {i + 1}/{args.repeats} reference: {ref['samples_per_s']:9.0f} samples/s",
@@ -411,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
                      "stat": args.stat, "batch_size": args.batch_size, "lr": args.lr, "precision": args.precision,
                      "train_samples": int(data.train_images.shape[0]), "warmup": not args.no_warmup,
                      "busy_limit_cpus": args.busy_limit, "wait_quiet_s": args.wait_quiet, "retries": args.retries},
-        "reference": {"name": REFERENCE_LABEL, **ref_sum, "runs": ref_runs},
+        "reference": {"name": reference_label, **ref_sum, "runs": ref_runs},
         "projects": projects,
     }
     if args.json:
@@ -428,9 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     if seen:
         print(f"other processes used at most {max(seen):.2f} CPUs (mean over a run) during the summarised runs"
               + ("  WARNING: above --busy-limit, figures are disturbed" if max(seen) > args.busy_limit else ""))
-    width = max(len(REFERENCE_LABEL), *(len(pr["name"]) for pr in projects))
+    width = max(len(reference_label), *(len(pr["name"]) for pr in projects))
     print(f"{'name':<{width}}  {'samples/s':>10}  {'s/epoch':>8}  {'ratio':>6}  {'after epoch 1':>13}  {'ratio':>6}")
-    print(f"{REFERENCE_LABEL:<{width}}  {ref_sum['samples_per_s']:>10.0f}  {ref_sum['seconds_per_epoch']:>8.2f}  "
+    print(f"{reference_label:<{width}}  {ref_sum['samples_per_s']:>10.0f}  {ref_sum['seconds_per_epoch']:>8.2f}  "
           f"{1:>5.2f}x")
     for pr in projects:
         print(f"{pr['name']:<{width}}  {pr['samples_per_s']:>10.0f}  {pr['seconds_per_epoch']:>8.2f}  "

@@ -105,7 +105,17 @@ class Viewer:
         return self.ready
 
     def close(self) -> None:
+        """Close the window and return once it is closed: a window with threads still running
+        stops them first (its close waits for them on a timer, painting meanwhile), and a
+        script or notebook cell that closes it expects it gone when the call returns."""
+        import time
+
+        from PySide6.QtWidgets import QApplication
+
         self.window.close_without_asking()
+        while self.window.isVisible():
+            QApplication.processEvents()
+            time.sleep(0.005)
 
     def __repr__(self) -> str:
         state = "open" if self.window.isVisible() else "closed"

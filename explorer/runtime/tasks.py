@@ -179,14 +179,18 @@ class TaskRunner:
                 report_failure(label, describe_failure(exc))
         return count
 
-    def shutdown(self, timeout_s: float = 15.0) -> bool:
-        """Start nothing more; cancel and join what runs. True if every thread ended."""
+    def close(self) -> None:
+        """Start nothing more and cancel what runs, without waiting for it: a window that is
+        closing keeps painting while its threads end (``drain`` sees them go)."""
         self.closed = True
         self._waiting.clear()
-        threads = []
-        for request, thread in self._running.values():
+        for request, _thread in self._running.values():
             request.handle.cancel()
-            threads.append(thread)
+
+    def shutdown(self, timeout_s: float = 15.0) -> bool:
+        """Start nothing more; cancel and join what runs. True if every thread ended."""
+        self.close()
+        threads = [thread for _request, thread in self._running.values()]
         for thread in threads:
             thread.join(timeout_s)
         self.drain()

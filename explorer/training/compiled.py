@@ -43,3 +43,111 @@ class CompiledForward:
             out = self.model(x, y)
         self._first = False
         return out
+
+
+class CompiledStep:
+    """The whole training step of an MLP-family Autoencoder (forward, backward and Adam) as one
+    compiled graph.
+
+    On the CPU the MLP step is small enough that what lies between the matrix products (the
+    bfloat16 casts autocast makes of every weight, the loss's elementwise passes, Adam's
+    separate pass and the dispatch of some hundred operators) costs as much as the products;
+    one graph fuses them, about 1.4x the eager step for the 784-400-20 VAE at batch 128. The
+    Adam update is torch's (no weight decay, no amsgrad); it writes into the model's own
+    parameters, so the engine's good-state copies, snapshots and NaN guard see them as usual.
+    ``lr`` and ``beta`` are tensors, so changing either never recompiles.
+
+    ``failure`` is set when the first call (the compile) fails; the caller then trains
+    eagerly with a fresh optimizer (no step was taken).
+    """
+
+    def __init__(self, model: Autoencoder, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, bf16: bool = False) -> None:
+        self.model = model
+        self.failure: str | None = None
+        self._first = True
+        device = model.mean_head.weight.device
+        self._params = {k: p.detach() for k, p in model.named_parameters()}
+        self._exp_avg = {k: torch.zeros_like(p) for k, p in self._params.items()}
+        self._exp_avg_sq = {k: torch.zeros_like(p) for k, p in self._params.items()}
+        self._step = torch.zeros((), device=device)
+        self._lr = torch.tensor(float(lr), device=device)
+        self._beta = torch.tensor(float(model.beta), device=device)
+        self._beta_value = float(model.beta)  # what _beta holds, without reading the tensor back
+        self._fn: Any = torch.compile(_adam_step(model, betas, eps, bf16, device.type), fullgraph=True,
+                                      dynamic=False)
+
+    def set_lr(self, lr: float) -> None:
+        self._lr.fill_(float(lr))
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """One step on a batch; returns the batch-mean loss and its terms, ``(1 + parts,)``."""
+        if self._beta_value != self.model.beta:
+            self._beta_value = float(self.model.beta)
+            self._beta.fill_(self._beta_value)
+        args = (self._params, self._exp_avg, self._exp_avg_sq, self._step, self._lr, self._beta, x, y)
+        if not self._first:
+            return self._fn(*args)
+        try:
+            terms = self._fn(*args)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any compiler failure: train uncompiled instead
+            first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+            self.failure = f"{type(exc).__name__}: {first_line}"
+            raise CompileFailed(self.failure) from exc
+        self._first = False
+        return terms
+
+
+class CompileFailed(RuntimeError):
+    """The whole-step compile failed before any weight changed."""
+
+
+class _LossParts(torch.nn.Module):
+    """``model.loss_parts`` as a module's forward, for ``torch.func.functional_call``."""
+
+    def __init__(self, model: Autoencoder) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None):  # noqa: ANN201 - loss_parts' tuple
+        return self.model.loss_parts(x, y)
+
+
+def _adam_step(model: Autoencoder, betas: tuple[float, float], eps: float, bf16: bool, device_type: str):
+    """The pure function the compiled step traces: gradients by ``torch.func.grad`` of the
+    weighted loss, then Adam in place on the parameters and their moments."""
+    from torch.func import functional_call, grad
+
+    wrapped = _LossParts(model)
+    names = model.part_names
+    beta1, beta2 = betas
+
+    def loss(params, x, y, beta):
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+            parts, _logits, _z = functional_call(wrapped, {"model." + k: v for k, v in params.items()}, (x, y))
+        # LatentModel.combine with beta as a tensor (combine reads the float model.beta and
+        # would bake it into the graph).
+        weight = model.config.recon_weight
+        total = parts["recon"] if weight == 1.0 else weight * parts["recon"]
+        if "kl" in parts:
+            total = total + beta * parts["kl"]
+        if "sparsity" in parts:
+            total = total + model.config.sparsity_weight * parts["sparsity"]
+        return total, torch.stack([total.detach(), *(parts[k].detach() for k in names)])
+
+    def step(params, exp_avg, exp_avg_sq, count, lr, beta, x, y):
+        grads, terms = grad(loss, has_aux=True)(params, x, y, beta)
+        count.add_(1)
+        bias1 = 1 - beta1 ** count
+        bias2_sqrt = (1 - beta2 ** count).sqrt()
+        for k, p in params.items():
+            g = grads[k]
+            exp_avg[k].lerp_(g, 1 - beta1)
+            exp_avg_sq[k].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            denom = (exp_avg_sq[k].sqrt() / bias2_sqrt).add_(eps)
+            p.sub_((lr / bias1) * exp_avg[k] / denom)
+        return terms
+
+    return step

@@ -6,6 +6,7 @@ lost references to True/False until the process died with ``bool_dealloc``.
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import numpy as np
@@ -54,6 +55,15 @@ def test_live_views_survive_thousands_of_repaints(qtbot, window):
     for _ in range(20):
         session.model_changed.emit()
         window.repaint()
+    recon = window.recon_view
+
+    def grid_landed() -> bool:
+        return not recon.redraws.stale and recon.pictures.current and not recon.pictures.pending
+
+    qtbot.waitUntil(grid_landed, timeout=10_000)  # the warm-up's grids are in: count from a settled window
+    # Waiting lets the GUI-thread garbage collector's timer run, which frees earlier tests'
+    # objects during the loop: count both ends after a full collection.
+    gc.collect()
     before = _bool_refs()
     rounds = 2000
     for i in range(1, rounds + 1):
@@ -68,9 +78,12 @@ def test_live_views_survive_thousands_of_repaints(qtbot, window):
                 for p in session.view_model.parameters():
                     p.add_(0.001)
             session.model_changed.emit()
+        if i % 100 == 0:  # the grid is decoded off the GUI thread: let the newest one land now and then
+            qtbot.waitUntil(grid_landed, timeout=10_000)
         window.loss_plot._redraw()
         window.loss_plot.plot.repaint()
         window.recon_view.view.repaint()
+    gc.collect()
     after = _bool_refs()
     assert window.loss_plot.point_count() == rounds
     assert window.loss_plot.point_count("test loss") == rounds // 100

@@ -31,7 +31,9 @@ def test_first_launch_defaults_are_a_2d_vae_on_bundled_mnist(window):
 def test_start_trains_draws_curves_and_sharpens_reconstructions(click, qtbot, window):
     window.panel.epochs.setValue(2)
     start_and_wait_for_data(click, qtbot, window)
-    before = window.recon_view.grid.copy()  # drawn from the untrained weights
+    recon = window.recon_view
+    qtbot.waitUntil(lambda: recon.grid is not None, timeout=RUN_TIMEOUT_MS)  # decoded off the GUI thread
+    before = recon.grid.copy()  # drawn from (nearly) untrained weights
     assert not window.panel.preset.isEnabled(), "model settings must be locked while training"
     assert window.panel.lr.isEnabled() and window.panel.beta.isEnabled(), "lr and beta stay live"
     with qtbot.waitSignal(window.session.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
@@ -41,7 +43,9 @@ def test_start_trains_draws_curves_and_sharpens_reconstructions(click, qtbot, wi
     assert window.loss_plot.point_count() >= 2
     assert window.loss_plot.point_count("test loss") == 2
     assert window.loss_plot.point_count("test kl") == 2
-    after = window.recon_view.grid
+    qtbot.waitUntil(lambda: not recon.redraws.stale and recon.pictures.current and not recon.pictures.pending,
+                    timeout=RUN_TIMEOUT_MS)  # the final weights' grid has landed
+    after = recon.grid
     assert after.shape == before.shape
     assert np.abs(after - before).mean() > 0.01, "reconstructions did not change with training"
     label = window.progress.label.text()  # how the run ended; no ETA or speed of a run that is over
@@ -95,6 +99,8 @@ def test_closing_mid_run_joins_the_thread_and_keeps_the_model(click, qtbot, sett
     assert thread.is_alive()
     window.close()  # the running model is unsaved: closing asks first
     answer_unsaved(qtbot, window, QMessageBox.StandardButton.Discard)
+    # The window stays up, painting, until the run has stopped; then it closes itself.
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=RUN_TIMEOUT_MS)
     assert not thread.is_alive(), "the training thread outlived the window"
     autosave = window.session.autosave_path
     assert autosave is not None and autosave.exists()
@@ -218,6 +224,9 @@ def test_f5_starts_training(qtbot, window):
 
 
 def test_layout_and_settings_persist(qtbot, settings):
+    from PySide6.QtWidgets import QApplication
+
+    points = QApplication.font().pointSizeF()
     first = MainWindow(settings=settings)
     qtbot.addWidget(first)
     first.panel.preset.setCurrentIndex(first.panel.preset.findData("conv-vae"))
@@ -229,7 +238,10 @@ def test_layout_and_settings_persist(qtbot, settings):
     model, _, _ = second.panel.configs()
     assert (model.preset, model.latent_dim) == ("conv-vae", 5)
     assert int(settings.value("view/font_delta")) == 2
+    # A second window adds the saved step to the application's own size, not to the first's.
+    assert QApplication.font().pointSizeF() == points + 2
     second.text_size.apply(0)
+    assert QApplication.font().pointSizeF() == points
 
 
 def visible_tab_bars(window: MainWindow) -> list[set[str]]:

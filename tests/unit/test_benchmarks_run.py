@@ -39,6 +39,14 @@ def test_throughput_compares_presets_and_compile_modes_in_one_run(tmp_path: Path
         assert project["steady_samples_per_s"] > 0 and project["compiled"] is False
 
 
+def test_throughput_against_a_plain_loop_of_the_presets_own_architecture(tmp_path: Path) -> None:
+    out = json.loads(run("train_throughput.py", "--device", "cpu", "--limit", "256", "--repeats", "1",
+                         "--preset", "conv-cvae", "--reference", "plain", "--no-warmup", "--wait-quiet", "0",
+                         "--json", tmp_path=tmp_path))
+    assert "plain PyTorch loop of conv-cvae" in out["reference"]["name"]
+    assert out["reference"]["samples_per_s"] > 0 and out["projects"][0]["ratio_project_over_reference"] > 0
+
+
 def test_gui_lag_measures_a_training_window_with_every_dock_painted(tmp_path: Path) -> None:
     out = json.loads(run("gui_lag.py", "--seconds", "1", "--idle-seconds", "0.5", "--limit", "300",
                          "--preset", "vae", "--latent-dim", "20", "--epochs", "50", "--offscreen", "--json",
@@ -93,3 +101,12 @@ def test_latent_map_benchmark_fits_both_maps_and_measures_every_inverse(tmp_path
     assert all(row["code_error_median"] >= 0 and row["pixel_mse"] >= 0 for row in rows.values())
     drag = result["drag"]
     assert drag["points"] > 0 and 0 < drag["median_ms"] <= drag["p95_ms"] <= drag["max_ms"]
+
+
+def test_view_refresh_times_each_picture_view_against_its_work_done_inline(tmp_path: Path) -> None:
+    out = json.loads(run("view_refresh.py", "--repeats", "2", "--json", tmp_path=tmp_path))
+    assert out["model"].startswith("conv-vae (3, 64, 64)")
+    assert set(out["views"]) == {"reconstructions", "samples", "interpolation", "traversal"}
+    for figures in out["views"].values():
+        assert 0 < figures["asking_ms"] <= figures["gui_thread_ms"] and figures["reference_gui_thread_ms"] > 0
+        assert figures["to_picture_ms"] >= figures["asking_ms"]

@@ -419,3 +419,23 @@ def test_a_run_asking_for_missing_cuda_fails_before_training(mnist_300: ImageDat
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError):
         next(train(make(), mnist_300, cfg(device="cuda")))
+
+
+def test_a_conv_run_trains_channels_last_and_hands_back_the_usual_layout(mnist_300: ImageData,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make("conv-vae")
+    layouts = []
+    forward = model.forward
+
+    def spy(x, y=None):
+        layouts.append((x.is_contiguous(memory_format=torch.channels_last),
+                        model.encoder_body.convs[0].weight.is_contiguous(memory_format=torch.channels_last)))
+        return forward(x, y)
+
+    monkeypatch.setattr(model, "forward", spy)
+    events, result = run_to_end(train(model, mnist_300, cfg(batch_size=100)))
+    assert result.status == "completed"
+    assert layouts and all(x and w for x, w in layouts[:3])  # the training steps ran channels-last
+    assert all(p.is_contiguous() for p in model.parameters())
+    snaps = [e for e in events if isinstance(e, Snapshot)]
+    assert snaps and all(t.is_contiguous() for t in snaps[-1].state_dict.values())

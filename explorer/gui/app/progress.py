@@ -137,7 +137,12 @@ class RunProgress:
         self.bar.setRange(0, max(1, event.epochs * event.steps_per_epoch))
         self.bar.setValue(0)
         self.bar.setFormat("%p%")
-        self.show_device(f"{event.device} ({event.precision})")
+        if event.compiled:
+            # The first step compiles the step: seconds (tens the first time on a machine),
+            # with nothing else moving; say so where the run's progress is read.
+            self.label.setText("Compiling the training step (a few seconds; longer the first time on this "
+                               "machine)...")
+        self.show_device(f"{event.device} ({event.precision}{', compiled' if event.compiled else ''})")
 
     def _on_step(self, event: StepLoss) -> None:
         info = self._run_info

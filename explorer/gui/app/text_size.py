@@ -9,6 +9,10 @@ from PySide6.QtWidgets import QApplication
 from explorer.gui.state.settings import read_int
 
 KEY = "view/font_delta"
+# The application's own text size, kept on the QApplication the first time a window asks:
+# a second window in the same process (a notebook's second explorer.view, a test) must
+# add the saved step to that, not to the already enlarged font.
+BASE_PROPERTY = "latentExplorerBasePointSize"
 SMALLEST, LARGEST = -4, 12
 MIN_POINTS = 6.0
 
@@ -21,7 +25,13 @@ def saved_delta(settings: QSettings) -> int:
 class TextSize:
     def __init__(self, settings: QSettings) -> None:
         self.settings = settings
-        self.base = QApplication.font().pointSizeF()
+        app = QApplication.instance()
+        base = app.property(BASE_PROPERTY) if app is not None else None
+        if base is None:
+            base = QApplication.font().pointSizeF()
+            if app is not None:
+                app.setProperty(BASE_PROPERTY, base)
+        self.base = float(base)
         self.apply(saved_delta(settings))
 
     def change(self, step: int) -> None:

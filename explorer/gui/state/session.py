@@ -230,6 +230,18 @@ class TrainingSession(QObject):
         if self._control is not None and self.is_running:
             self._control.set_beta(value)
 
+    def begin_shutdown(self) -> None:
+        """The window is closing: stop the run and cancel the tasks without waiting on this
+        (the GUI) thread; ``threads_ended`` says when ``shutdown`` will not block."""
+        self._closing = True
+        if self._control is not None:
+            self._control.stop()
+        self.tasks.close()
+
+    @property
+    def threads_ended(self) -> bool:
+        return self.tasks.idle and (self._worker is None or not self._worker.thread.is_alive())
+
     def shutdown(self, timeout_ms: int = 15000) -> bool:
         """Stop any run and join every thread (window closing). True if all joined."""
         self._closing = True

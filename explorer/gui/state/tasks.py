@@ -63,6 +63,12 @@ class Tasks(QObject):
         if self.runner.idle:
             self._timer.stop()
 
+    def close(self) -> None:
+        """Start nothing more, cancel what runs, and keep polling until it has ended."""
+        self.runner.close()
+        if not self.runner.idle:
+            self._timer.start()
+
     def shutdown(self, timeout_s: float = 15.0) -> bool:
         self._timer.stop()
         return self.runner.shutdown(timeout_s)

@@ -4,7 +4,8 @@ Train on the "normal" classes only (Classes in the training settings, or `train
 --classes`), then this view scores the whole test split, every class, off the GUI
 thread: a histogram per group with a draggable threshold (precision, recall and F1 at
 it), the ROC curve with its AUC, and the most anomalous test images with their
-reconstructions and per-pixel error maps.
+reconstructions and per-pixel error maps (reconstructed in the same task, through
+``BackgroundPicture``: nothing model-sized runs on the GUI thread).
 
 Every text wraps and the whole view scrolls when its dock is shorter than it needs, so
 at the default window size nothing is cut off; results belong to one model object and
@@ -38,9 +39,9 @@ from explorer.data import ImageData, to_float
 from explorer.display import one_line
 from explorer.errors import ConfigError
 from explorer.gui.state.session import TrainingSession
+from explorer.gui.views.background_picture import BackgroundPicture
 from explorer.gui.widgets.image_pane import ImagePane
 from explorer.gui.widgets.plot_legibility import add_outside_legend, legible_axes
-from explorer.runtime.threads import ModelCopy
 
 TOP = 8
 BINS = 60
@@ -66,20 +67,34 @@ class CompactPane(ImagePane):
 
 @dataclass(frozen=True)
 class Scored:
-    """What the background pass hands back: the data it scored and the scores."""
+    """What the background pass hands back: the data it scored, the scores, and the most
+    anomalous images (``top``) with their reconstructions and error maps."""
 
     config: ModelConfig
     data: ImageData
     scores: np.ndarray
+    top: np.ndarray  # test-image numbers, most anomalous first
+    worst_rows: np.ndarray  # (3 * len(top), 3, H, W): images, reconstructions, error maps
+    worst_grid: np.ndarray  # the rows tiled, ready for the pane
 
 
-def _score_off_thread(copy: ModelCopy, data_config: DataConfig, data: ImageData | None) -> Scored:
+def score_test_set(model, data_config: DataConfig, data: ImageData | None) -> Scored:
+    """In the task: score every test image, then reconstruct the most anomalous ones."""
     from explorer.data import load_dataset
 
-    model = copy.build()
     if data is None:
         data = load_dataset(replace(data_config, classes=None))
-    return Scored(copy.config, data, anomaly_scores(model, data.test_images, data.test_labels))
+    scores = anomaly_scores(model, data.test_images, data.test_labels)
+    top = np.argsort(-scores)[:TOP]
+    index = torch.from_numpy(top.copy())
+    labels = data.test_labels[index] if data.test_labels is not None else None
+    recon, errors = error_maps(model, data.test_images[index], labels)
+    images = to_float(data.test_images[index]).numpy()
+    if images.shape[1] == 1:
+        images, recon = np.repeat(images, 3, 1), np.repeat(recon, 3, 1)
+    rows = np.concatenate([images, recon, heat(errors)])
+    grid = image_grid(torch.from_numpy(rows), nrow=len(top)).numpy()
+    return Scored(model.config, data, scores, top, rows, np.ascontiguousarray(grid.transpose(1, 2, 0)))
 
 
 def heat(errors: np.ndarray) -> np.ndarray:
@@ -174,6 +189,9 @@ class AnomalyView(QWidget):
         self.score_button.clicked.connect(self.score)
         self.normal_edit.editingFinished.connect(self._apply_normal)
         self.threshold.sigPositionChanged.connect(self._on_threshold)
+        self.pictures: BackgroundPicture[Scored] = BackgroundPicture(
+            session.tasks, "anomaly", "Scoring anomalies", self._on_scored, lambda: self.session.view_model,
+            session.model_changed, on_failed=self._on_failed, copy_at_request=True)
         session.model_changed.connect(self._on_model_changed)
         session.data_changed.connect(self._on_data_changed)
 
@@ -222,19 +240,16 @@ class AnomalyView(QWidget):
             return
         config = session.data_config
         full = None if config.classes else session.data  # trained on a subset: load every class
-        copy = ModelCopy.of(model)
         self._stale = False
         self.status.setText("Scoring the test set...")
-        session.tasks.submit("anomaly", lambda _: _score_off_thread(copy, config, full),
-                             label="Scoring anomalies", on_done=lambda scored: self._on_scored(scored, model),
-                             on_failed=self._on_failed)
+        self.pictures.request(model, lambda copy: score_test_set(copy, config, full))
 
     def _on_failed(self, message: str) -> None:
         self.status.setText(f"Could not score the test set: {message}")
 
-    def _on_scored(self, scored: Scored, model: object = None) -> None:
+    def _on_scored(self, scored: Scored) -> None:
         current = self.session.view_model
-        if current is None or scored.config != current.config or (model is not None and model is not current):
+        if current is None or scored.config != current.config:
             return  # scores of a model no longer shown
         self.scored = scored
         self._apply_normal()
@@ -301,23 +316,11 @@ class AnomalyView(QWidget):
         self.readout.setText(f"Threshold {t:.2f}: precision {d.precision:.3f}, recall {d.recall:.3f}, "
                              f"F1 {d.f1:.3f} ({d.flagged} of {len(self.scored.scores)} test images flagged)")
 
-    @torch.no_grad()
     def _draw_worst(self) -> None:
-        model = self.session.view_model
-        if model is None or self.scored is None:
+        if self.scored is None:
             return
-        data = self.scored.data
-        self.top = np.argsort(-self.scored.scores)[:TOP]
-        index = torch.from_numpy(self.top.copy())
-        labels = data.test_labels[index] if data.test_labels is not None else None
-        recon, errors = error_maps(model, data.test_images[index], labels)
-        images = to_float(data.test_images[index]).numpy()
-        if images.shape[1] == 1:
-            images, recon = np.repeat(images, 3, 1), np.repeat(recon, 3, 1)
-        rows = np.concatenate([images, recon, heat(errors)])
-        self.worst_rows = rows
-        grid = image_grid(torch.from_numpy(rows), nrow=len(self.top)).numpy()
-        self.worst.set_array(np.ascontiguousarray(grid.transpose(1, 2, 0)))
+        self.top, self.worst_rows = self.scored.top, self.scored.worst_rows
+        self.worst.set_array(self.scored.worst_grid)
 
     def export_png(self, path: str) -> None:
         if self.top is None:

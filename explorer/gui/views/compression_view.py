@@ -1,7 +1,7 @@
 """Compression against PCA: what a k-number code buys over the linear baseline.
 
 On request (fitting PCA on the training images takes a second or two, off the GUI
-thread) it draws PCA's test error for a range of k, with the model's own error at its
+thread, through ``BackgroundPicture``) it draws PCA's test error for a range of k, with the model's own error at its
 latent size on the same chart, and says how many times smaller the code is than the image.
 The summary has a row of its own and wraps, the legend sits under the chart, and the
 log k axis labels only the ticks that fit.
@@ -19,8 +19,8 @@ from explorer.analysis.pca_baseline import compression_ratio, fit_pca, model_err
 from explorer.config import ModelConfig
 from explorer.data import ImageData
 from explorer.gui.state.session import TrainingSession
+from explorer.gui.views.background_picture import BackgroundPicture
 from explorer.gui.widgets.plot_legibility import add_outside_legend, legible_axes
-from explorer.runtime.threads import ModelCopy
 
 KS = (1, 2, 3, 5, 10, 20, 32, 50, 100, 200)
 
@@ -33,8 +33,9 @@ class Comparison:
     model: float
 
 
-def _compare_off_thread(copy: ModelCopy, data: ImageData) -> Comparison:
-    model, config = copy.build(), copy.config
+def compare_with_pca(model, data: ImageData) -> Comparison:
+    """In the task: fit PCA on the training images and measure both on the test images."""
+    config = model.config
     dim = int(np.prod(data.image_shape))
     ks = tuple(sorted({k for k in KS if k <= dim} | {min(config.latent_dim, dim)}))
     pca = fit_pca(data.train_images, max(ks))
@@ -71,6 +72,9 @@ class CompressionView(QWidget):
         layout.addWidget(self.summary)
         layout.addWidget(self.plot, 1)
         self.compare_button.clicked.connect(self.compare)
+        self.pictures: BackgroundPicture[Comparison] = BackgroundPicture(
+            session.tasks, "pca-baseline", "Fitting the PCA baseline", self._on_result,
+            lambda: self.session.view_model, session.model_changed, on_failed=self._on_failed, copy_at_request=True)
         session.model_changed.connect(self._on_model_changed)
         self._on_model_changed()
 
@@ -96,21 +100,15 @@ class CompressionView(QWidget):
         model, data = self.session.view_model, self.session.data
         if model is None or data is None:
             return
-        copy = ModelCopy.of(model)
         self.compare_button.setEnabled(False)
         self.summary.setText("Fitting PCA on the training images...")
-        self.session.tasks.submit("pca-baseline", lambda _: _compare_off_thread(copy, data),
-                                  label="Fitting the PCA baseline",
-                                  on_done=lambda result: self._on_result(result, model),
-                                  on_failed=self._on_failed)
+        self.pictures.request(model, lambda copy: compare_with_pca(copy, data))
 
     def _on_failed(self, message: str) -> None:
         self.compare_button.setEnabled(True)
         self.summary.setText(f"Could not compare: {message}")
 
-    def _on_result(self, result: Comparison, model: object = None) -> None:
-        if model is not None and model is not self.session.view_model:
-            return  # a comparison of a model no longer shown
+    def _on_result(self, result: Comparison) -> None:
         self.compare_button.setEnabled(True)
         self.result = result
         ks = np.array(result.ks, dtype=float)

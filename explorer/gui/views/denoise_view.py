@@ -3,8 +3,9 @@ with the PSNR of each and on average.
 
 The averages are over a fixed sample of test images (seeded noise), so moving the level
 slider compares like with like. Any model can try; a denoising autoencoder should win.
-The work runs off the GUI thread (500 images through a conv model take ~65 ms), one pass
-at a time; a slider moved meanwhile gets one more pass with its latest value.
+The work runs off the GUI thread (500 images through a conv model take ~65 ms) through
+``BackgroundPicture``, one pass at a time; a slider moved meanwhile gets one more pass with
+its latest value, and the picture on screen stays until it lands.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from explorer.analysis.metrics import mean_psnr, psnr
 from explorer.config import CORRUPTIONS, NOISE_LABELS
 from explorer.data import to_float
 from explorer.gui.state.session import TrainingSession
+from explorer.gui.views.background_picture import BackgroundPicture
 from explorer.gui.widgets.image_pane import chw_to_display
 from explorer.gui.widgets.picture_view import PictureView
 from explorer.models.noise import corrupt
-from explorer.runtime.threads import ModelCopy
 
 SHOWN = 8
 AVERAGED = 500
@@ -38,19 +39,19 @@ class Denoised:
     psnr_noisy: np.ndarray
     psnr_denoised: np.ndarray
     rows: np.ndarray  # clean, noisy and denoised images of the first SHOWN
+    grid: np.ndarray  # the rows tiled, ready for the pane
 
 
-@torch.no_grad()
-def _denoise_off_thread(copy: ModelCopy, images: torch.Tensor, labels: torch.Tensor | None, kind: str,
-                        level: float) -> Denoised:
-    model = copy.build()
+def denoise_batch(model, images: torch.Tensor, labels: torch.Tensor | None, kind: str, level: float) -> Denoised:
+    """In the task: corrupt the images with seeded noise, reconstruct them, score both."""
     clean = to_float(images)
     # The same noise for every level and model: a fair comparison.
     noisy = corrupt(clean, kind, level, torch.Generator().manual_seed(0))
     denoised = model.reconstruct(noisy, labels)
     shown = min(SHOWN, clean.shape[0])
+    rows = torch.cat([clean[:shown], noisy[:shown], denoised[:shown]])
     return Denoised((kind, level), psnr(clean.numpy(), noisy.numpy()), psnr(clean.numpy(), denoised.numpy()),
-                    torch.cat([clean[:shown], noisy[:shown], denoised[:shown]]).numpy())
+                    rows.numpy(), chw_to_display(image_grid(rows, nrow=shown).numpy()))
 
 
 class DenoiseView(PictureView):
@@ -78,6 +79,9 @@ class DenoiseView(PictureView):
         self.rows: np.ndarray | None = None  # (3 * SHOWN, C, H, W): clean, noisy, denoised
         self.shown_setting: tuple[str, float] | None = None
         session.model_changed.connect(self._on_model_changed)
+        self.pictures: BackgroundPicture[Denoised] = BackgroundPicture(
+            session.tasks, "denoise", "Denoising test images", self._show, lambda: self.session.view_model,
+            session.model_changed, on_failed=self._on_failed)
         for signal in (self.noise.currentIndexChanged, self.level.valueChanged, session.model_changed,
                        session.data_changed):
             signal.connect(lambda *_: self.redraws.request())
@@ -100,10 +104,8 @@ class DenoiseView(PictureView):
         n = min(AVERAGED, data.test_images.shape[0])
         images = data.test_images[:n]
         labels = data.test_labels[:n] if model.is_conditional else None
-        copy, kind, level = ModelCopy.of(model), self.noise.currentData(), self.noise_level
-        self.session.tasks.submit("denoise", lambda _: _denoise_off_thread(copy, images, labels, kind, level),
-                                  label="Denoising test images", on_done=lambda result: self._show(result, model),
-                                  on_failed=self._on_failed)
+        kind, level = self.noise.currentData(), self.noise_level
+        self.pictures.request(model, lambda copy: denoise_batch(copy, images, labels, kind, level))
 
     def _on_model_changed(self) -> None:
         self._track_model(self.session.view_model)
@@ -118,17 +120,14 @@ class DenoiseView(PictureView):
     def _on_failed(self, message: str) -> None:
         self.readout.setText(f"Could not denoise: {message}")
 
-    def _show(self, result: Denoised, model: object = None) -> None:
-        if model is not None and model is not self.session.view_model:
-            return  # figures of a model no longer shown
+    def _show(self, result: Denoised) -> None:
         self.shown_setting = result.setting
         self.psnr_noisy, self.psnr_denoised = result.psnr_noisy, result.psnr_denoised
         self.mean_noisy, self.mean_denoised = mean_psnr(self.psnr_noisy), mean_psnr(self.psnr_denoised)
         n = len(result.psnr_noisy)
         shown = min(SHOWN, n)
         self.rows = result.rows
-        grid = image_grid(torch.from_numpy(self.rows), nrow=shown).numpy()
-        self.pane.set_array(chw_to_display(grid))
+        self.pane.set_array(result.grid)
         gain = self.mean_denoised - self.mean_noisy
         self.readout.setText(f"Rows: clean, noisy, denoised. Mean PSNR over {n} test images: noisy "
                              f"{self.mean_noisy:.1f} dB, denoised {self.mean_denoised:.1f} dB "

@@ -1,10 +1,14 @@
 """A strip from one test image to another through the code space: linear or spherical.
 
 The strip starts and ends with the two originals, so it is plain how faithful the ends
-are. A conditional model decodes every step with the chosen class.
+are. A conditional model decodes every step with the chosen class. The ends are encoded and
+the path decoded off the GUI thread (``BackgroundPicture``); the strip on screen stays until
+the new one lands.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,10 +18,45 @@ from explorer.analysis.export import save_codes
 from explorer.analysis.grids import image_grid, save_png
 from explorer.analysis.interpolation import interpolate
 from explorer.analysis.latents import encode_images
+from explorer.analysis.manifold import decode_codes
 from explorer.data import to_float
 from explorer.gui.state.latent_state import LatentState
+from explorer.gui.views.background_picture import BackgroundPicture
 from explorer.gui.widgets.image_pane import chw_to_display
 from explorer.gui.widgets.picture_view import PictureView
+
+
+@dataclass(frozen=True)
+class PathAsked:
+    """What one strip is made from, taken on the GUI thread."""
+
+    ends: torch.Tensor  # the two test-image numbers
+    images: torch.Tensor  # their uint8 images
+    labels: torch.Tensor | None  # their classes
+    steps: int
+    mode: str
+    centre: np.ndarray | None  # a plain autoencoder's code mean: slerp turns about it
+    label: int | None  # the class every step is drawn as
+    caption: str
+
+
+@dataclass(frozen=True)
+class Strip:
+    asked: PathAsked
+    codes: np.ndarray  # the path's codes
+    strip: np.ndarray  # (steps + 2, C, H, W): original, path, original
+    grid: np.ndarray  # the strip tiled, ready for the pane
+
+
+def interpolate_strip(model, asked: PathAsked) -> Strip:
+    """In the task: encode the two ends, walk between their codes and decode the path."""
+    codes, _ = encode_images(model, asked.images, asked.labels)
+    a, b = codes.numpy()
+    path_codes = interpolate(a, b, asked.steps, asked.mode, asked.centre)
+    originals = to_float(asked.images).numpy()
+    strip = np.concatenate([originals[:1], decode_codes(model, path_codes, asked.label), originals[1:]])
+    grid = chw_to_display(image_grid(torch.from_numpy(strip), nrow=len(strip)).numpy())
+    return Strip(asked, path_codes, strip, grid)
 
 
 class InterpolationView(PictureView):
@@ -48,6 +87,9 @@ class InterpolationView(PictureView):
                        state.stats_changed):
             signal.connect(lambda *_: self.redraws.request())
         state.decoder_changed.connect(self._on_decoder)
+        self.pictures: BackgroundPicture[Strip] = BackgroundPicture(
+            state.session.tasks, "interpolation", "Decoding the interpolation", self._show, lambda: self.state.model,
+            state.decoder_changed)
         state.session.data_changed.connect(self._on_data)
         state.picked_changed.connect(self._on_picked)
         self._on_picked(None)
@@ -79,7 +121,6 @@ class InterpolationView(PictureView):
         if self.state.picked is not None:
             spin.setValue(self.state.picked)
 
-    @torch.no_grad()
     def redraw(self) -> None:
         data, model, state = self.state.session.data, self.state.model, self.state
         if data is None or model is None or data.image_shape != model.config.image_shape:
@@ -88,22 +129,22 @@ class InterpolationView(PictureView):
         labels = data.test_labels[ends] if data.test_labels is not None else None
         if model.is_conditional and labels is None:
             return
-        codes, _ = encode_images(model, data.test_images[ends], labels)
-        a, b = codes.numpy()
         mode = self.mode.currentData()
         centre = None if model.is_generative or state.stats is None else state.stats.mean
-        self.codes = interpolate(a, b, self.steps.value(), mode, centre)
-        path = state.decode(self.codes)
-        originals = to_float(data.test_images[ends]).numpy()
-        self.strip = np.concatenate([originals[:1], path, originals[1:]])
-        grid = image_grid(torch.from_numpy(self.strip), nrow=len(self.strip)).numpy()
-        self.pane.set_array(chw_to_display(grid))
         drawn = ""
         if model.is_conditional and state.label is not None:
             names = state.class_names
             drawn = f"; every step drawn as class {names[state.label] if state.label < len(names) else state.label}"
-        self.caption.setText(f"Test image #{int(ends[0])}, {self.steps.value()} {mode} steps between their codes, "
-                             f"test image #{int(ends[1])}{drawn}.")
+        caption = (f"Test image #{int(ends[0])}, {self.steps.value()} {mode} steps between their codes, "
+                   f"test image #{int(ends[1])}{drawn}.")
+        asked = PathAsked(ends, data.test_images[ends], labels, self.steps.value(), mode, centre, state.label,
+                          caption)
+        self.pictures.request(model, lambda copy: interpolate_strip(copy, asked))
+
+    def _show(self, strip: Strip) -> None:
+        self.codes, self.strip = strip.codes, strip.strip
+        self.pane.set_array(strip.grid)
+        self.caption.setText(strip.asked.caption)
 
     def export_png(self, path: str) -> None:
         if self.strip is None:

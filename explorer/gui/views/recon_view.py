@@ -1,11 +1,14 @@
 """Test images over their reconstructions (the seeds' two-row figure), live.
 
-The grid is decoded in one batch by the session's CPU copy of the model whenever a new
-snapshot arrives, and painted as one picture (an ImagePane). Hovering an image pair shows
+The grid is encoded and decoded in one batch off the GUI thread (``BackgroundPicture``)
+whenever a new snapshot arrives while the view is shown, and painted as one picture (an
+ImagePane); the grid on screen stays until the new one lands. Hovering an image pair shows
 that image's reconstruction error.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
@@ -16,7 +19,9 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 from explorer.analysis.grids import pairs_grid, save_png
 from explorer.data import to_float
 from explorer.gui.state.session import TrainingSession
+from explorer.gui.views.background_picture import BackgroundPicture
 from explorer.gui.widgets.image_pane import ImagePane
+from explorer.gui.widgets.redraw import Coalescer
 from explorer.models.losses import reconstruction_loss
 
 COLUMNS = 8
@@ -24,12 +29,35 @@ ROWS_OF_PAIRS = 2
 PADDING = 2
 
 
+@dataclass(frozen=True)
+class Reconstructed:
+    """A batch of test images with their reconstructions, as shown."""
+
+    indices: torch.Tensor  # the test images' numbers
+    errors: np.ndarray  # each image's reconstruction error
+    pairs: torch.Tensor  # (C, H, W): the grid of image rows over reconstruction rows
+    grid: np.ndarray  # the same, ready for the pane
+
+
+def reconstruct_pairs(model, indices: torch.Tensor, images: torch.Tensor, labels: torch.Tensor | None
+                      ) -> Reconstructed:
+    """In the task: encode and decode the batch and lay it out in pairs of rows."""
+    x = to_float(images)
+    logits = model.decode_logits(model.encode(x, labels).mean, labels)
+    errors = reconstruction_loss(logits, x, model.config.recon_loss).numpy()
+    pairs = pairs_grid(x, torch.sigmoid(logits), per_row=COLUMNS)
+    array = pairs.permute(1, 2, 0).numpy()
+    # A fresh array every time: pyqtgraph keeps a reference to what it is given.
+    return Reconstructed(indices, errors, pairs, np.ascontiguousarray(array[:, :, 0] if x.shape[1] == 1 else array))
+
+
 class ReconstructionView(QWidget):
     def __init__(self, session: TrainingSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self.count = COLUMNS * ROWS_OF_PAIRS
-        self.indices: torch.Tensor | None = None
+        self.indices: torch.Tensor | None = None  # the batch asked for
+        self.shown: Reconstructed | None = None  # the batch on screen
         self.errors: np.ndarray | None = None
         self.grid: np.ndarray | None = None
         self._rng = np.random.default_rng(0)
@@ -63,16 +91,24 @@ class ReconstructionView(QWidget):
         self._hover = pg.SignalProxy(self.view.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_moved)
         session.data_changed.connect(self._on_data_changed)
         self._model: object = None  # the model object the grid belongs to
+        self.redraws = Coalescer(self.refresh, self.isVisible, parent=self)
+        self.pictures: BackgroundPicture[Reconstructed] = BackgroundPicture(
+            session.tasks, "reconstructions", "Reconstructing test images", self._show,
+            lambda: self.session.view_model, session.model_changed)
         session.model_changed.connect(self._on_model_changed)
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        self.redraws.flush()
 
     def _on_model_changed(self) -> None:
         """New weights redraw the grid; another model first drops the old one's grid, so
         it is never shown as this one's (e.g. when its images do not fit the data)."""
         if self.session.view_model is not self._model:
             self._model = self.session.view_model
-            self.grid = self.errors = None
+            self.grid = self.errors = self.shown = None
             self.pane.clear()
-        self.refresh()
+        self.redraws.request()
 
     def _on_data_changed(self) -> None:
         self.indices = None
@@ -85,9 +121,8 @@ class ReconstructionView(QWidget):
         n = data.test_images.shape[0]
         pick = self._rng.choice(n, size=min(self.count, n), replace=False)
         self.indices = torch.from_numpy(np.sort(pick))
-        self.refresh()
+        self.redraws.request()
 
-    @torch.no_grad()
     def refresh(self) -> None:
         data, model = self.session.data, self.session.view_model
         if data is None or model is None:
@@ -97,15 +132,13 @@ class ReconstructionView(QWidget):
             return
         if data.image_shape != model.config.image_shape:
             return
-        x = to_float(data.test_images[self.indices])
-        y = data.test_labels[self.indices] if model.is_conditional and data.test_labels is not None else None
-        logits = model.decode_logits(model.encode(x, y).mean, y)
-        recon = torch.sigmoid(logits)
-        self.errors = reconstruction_loss(logits, x, model.config.recon_loss).numpy()
-        grid = pairs_grid(x, recon, per_row=COLUMNS)
-        array = grid.permute(1, 2, 0).numpy()
-        self.grid = np.ascontiguousarray(array[:, :, 0] if data.image_shape[0] == 1 else array)
-        # A fresh array every time: pyqtgraph keeps a reference to what it is given.
+        indices = self.indices
+        labels = data.test_labels[indices] if model.is_conditional and data.test_labels is not None else None
+        images = data.test_images[indices]
+        self.pictures.request(model, lambda copy: reconstruct_pairs(copy, indices, images, labels))
+
+    def _show(self, shown: Reconstructed) -> None:
+        self.shown, self.errors, self.grid = shown, shown.errors, shown.grid
         self.pane.set_array(self.grid)
         if self.placeholder.isVisible() or not self.pane.isVisible():
             self.placeholder.hide()
@@ -113,13 +146,13 @@ class ReconstructionView(QWidget):
 
     def cell_at(self, col: float, row: float) -> int | None:
         """Index (into the shown batch) of the image pair under grid pixel (col, row)."""
-        if self.grid is None or self.indices is None:
+        if self.shown is None:
             return None
         h, w = self.session.data.image_shape[1:] if self.session.data is not None else (0, 0)
         cell_w, cell_h = w + PADDING, h + PADDING
         c, r = int(col // cell_w), int(row // cell_h)
         i = (r // 2) * COLUMNS + c
-        if c >= COLUMNS or r < 0 or c < 0 or i >= len(self.indices):
+        if c >= COLUMNS or r < 0 or c < 0 or i >= len(self.shown.indices):
             return None
         return i
 
@@ -134,19 +167,16 @@ class ReconstructionView(QWidget):
         data = self.session.data
         label = ""
         if data is not None and data.test_labels is not None and data.class_names:
-            label = f" ({data.class_names[int(data.test_labels[self.indices[i]])]})"
+            label = f" ({data.class_names[int(data.test_labels[self.shown.indices[i]])]})"
         unit = "BCE" if self.session.view_model and self.session.view_model.config.recon_loss == "bce" else "SSE"
-        self.readout.setText(f"Test image #{int(self.indices[i])}{label}: reconstruction error "
+        self.readout.setText(f"Test image #{int(self.shown.indices[i])}{label}: reconstruction error "
                              f"{self.errors[i]:.1f} ({unit} per image)")
 
     def export_png(self, path: str) -> None:
-        data, model = self.session.data, self.session.view_model
-        if data is None or model is None or self.indices is None:
+        """The grid on screen: no decode on the GUI thread."""
+        if self.shown is None:
             raise ValueError("there are no reconstructions to export yet")
-        with torch.no_grad():
-            x = to_float(data.test_images[self.indices])
-            y = data.test_labels[self.indices] if model.is_conditional and data.test_labels is not None else None
-            save_png(pairs_grid(x, model.reconstruct(x, y), per_row=COLUMNS), path)
+        save_png(self.shown.pairs, path)
 
     def has_image(self) -> bool:
         return self.grid is not None

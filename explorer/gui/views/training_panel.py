@@ -391,16 +391,20 @@ class TrainingPanel(QWidget):
         n = probe.train_size(self.limit.value() or None, classes)
         if not n:
             return None
-        return plan_run(n, self.batch_size.value(), self.epochs.value(), self.min_steps.value(),
-                        drop_last=self._compiles())
+        batch = min(self.batch_size.value(), n)
+        return plan_run(n, batch, self.epochs.value(), self.min_steps.value(),
+                        drop_last=self._compiles(self.epochs.value() * -(-n // batch)))
 
-    def _compiles(self) -> bool:
-        """Whether the engine will compile the step (then it drops each epoch's short last batch)."""
+    def _compiles(self, planned_steps: int) -> bool:
+        """Whether the engine will compile the step (then it drops each epoch's short last
+        batch): the engine's own rule, from the device, the model's family and the run's length."""
         from explorer.errors import ConfigError
         from explorer.training.device import resolve_device, use_compile
 
         try:
-            return use_compile(TrainConfig().compile, resolve_device(self.device.currentData() or "auto"))
+            model, _, _ = self._configs(resolve=False)
+            return use_compile(TrainConfig().compile, resolve_device(self.device.currentData() or "auto"),
+                               model.family, planned_steps)
         except ConfigError:
             return False
 

@@ -2,10 +2,13 @@
 hold the current code (the disentanglement figure of the beta-VAE paper). Rows follow the
 sliders' order, most informative first; inactive dimensions are left out unless asked for.
 A model with many dimensions gets more rows than a dock is high: rather than shrink them
-to a smear, the picture keeps each image legible and the view scrolls.
+to a smear, the picture keeps each image legible and the view scrolls. The grid is decoded
+off the GUI thread (``BackgroundPicture``); the one on screen stays until the new one lands.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
@@ -15,12 +18,29 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication, QCheckBox, QHBoxLayout, QScrollArea, QSpinBox, QVBoxLayout, QWidget
 
 from explorer.analysis.grids import save_png, tile
-from explorer.analysis.manifold import traversal_codes
+from explorer.analysis.manifold import decode_codes, traversal_codes
 from explorer.gui.state.latent_state import LatentState
+from explorer.gui.views.background_picture import BackgroundPicture
 from explorer.gui.widgets.image_pane import LEGIBLE_TILE_PX, legible_height
 from explorer.gui.widgets.redraw import Coalescer
 
 MAX_ROWS = 32
+
+
+@dataclass(frozen=True)
+class Traversal:
+    """A decoded traversal: one row per dimension in ``dims``."""
+
+    dims: list[int]
+    steps: int
+    images: np.ndarray  # (len(dims) * steps, C, H, W)
+    picture: np.ndarray  # the rows tiled
+
+
+def decode_traversal(model, codes: np.ndarray, label: int | None, dims: list[int], steps: int) -> Traversal:
+    """In the task: decode the rows in one batch and tile them."""
+    images = decode_codes(model, codes, label)
+    return Traversal(dims, steps, images, np.ascontiguousarray(tile(images, len(dims), steps)))
 
 
 class TraversalView(QWidget):
@@ -28,7 +48,8 @@ class TraversalView(QWidget):
         super().__init__(parent)
         self.state = state
         self.dims: list[int] = []
-        self.images: np.ndarray | None = None
+        self.images: np.ndarray | None = None  # the traversal on screen, decoded
+        self._steps = 0  # its images per row
         self.steps = QSpinBox(objectName="traversalSteps", minimum=3, maximum=21, value=9, suffix=" steps")
         self.include_inactive = QCheckBox("Inactive dimensions too", objectName="traversalInactive")
         bar = QHBoxLayout()
@@ -60,6 +81,9 @@ class TraversalView(QWidget):
         layout.addWidget(self.scroll, 1)
         self.plot.viewport().installEventFilter(self)  # the wheel scrolls the rows (nothing to zoom)
         self.redraws = Coalescer(self.redraw, self.isVisible, parent=self)
+        self.pictures: BackgroundPicture[Traversal] = BackgroundPicture(
+            state.session.tasks, "traversal", "Decoding the traversal", self._show, lambda: self.state.model,
+            state.decoder_changed)
         for signal in (self.steps.valueChanged, self.include_inactive.toggled, state.code_changed,
                        state.label_changed, state.decoder_changed, state.stats_changed):
             signal.connect(lambda *_: self.redraws.request())
@@ -79,12 +103,16 @@ class TraversalView(QWidget):
         if not state.ready or stats is None or state.code is None:
             return
         dims = [int(d) for d in stats.order if self.include_inactive.isChecked() or stats.active[d]]
-        self.dims = (dims or [int(stats.order[0])])[:MAX_ROWS]
+        dims = (dims or [int(stats.order[0])])[:MAX_ROWS]
         steps = self.steps.value()
-        codes = traversal_codes(state.code, self.dims, [stats.slider_range(d) for d in self.dims], steps)
-        self.images = state.decode(codes)
-        picture = tile(self.images, len(self.dims), steps)
-        self.image.setImage(np.ascontiguousarray(picture), autoLevels=False, levels=(0, 1))
+        codes = traversal_codes(state.code, dims, [stats.slider_range(d) for d in dims], steps)
+        label = state.label
+        self.pictures.request(state.model, lambda model: decode_traversal(model, codes, label, dims, steps))
+
+    def _show(self, traversal: Traversal) -> None:
+        self.dims, self.images, self._steps = traversal.dims, traversal.images, traversal.steps
+        picture = traversal.picture
+        self.image.setImage(picture, autoLevels=False, levels=(0, 1))
         h = self.images.shape[2]
         self.plot.getPlotItem().getAxis("left").setTicks([[((i + 0.5) * h, f"z{d}")
                                                            for i, d in enumerate(self.dims)]])
@@ -103,4 +131,4 @@ class TraversalView(QWidget):
             raise ValueError("there is no traversal to export yet")
         from explorer.analysis.grids import image_grid
 
-        save_png(image_grid(torch.from_numpy(self.images), nrow=self.steps.value()), path)
+        save_png(image_grid(torch.from_numpy(self.images), nrow=self._steps), path)
