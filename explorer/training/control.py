@@ -21,7 +21,15 @@ class SetBeta:
     value: float
 
 
-Command = SetLearningRate | SetBeta
+@dataclass(frozen=True)
+class SetThreads:
+    """Torch threads for the run's own steps: a window lends a core to an evaluation beside it
+    (0: every core). Not a setting of the run: nothing is reported or saved."""
+
+    value: int
+
+
+Command = SetLearningRate | SetBeta | SetThreads
 
 
 class TrainingControl:
@@ -47,6 +55,9 @@ class TrainingControl:
 
     def set_beta(self, value: float) -> None:
         self.commands.put(SetBeta(float(value)))
+
+    def set_threads(self, value: int) -> None:
+        self.commands.put(SetThreads(int(value)))
 
     @property
     def stop_requested(self) -> bool:

@@ -13,6 +13,7 @@ sync per step.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Generator
 
@@ -22,7 +23,7 @@ from explorer.config import TrainConfig
 from explorer.data.dataset import ImageData, to_float
 from explorer.models.autoencoder import Autoencoder
 from explorer.training.compiled import CompiledForward, CompiledStep, CompileFailed
-from explorer.training.control import SetBeta, SetLearningRate, TrainingControl
+from explorer.training.control import SetBeta, SetLearningRate, SetThreads, TrainingControl
 from explorer.training.device import resolve_device, use_bf16, use_compile
 from explorer.training.distributed import DistributedContext, all_reduce_sum
 from explorer.training.evaluate import evaluate_tensors
@@ -190,6 +191,8 @@ def _train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Train
                 elif isinstance(command, SetBeta):
                     model.beta = command.value
                     yield SettingChanged("beta", command.value)
+                elif isinstance(command, SetThreads):
+                    torch.set_num_threads(command.value if command.value > 0 else (os.cpu_count() or 1))
 
             idx = perm[(step - 1) * batch: step * batch]
             global_count = idx.numel()

@@ -398,3 +398,22 @@ def test_the_open_row_says_evaluating_and_its_notes_leave_with_the_model(qtbot, 
     assert "autoencoder" not in view.status.text() and "Notes" not in view.status.text(), view.status.text()
     assert cell(view, 0, 0).startswith("vae1.safetensors")
     window.follower.stop()
+
+
+def test_an_evaluation_beside_a_training_run_borrows_one_of_its_cores_and_gives_it_back(qtbot, window,
+                                                                                          monkeypatch):
+    lent = []
+    real = window.session.lend_cores
+    monkeypatch.setattr(window.session, "lend_cores", lambda cores: (lent.append(cores), real(cores)))
+    window.panel.epochs.setValue(500)
+    window.start_training()
+    qtbot.waitUntil(lambda: window.session.state == "training" and window.session.view_model is not None
+                    and window.session.data is not None, timeout=RUN_TIMEOUT_MS)
+    view = view_of(window)
+    only(view, likelihood=False)
+    qtbot.mouseClick(view.evaluate_button, LEFT)
+    assert lent == [1], "the run keeps every core while the evaluation takes one"
+    wait_idle(qtbot, view)
+    assert lent == [1, 0], "the core goes back when the evaluation ends"
+    window.session.stop()
+    qtbot.waitUntil(lambda: not window.session.is_running, timeout=RUN_TIMEOUT_MS)

@@ -439,3 +439,28 @@ def test_a_conv_run_trains_channels_last_and_hands_back_the_usual_layout(mnist_3
     assert all(p.is_contiguous() for p in model.parameters())
     snaps = [e for e in events if isinstance(e, Snapshot)]
     assert snaps and all(t.is_contiguous() for t in snaps[-1].state_dict.values())
+
+
+def test_a_run_trains_on_fewer_threads_when_asked_and_on_every_core_again(mnist_300: ImageData) -> None:
+    """A window lends one of the run's cores to an evaluation beside it and takes it back."""
+    import os
+
+    control = TrainingControl()
+    model = build_model(config_for_data(PRESETS["ae"].model, mnist_300.image_shape, mnist_300.num_classes))
+    run = train(model, mnist_300, TrainConfig(epochs=3, batch_size=16, log_every=1, timeline=False), control)
+    seen = []
+    before = torch.get_num_threads()
+    try:
+        for event in run:
+            if not isinstance(event, StepLoss):
+                continue
+            seen.append(torch.get_num_threads())  # the engine's own thread: this one
+            if event.global_step == 2:
+                control.set_threads(1)
+            elif event.global_step == 4:
+                control.set_threads(0)
+            elif event.global_step == 6:
+                control.stop()
+    finally:
+        torch.set_num_threads(before)
+    assert seen[2:4] == [1, 1] and seen[4] == (os.cpu_count() or 1), seen

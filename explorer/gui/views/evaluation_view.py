@@ -195,6 +195,7 @@ class EvaluationView(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
 
+        self._lent_core = False  # a core of the training run's, lent to this evaluation
         self._timer = QTimer(self, interval=POLL_MS)
         self._timer.timeout.connect(self._show_progress)
         self.evaluate_button.clicked.connect(self.evaluate_current)
@@ -341,6 +342,11 @@ class EvaluationView(QWidget):
     # -- progress and cancelling -------------------------------------------------------------
 
     def _begin(self, what: str) -> None:
+        if self.session.is_running and not self._lent_core:
+            # Beside a training run the evaluation takes one core and the run the rest, rather
+            # than both fighting over every core; the run gets it back when this ends.
+            self.session.lend_cores(1)
+            self._lent_core = True
         self._progress.report(0.0, "Starting")
         self.progress.setValue(0)
         self.progress.setFormat(f"{what}: starting")
@@ -350,6 +356,9 @@ class EvaluationView(QWidget):
 
     def _end(self) -> None:
         if self._running is None and self._current_model is None:
+            if self._lent_core:
+                self.session.lend_cores(0)
+                self._lent_core = False
             self._timer.stop()
             self.progress.setVisible(False)
             self.cancel_button.setEnabled(False)

@@ -59,6 +59,14 @@ PROBE_POLL_MS = 30
 PLUGIN_DELAY_MS = 300
 
 
+# The window trains eagerly. A compiled step (the CLI's and the API's default for long MLP
+# runs on the CPU) starts after 3-8 s of compiling, tens of seconds on a busy machine or the
+# first time, with nothing moving and the compiler holding the GIL against the GUI thread
+# (the event loop's p99 reached 79 ms while it compiled on a busy machine): after a click on
+# Start the curves must move at once. Over a 10-epoch vae run compiling saves about what it
+# costs.
+WINDOW_COMPILE = "off"
+
 class TrainingPanel(QWidget):
     preset_changed = Signal(str)
 
@@ -403,7 +411,7 @@ class TrainingPanel(QWidget):
 
         try:
             model, _, _ = self._configs(resolve=False)
-            return use_compile(TrainConfig().compile, resolve_device(self.device.currentData() or "auto"),
+            return use_compile(WINDOW_COMPILE, resolve_device(self.device.currentData() or "auto"),
                                model.family, planned_steps)
         except ConfigError:
             return False
@@ -525,7 +533,7 @@ class TrainingPanel(QWidget):
                           image_size=size, channels=channels)
         train = TrainConfig(epochs=self.epochs.value(), batch_size=self.batch_size.value(),
                             lr=float(self.lr.value()), seed=self.seed.value(), device=self.device.currentData(),
-                            min_steps=self.min_steps.value())
+                            min_steps=self.min_steps.value(), compile=WINDOW_COMPILE)
         return model, data, train
 
     def class_filter(self) -> tuple[int, ...] | None:
