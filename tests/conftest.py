@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -14,6 +15,11 @@ if os.environ["QT_QPA_PLATFORM"] == "offscreen":
     # the window fits itself to its screen, so give it a common desktop's 1920x1080.
     os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={Path(__file__).with_name('offscreen-screen.json')}"
 os.environ.setdefault("LATENT_EXPLORER_SLOW_MS", "50")  # log GUI-thread handlers over 50 ms
+# A suite started as a background job (`make test &`, a script's `( ... ) &`) inherits SIGINT
+# ignored, and so would every program the tests start: the tests that press Ctrl+C on one
+# then waited out their hang guard. The tests' programs get the terminal's default instead.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
