@@ -9,6 +9,7 @@ window's layout) cannot be asked for anything else once, up front. The window ap
 
 from __future__ import annotations
 
+import shiboken6
 from PySide6.QtCore import QRect, Qt
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabBar, QWidget
 
@@ -45,7 +46,9 @@ def hide_stale_tab_bars(window: QMainWindow, docks: list[QDockWidget]) -> None:
     after restoreState; reproduced with plain QDockWidgets): one sat over the training
     settings, another over the Side by side view. The live bar of a group lies along an
     edge of the dock it switches (below it, or above it); a leftover lies elsewhere."""
-    titles = {dock.windowTitle(): dock for dock in docks}
+    if not shiboken6.isValid(window):
+        return  # the window went before this queued call ran
+    titles = {dock.windowTitle(): dock for dock in docks if shiboken6.isValid(dock)}
     for bar in window.findChildren(QTabBar):
         if bar.parent() is not window or not bar.isVisibleTo(window):
             continue

@@ -191,7 +191,7 @@ class MainWindow(QMainWindow):
         hide_stale_tab_bars(self, list(self.docks.values()))
 
     def _hide_stale_tab_bars_soon(self) -> None:
-        QTimer.singleShot(0, self._hide_stale_tab_bars)  # once the docks have their new geometry
+        QTimer.singleShot(0, self, self._hide_stale_tab_bars)  # once the docks have their new geometry
 
     def _make_action(self, spec: ActionSpec) -> QAction:
         action = QAction(spec.text, self)
@@ -348,8 +348,8 @@ class MainWindow(QMainWindow):
             else:
                 self.resize(size_within(QSize(*DEFAULT_SIZE), self))
             self._fit_to_screen()
-            QTimer.singleShot(0, self._fit_to_screen)
-        QTimer.singleShot(0, self._hide_stale_tab_bars)  # once the docks have their geometry
+            QTimer.singleShot(0, self, self._fit_to_screen)
+        QTimer.singleShot(0, self, self._hide_stale_tab_bars)  # once the docks have their geometry
         if self._settings_warning:
             message, self._settings_warning = self._settings_warning, None
             QTimer.singleShot(0, lambda: self.dialogs.message(Icon.Warning, "Settings reset", message))
