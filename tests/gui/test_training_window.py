@@ -31,11 +31,11 @@ def test_first_launch_defaults_are_a_2d_vae_on_bundled_mnist(window):
 def test_start_trains_draws_curves_and_sharpens_reconstructions(click, qtbot, window):
     window.panel.epochs.setValue(2)
     start_and_wait_for_data(click, qtbot, window)
+    assert not window.panel.preset.isEnabled(), "model settings must be locked while training"
+    assert window.panel.lr.isEnabled() and window.panel.beta.isEnabled(), "lr and beta stay live"
     recon = window.recon_view
     qtbot.waitUntil(lambda: recon.grid is not None, timeout=RUN_TIMEOUT_MS)  # decoded off the GUI thread
     before = recon.grid.copy()  # drawn from (nearly) untrained weights
-    assert not window.panel.preset.isEnabled(), "model settings must be locked while training"
-    assert window.panel.lr.isEnabled() and window.panel.beta.isEnabled(), "lr and beta stay live"
     with qtbot.waitSignal(window.session.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
         pass
     assert finished.args[0].status == "completed"
