@@ -35,6 +35,21 @@ import time
 import numpy as np
 
 
+def print_gc_report(top: int = 15) -> None:
+    """What a full collection walks now (objects made since ``gc.freeze``): a long GC pause
+    on the GUI thread grows with this count."""
+    from collections import Counter
+
+    objects = gc.get_objects()
+    kinds = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
+    print(f"gc: {len(objects)} tracked objects outside the frozen {gc.get_freeze_count()}", file=sys.stderr)
+    for kind, count in kinds.most_common(top):
+        print(f"gc:   {count:>8}  {kind}", file=sys.stderr)
+    modules = Counter(getattr(o, "__module__", None) or "?" for o in objects if type(o).__name__ == "function")
+    print("gc: functions by module: " + ", ".join(f"{m} {n}" for m, n in modules.most_common(top)), file=sys.stderr)
+    del objects
+
+
 def measure(app, seconds: float, interval_ms: int = 10, until=None) -> np.ndarray:
     """Lateness (ms) of each tick of an ``interval_ms`` timer for ``seconds``, or until the
     signal ``until`` fires (a run that ends early). The first ticks are dropped: they pay
@@ -126,6 +141,8 @@ def main() -> int:
                         help="the plane's axes: pca, or the neighbour map, refitted in the background while it trains")
     parser.add_argument("--size", default="1920x1080", help="window size WxH (default 1920x1080)")
     parser.add_argument("--no-gc-freeze", action="store_true", help="skip gc.freeze() (to measure its effect)")
+    parser.add_argument("--gc-report", action="store_true",
+                        help="after the run, list the kinds of objects a full collection has to walk")
     parser.add_argument("--offscreen", action="store_true", help="use Qt's offscreen platform (no display)")
     parser.add_argument("--case", choices=("train", "replay", "side-by-side"), default="train",
                         help="what happens while training: nothing else (default), scrubbing the timeline, or "
@@ -170,6 +187,8 @@ def main() -> int:
     panel.latent.setValue(args.latent_dim)
     panel.limit.setValue(args.limit)
     panel.epochs.setValue(args.epochs)
+    from explorer.runtime.heap import keep_collections_short
+
     plane = window.findChild(LatentPlane)
     if args.axes != "pca":
         plane.axes_mode.setCurrentIndex(plane.axes_mode.findData(args.axes))
@@ -180,8 +199,7 @@ def main() -> int:
         app.processEvents()
     docks = show_every_dock(window)  # sizes once laid out
     if not args.no_gc_freeze:
-        gc.collect()
-        gc.freeze()
+        keep_collections_short()  # as the app does once its window is built
     sys.setswitchinterval(0.001)
 
     session = window.session
@@ -269,6 +287,8 @@ def main() -> int:
         results.append(summary(case, measure(app, args.seconds, until=session.run_finished)))
     busy.stop()
     hovering.stop()
+    if args.gc_report:
+        print_gc_report()
     measured_s = time.perf_counter() - started
     window.session.stop()
     window.session.shutdown()

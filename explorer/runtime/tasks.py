@@ -14,12 +14,18 @@ instead of each view keeping its own thread and its own staleness rule.
 - Threads are plain Python threads that never touch Qt; outcomes go to a thread-safe
   queue that the owner drains on its own thread (the GUI's ``Tasks`` wraps this with a
   timer). A task can look at ``TaskHandle.cancelled`` to stop early.
+- The threads are kept for the next task (``Workers``), and the owner never waits for
+  one: ``threading.Thread.start`` blocks until the new thread runs, and joining a
+  finished task's thread waits until it exits; both wait on a low-priority thread, which
+  on a busy two-core machine kept the GUI thread for tens of milliseconds at a time.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,13 +71,92 @@ class _Request:
     on_failed: Callable[[str], None] | None
 
 
+class Workers:
+    """Threads that run jobs and wait a while for the next one, so that handing over a job
+    is a list append and a notify, not a thread start. A job that finds no idle thread
+    starts one. An idle thread ends after ``idle_s`` without work, or at ``close``.
+    Threads are not daemons: Python aborts the process when it ends a daemon thread that
+    is inside torch."""
+
+    def __init__(self, prefix: str, idle_s: float = 2.0) -> None:
+        self._prefix = prefix
+        self._idle_s = idle_s
+        self._jobs: deque[Callable[[], None]] = deque()
+        self._cond = threading.Condition()
+        self._idle = 0  # threads waiting for a job (a new one counts from its start)
+        self._threads: set[threading.Thread] = set()
+        self._closed = False
+        self._count = 0
+
+    def run(self, job: Callable[[], None]) -> None:
+        thread = None
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the workers are closed")
+            self._jobs.append(job)
+            if len(self._jobs) > self._idle:
+                self._count += 1
+                thread = threading.Thread(target=self._work, name=f"{self._prefix}-worker-{self._count}",
+                                          daemon=False)
+                self._threads.add(thread)
+                self._idle += 1
+            else:
+                self._cond.notify()
+        if thread is not None:
+            thread.start()
+
+    def _work(self) -> None:
+        me = threading.current_thread()
+        try:
+            while True:
+                with self._cond:
+                    deadline = time.monotonic() + self._idle_s
+                    while not self._jobs:
+                        left = deadline - time.monotonic()
+                        if self._closed or left <= 0:
+                            self._idle -= 1
+                            return
+                        self._cond.wait(left)
+                    job = self._jobs.popleft()
+                    self._idle -= 1
+                try:
+                    job()
+                finally:
+                    with self._cond:
+                        self._idle += 1
+        finally:
+            with self._cond:
+                self._threads.discard(me)
+
+    def close(self) -> None:
+        """Take no more jobs; idle threads end now, busy ones after their job."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def join(self, timeout_s: float) -> bool:
+        """After ``close``: wait up to ``timeout_s`` in all for the threads to end."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)
+
+    @property
+    def threads(self) -> int:
+        with self._cond:
+            return len(self._threads)
+
+
 class TaskRunner:
     """Latest-wins background work, keyed by what it produces (see the module docstring)."""
 
     def __init__(self, thread_prefix: str = "latent-explorer") -> None:
         self._prefix = thread_prefix
         self._outbox: queue.SimpleQueue[TaskOutcome] = queue.SimpleQueue()
-        self._running: dict[str, tuple[_Request, threading.Thread]] = {}
+        self._workers = Workers(thread_prefix)
+        self._running: dict[str, _Request] = {}
         self._waiting: dict[str, _Request] = {}
         self._latest: dict[str, int] = {}  # key -> serial of the newest request
         self._serial = 0
@@ -92,7 +177,7 @@ class TaskRunner:
         self._latest[key] = handle.serial
         request = _Request(handle, fn, on_done, on_failed)
         if key in self._running:
-            self._running[key][0].handle.cancel()  # it may stop early; its result is dropped
+            self._running[key].handle.cancel()  # it may stop early; its result is dropped
             self._waiting[key] = request
         else:
             self._start(request)
@@ -104,7 +189,7 @@ class TaskRunner:
         for key, request in list(self._waiting.items()):
             if request.handle.model_bound:
                 del self._waiting[key]
-        for request, _ in self._running.values():
+        for request in self._running.values():
             if request.handle.model_bound:
                 request.handle.cancel()
 
@@ -112,14 +197,14 @@ class TaskRunner:
         self._waiting.pop(key, None)
         self._latest.pop(key, None)
         if key in self._running:
-            self._running[key][0].handle.cancel()
+            self._running[key].handle.cancel()
 
     # -- state ------------------------------------------------------------------------------
 
     @property
     def busy_labels(self) -> list[str]:
         """What is being computed now, for the one place the window shows progress."""
-        return [request.handle.label for request, _ in self._running.values() if self._is_current(request.handle)]
+        return [request.handle.label for request in self._running.values() if self._is_current(request.handle)]
 
     @property
     def idle(self) -> bool:
@@ -130,7 +215,7 @@ class TaskRunner:
         if key in self._waiting:
             return True
         running = self._running.get(key)
-        return running is not None and self._is_current(running[0].handle)
+        return running is not None and self._is_current(running.handle)
 
     def is_current(self, handle: TaskHandle) -> bool:
         return self._is_current(handle)
@@ -151,9 +236,8 @@ class TaskRunner:
                 break
             key = outcome.handle.key
             running = self._running.get(key)
-            if running is not None and running[0].handle is outcome.handle:
-                request, thread = self._running.pop(key)
-                thread.join()
+            if running is not None and running.handle is outcome.handle:
+                request = self._running.pop(key)  # its thread is returning to the pool: no join
                 if key in self._waiting and not self.closed:
                     self._start(self._waiting.pop(key))
                 if self._is_current(outcome.handle):
@@ -184,26 +268,29 @@ class TaskRunner:
         closing keeps painting while its threads end (``drain`` sees them go)."""
         self.closed = True
         self._waiting.clear()
-        for request, _thread in self._running.values():
+        for request in self._running.values():
             request.handle.cancel()
+        self._workers.close()
 
     def shutdown(self, timeout_s: float = 15.0) -> bool:
         """Start nothing more; cancel and join what runs. True if every thread ended."""
         self.close()
-        threads = [thread for _request, thread in self._running.values()]
-        for thread in threads:
-            thread.join(timeout_s)
+        ended = self._workers.join(timeout_s)
         self.drain()
-        return not any(thread.is_alive() for thread in threads)
+        return ended
+
+    @property
+    def threads(self) -> int:
+        """Threads alive now, running a task or waiting for the next."""
+        return self._workers.threads
 
     def _start(self, request: _Request) -> None:
-        thread = threading.Thread(target=self._run, args=(request,),
-                                  name=f"{self._prefix}-{request.handle.key}", daemon=False)
-        self._running[request.handle.key] = (request, thread)
-        thread.start()
+        self._running[request.handle.key] = request
+        self._workers.run(lambda: self._run(request))
 
     def _run(self, request: _Request) -> None:
         handle = request.handle
+        threading.current_thread().name = f"{self._prefix}-{handle.key}"  # what a debugger or py-spy shows
         try:
             with cancellable(handle._cancel):
                 value = request.fn(handle)

@@ -18,6 +18,7 @@ import torch
 
 from explorer.config import ModelConfig
 from explorer.models import Autoencoder, build_model
+from explorer.runtime.heap import lazy_import
 
 BACKGROUND_NICENESS = 10
 
@@ -73,7 +74,8 @@ def warm_view_imports() -> None:
     """Import, in this background thread, what the views need as soon as its result lands:
     torchvision's grid code takes ~0.7 s to import the first time, which on the GUI thread
     froze the window when the first run's data arrived."""
-    import torchvision.utils  # noqa: F401 - imported for its side effect
+    with lazy_import():  # its modules would otherwise lengthen every full collection
+        import torchvision.utils  # noqa: F401 - imported for its side effect
 
 
 class SharedProgress:

@@ -5,7 +5,25 @@ from __future__ import annotations
 import threading
 import time
 
-from explorer.runtime.tasks import TaskRunner
+import pytest
+
+from explorer.runtime.tasks import TaskRunner, Workers
+
+_RUNNERS: list[TaskRunner] = []
+
+
+def runner_closed_after_test() -> TaskRunner:
+    """A runner whose kept threads end with the test (an idle one would wait for work)."""
+    runner = TaskRunner()
+    _RUNNERS.append(runner)
+    return runner
+
+
+@pytest.fixture(autouse=True)
+def _shut_runners_down():
+    yield
+    while _RUNNERS:
+        assert _RUNNERS.pop().shutdown(timeout_s=10)
 
 
 def wait_idle(runner: TaskRunner, delivered: list, timeout: float = 10.0) -> None:
@@ -18,7 +36,7 @@ def wait_idle(runner: TaskRunner, delivered: list, timeout: float = 10.0) -> Non
 
 
 def test_a_newer_request_supersedes_the_running_one_and_the_waiting_one():
-    runner = TaskRunner()
+    runner = runner_closed_after_test()
     gate = threading.Event()
     got: list = []
     runner.submit("encode", lambda h: gate.wait(5) and "first", on_done=got.append)
@@ -31,7 +49,7 @@ def test_a_newer_request_supersedes_the_running_one_and_the_waiting_one():
 
 
 def test_one_task_per_key_runs_at_a_time_but_keys_run_side_by_side():
-    runner = TaskRunner()
+    runner = runner_closed_after_test()
     both = threading.Barrier(2, timeout=5)
     got: list = []
     runner.submit("a", lambda h: both.wait() is not None and "a", on_done=got.append)
@@ -41,7 +59,7 @@ def test_one_task_per_key_runs_at_a_time_but_keys_run_side_by_side():
 
 
 def test_invalidate_drops_the_old_models_results_but_keeps_unbound_work():
-    runner = TaskRunner()
+    runner = runner_closed_after_test()
     gate = threading.Event()
     got: list = []
     seen_cancel: list = []
@@ -64,7 +82,7 @@ def test_invalidate_drops_the_old_models_results_but_keeps_unbound_work():
 
 
 def test_failures_go_to_their_handler_or_to_the_one_reporter():
-    runner = TaskRunner()
+    runner = runner_closed_after_test()
     events: list = []
 
     def boom(_):
@@ -80,7 +98,7 @@ def test_failures_go_to_their_handler_or_to_the_one_reporter():
 
 
 def test_a_callback_that_raises_is_reported_and_the_rest_still_arrive():
-    runner = TaskRunner()
+    runner = runner_closed_after_test()
     events: list = []
 
     def bad(_value):
@@ -94,7 +112,7 @@ def test_a_callback_that_raises_is_reported_and_the_rest_still_arrive():
 
 
 def test_shutdown_joins_running_work_and_refuses_new_work():
-    runner = TaskRunner()
+    runner = runner_closed_after_test()
     started = threading.Event()
 
     def until_cancelled(handle):
@@ -120,7 +138,7 @@ def test_work_in_batches_stops_at_the_next_batch_when_cancelled():
     from explorer.models import Autoencoder
 
     check()  # outside a task it does nothing
-    runner = TaskRunner()
+    runner = runner_closed_after_test()
     model = Autoencoder(ModelConfig(preset="vae", latent_dim=2)).eval()
     images = torch.zeros((200_000, 1, 28, 28), dtype=torch.uint8)  # seconds of work in 200 batches
     started = time.monotonic()
@@ -128,3 +146,36 @@ def test_work_in_batches_stops_at_the_next_batch_when_cancelled():
     time.sleep(0.2)
     assert runner.shutdown(timeout_s=10)
     assert time.monotonic() - started < 2.0, "shutdown waited for the whole encode instead of one batch"
+
+
+def test_a_finished_tasks_thread_runs_the_next_task_and_nobody_waits_to_start_one():
+    runner = runner_closed_after_test()
+    got: list = []
+    runner.submit("a", lambda h: threading.get_ident(), on_done=got.append)
+    wait_idle(runner, got)
+    first_thread = runner.threads
+    runner.submit("b", lambda h: threading.get_ident(), on_done=got.append)
+    wait_idle(runner, got)
+    assert first_thread == 1 and runner.threads == 1
+    assert got[0] == got[1], "the second task ran on the thread the first one left idle"
+
+
+def test_an_idle_worker_ends_on_its_own_and_all_of_them_at_close():
+    workers = Workers("latent-explorer-test", idle_s=0.05)
+    done = threading.Event()
+    workers.run(done.set)
+    assert done.wait(5)
+    deadline = time.monotonic() + 10
+    while workers.threads and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert workers.threads == 0, "an idle thread outlived its wait"
+
+    lasting = Workers("latent-explorer-test", idle_s=60)
+    gate = threading.Event()
+    lasting.run(lambda: gate.wait(5))
+    lasting.run(lambda: None)
+    lasting.close()
+    gate.set()
+    assert lasting.join(5), "close ends idle threads at once and busy ones after their job"
+    with pytest.raises(RuntimeError):
+        lasting.run(lambda: None)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 
 from PySide6.QtWidgets import QApplication
+
+from explorer.runtime.heap import keep_collections_short
 
 GC_INTERVAL_S = 0.5  # how often the GUI thread checks whether a collection is due
 
@@ -42,9 +43,9 @@ def collect_garbage_on_gui_thread(app: QApplication) -> None:
     deadlocked on Qt's mutex and the GIL (seen in the GUI tests; pyqtgraph's
     GarbageCollector exists for this). Idempotent."""
     if getattr(app, "_gui_thread_gc", None) is None:
-        from pyqtgraph.util.garbage_collector import GarbageCollector
+        from explorer.gui.app.collector import GuiThreadCollector
 
-        app._gui_thread_gc = GarbageCollector(interval=GC_INTERVAL_S)
+        app._gui_thread_gc = GuiThreadCollector(interval=GC_INTERVAL_S)
 
 
 def configure_plotting() -> None:
@@ -61,8 +62,7 @@ def tune_runtime() -> None:
     collections (which stall the GUI thread while a trainer allocates) short. A shorter
     switch interval lets the GUI thread take the GIL back from the trainer sooner.
     (docs/architecture.md, "Known traps".)"""
-    gc.collect()
-    gc.freeze()
+    keep_collections_short()
     sys.setswitchinterval(0.001)
 
 

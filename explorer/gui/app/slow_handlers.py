@@ -97,7 +97,13 @@ def _describe(receiver: QObject) -> str:
         name = receiver.objectName()
         text = f"{type(receiver).__name__}{f'({name})' if name else ''}"
         parent = receiver.parent()
-        return f"{text} of {type(parent).__name__}" if parent is not None else text
+        if parent is None:
+            return text
+        text += f" of {type(parent).__name__}"
+        owner = parent  # the app's own widget above it (one of many plots says little)
+        while owner is not None and not type(owner).__module__.startswith("explorer."):
+            owner = owner.parent()
+        return f"{text} in {type(owner).__name__}" if owner is not None and owner is not parent else text
     except RuntimeError:  # deleted while its event was handled
         return "a deleted object"
 

@@ -294,6 +294,7 @@ class LatentPlane(QWidget):
                                          labelTextColor=(230, 230, 230))
         self.manifold = pg.ImageItem(axisOrder="row-major")
         self.manifold.setZValue(-10)
+        self.manifold.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)  # redrawn only when it changes
         self.manifold.setVisible(False)
         self.box.addItem(self.manifold, ignoreBounds=True)
         self.marker = pg.TargetItem(pos=(0, 0), size=18, movable=True, pen=pg.mkPen(MARKER_COLOUR, width=3),

@@ -612,11 +612,13 @@ class TrainingPanel(QWidget):
         found: list[Any] = []
 
         def work() -> None:
+            from explorer.runtime.heap import lazy_import
             from explorer.runtime.threads import lower_this_thread_priority
 
             lower_this_thread_priority()
             try:
-                found.append(plugins.discover())
+                with lazy_import():  # the plugins' modules, and what building their models imports
+                    found.append(plugins.discover())
             except Exception:  # noqa: BLE001 - discovery lists broken plugins itself; this is a last guard
                 found.append(())
 
