@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--precision", default="auto", help="auto (default), fp32 or bf16")
+    p.add_argument("--compile", default="auto", choices=("auto", "on", "off"),
+                   help="torch.compile of the step, on both sides (default auto: the engine's rule)")
     p.add_argument("--repeats", type=int, default=1, help="timed rounds of each side; the best counts (default 1)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     data_config = DataConfig(limit=args.limit)
     data = load_dataset(data_config)
     cfg = train_config_for(args.preset, epochs=args.epochs, batch_size=args.batch_size, device=args.device,
-                           precision=args.precision)
+                           precision=args.precision, compile=args.compile)
 
     def models() -> list:
         return [prepare_run(model_config_for(args.preset, beta=b), data_config, cfg, data=data).model for b in betas]

@@ -44,9 +44,10 @@ from explorer.errors import ConfigError
 from explorer.models.autoencoder import Autoencoder
 from explorer.models.losses import kl_terms, reconstruction_loss
 from explorer.models.noise import corrupt
+from explorer.training.compiled import CompiledStackedStep, CompileFailed
 from explorer.training.control import SetBeta, SetLearningRate, TrainingControl
-from explorer.training.device import resolve_device, use_bf16
-from explorer.training.engine import train
+from explorer.training.device import resolve_device, use_bf16, use_compile
+from explorer.training.engine import train, whole_step_compiles
 from explorer.training.evaluate import evaluate_tensors
 from explorer.training.events import (
     EpochEnd,
@@ -139,21 +140,26 @@ class StackedAutoencoders:
     def size(self) -> int:
         return len(self.configs)
 
-    def _linear(self, h: torch.Tensor, name: str) -> torch.Tensor:
-        return torch.baddbmm(self.params[name + ".bias"].unsqueeze(1), h, self.params[name + ".weight"])
+    def _linear(self, h: torch.Tensor, name: str, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.baddbmm(params[name + ".bias"].unsqueeze(1), h, params[name + ".weight"])
 
     def _with_class(self, h: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
         return h if onehot is None else torch.cat([h, onehot.to(h.dtype)], dim=2)
 
     def parts(self, x: torch.Tensor, y: torch.Tensor | None = None, eps: torch.Tensor | None = None,
-              generators: Sequence[torch.Generator] | None = None, training: bool = True
+              generators: Sequence[torch.Generator] | None = None, training: bool = True,
+              params: dict[str, torch.Tensor] | None = None, beta: torch.Tensor | None = None,
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Each run's loss ``(R,)`` and its terms (batch means, as ``Autoencoder.loss_parts``)
         for images ``x`` ``(R, B, C, H, W)`` in [0, 1] and labels ``y`` ``(R, B)``.
 
         ``eps`` (``(R, B, latent)``) fixes the reparameterisation noise, so a test can feed
         one run the very noise its single model drew; otherwise run r draws from
-        ``generators[r]`` (or the global generator), as does its input corruption."""
+        ``generators[r]`` (or the global generator), as does its input corruption.
+        ``params`` and ``beta`` stand in for the stack's own (the compiled step passes the
+        tensors it differentiates)."""
+        params = self.params if params is None else params
+        beta = self.beta if beta is None else beta
         cfg = self.config
         r, b = x.shape[0], x.shape[1]
         target = x.reshape(r, b, -1)
@@ -166,11 +172,11 @@ class StackedAutoencoders:
             raise ConfigError("this is a conditional model: it needs a class label for every image")
         h = self._with_class(x_in, onehot)
         for name in self._encoder:
-            h = torch.relu(self._linear(h, name))
-        mean = self._linear(h, "mean_head")
+            h = torch.relu(self._linear(h, name, params))
+        mean = self._linear(h, "mean_head", params)
         if cfg.code_activation == "relu":
             mean = torch.relu(mean)
-        logvar = self._linear(h, "logvar_head") if cfg.variational else None
+        logvar = self._linear(h, "logvar_head", params) if cfg.variational else None
         z = mean
         if logvar is not None:
             if eps is None:
@@ -179,14 +185,14 @@ class StackedAutoencoders:
             z = mean + eps.to(mean.dtype) * torch.exp(0.5 * logvar)
         h = self._with_class(z, onehot)
         for name in self._decoder[:-1]:
-            h = torch.relu(self._linear(h, name))
-        logits = self._linear(h, self._decoder[-1])
+            h = torch.relu(self._linear(h, name, params))
+        logits = self._linear(h, self._decoder[-1], params)
         recon = reconstruction_loss(logits.reshape(r * b, -1), target.reshape(r * b, -1), cfg.recon_loss)
         parts = {"recon": recon.view(r, b).mean(1)}
         loss = self.recon_weight * parts["recon"]
         if logvar is not None:
             parts["kl"] = kl_terms(mean.float(), logvar.float()).sum(2).mean(1)
-            loss = loss + self.beta * parts["kl"]
+            loss = loss + beta * parts["kl"]
         if cfg.sparsity_weight > 0:
             parts["sparsity"] = mean.float().abs().sum(2).mean(1)
             loss = loss + cfg.sparsity_weight * parts["sparsity"]
@@ -346,10 +352,19 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
     dynamic = data.binarize_train
     n = train_x.shape[0]
     batch = min(cfg.batch_size, n)
-    steps_per_epoch = math.ceil(n / batch)
     names = stacked.names
-    opt = make_stacked_optimizer(list(stacked.params.values()), cfg.lr)
     lr = cfg.lr
+    epochs = epochs_to_train(cfg, math.ceil(n / batch), start_step)
+    # One compile serves every run of the group, so the engine's rule weighs all their steps.
+    whole_step: CompiledStackedStep | None = None
+    if (use_compile(cfg.compile, device, "mlp", epochs * math.ceil(n / batch) * len(models))
+            and stacked.config.noise == "none" and all(whole_step_compiles(m, device) or device.type != "cpu"
+                                                       for m in models)):
+        whole_step = CompiledStackedStep(stacked, lr, bf16)
+    opt = None if whole_step is not None else make_stacked_optimizer(list(stacked.params.values()), lr)
+    # As in the engine: a compiled step is specialised to one batch shape, so the short last
+    # batch is dropped (the shuffle differs every epoch).
+    steps_per_epoch = n // batch if whole_step is not None else math.ceil(n / batch)
     epochs = epochs_to_train(cfg, steps_per_epoch, start_step)
     active = list(range(len(models)))  # original run index of each stacked row
     results: dict[int, RunResult] = {}
@@ -362,7 +377,8 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
     for run in active:
         yield RunEvent(run, RunStarted(device=str(device), precision="bf16" if bf16 else "fp32", epochs=epochs,
                                        steps_per_epoch=steps_per_epoch, train_size=n,
-                                       test_size=int(test_x.shape[0]), start_epoch=start_epoch, compiled=False))
+                                       test_size=int(test_x.shape[0]), start_epoch=start_epoch,
+                                       compiled=whole_step is not None))
         if epochs != cfg.epochs:
             yield RunEvent(run, Notice(small_data_message(n, steps_per_epoch, cfg.epochs, epochs, cfg.min_steps)))
 
@@ -394,10 +410,12 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
 
     def drop(rows: list[int]) -> None:
         """Cut the runs at ``rows`` out of the group (their results are already set)."""
-        nonlocal opt, active, noise, shuffles, good, perm
+        nonlocal opt, active, noise, shuffles, good, perm, whole_step
         keep = [i for i in range(len(active)) if i not in rows]
         if keep:
             opt = stacked.keep(keep, opt)  # type: ignore[assignment]
+            if whole_step is not None:
+                whole_step.keep(keep)
             index = torch.tensor(keep, device=device)
             good = {k: v.index_select(0, index) for k, v in good.items()}
             perm = perm.index_select(0, index.to(perm.device))
@@ -428,7 +446,9 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
                 for command in control.drain():
                     if isinstance(command, SetLearningRate):
                         lr = command.value
-                        for group in opt.param_groups:
+                        if whole_step is not None:
+                            whole_step.set_lr(lr)
+                        for group in opt.param_groups if opt is not None else ():
                             group["lr"] = lr
                         for run in active:
                             yield RunEvent(run, SettingChanged("lr", lr))
@@ -442,21 +462,38 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
                 if dynamic:
                     xb = torch.stack([torch.bernoulli(xb[i], generator=noise[i]) for i in range(len(active))])
                 yb = train_y[idx] if train_y is not None else None
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    loss, parts = stacked.parts(xb, yb, generators=noise)
-                opt.zero_grad(set_to_none=True)
-                loss.sum().backward()
-                opt.step()
+                terms = None
+                if whole_step is not None:
+                    eps = None
+                    if stacked.config.variational:  # each run's noise from its own generator, as eagerly
+                        eps = torch.stack([torch.randn((idx.shape[1], stacked.config.latent_dim), device=device,
+                                                       generator=g) for g in noise])
+                    try:
+                        terms = whole_step(xb, yb, eps)
+                    except CompileFailed:
+                        failure = whole_step.failure
+                        whole_step = None
+                        opt = make_stacked_optimizer(list(stacked.params.values()), lr)
+                        for run in active:
+                            yield RunEvent(run, Notice(f"Compiling the model failed ({failure}); training goes "
+                                                       "on uncompiled."))
+                if terms is None:
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                        loss, parts = stacked.parts(xb, yb, generators=noise)
+                    opt.zero_grad(set_to_none=True)
+                    loss.sum().backward()
+                    opt.step()
+                    terms = torch.stack([loss.detach(), *(parts[k].detach() for k in names)], dim=1)
                 global_step += 1
                 with torch.no_grad():
-                    terms = torch.stack([loss.detach(), *(parts[k].detach() for k in names)], dim=1) * idx.shape[1]
-                    window_sum += terms
+                    window_sum += terms * idx.shape[1]
                 window_samples += idx.shape[1]
 
                 if step % cfg.log_every == 0 or step == steps_per_epoch:
                     with torch.no_grad():
-                        weights_ok = torch.stack([torch.isfinite(p).flatten(1).all(1)
-                                                  for p in stacked.params.values()]).all(0).tolist()
+                        # per run: finite sums exactly when every weight is finite (as in the engine)
+                        weights_ok = torch.isfinite(torch.stack([p.flatten(1).sum(1) for p in
+                                                                 stacked.params.values()])).all(0).tolist()
                     values = (window_sum / window_samples).tolist()
                     bad = [row for row in range(len(active))
                            if not (all(math.isfinite(v) for v in values[row]) and weights_ok[row])]

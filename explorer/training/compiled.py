@@ -139,15 +139,99 @@ def _adam_step(model: Autoencoder, betas: tuple[float, float], eps: float, bf16:
 
     def step(params, exp_avg, exp_avg_sq, count, lr, beta, x, y):
         grads, terms = grad(loss, has_aux=True)(params, x, y, beta)
-        count.add_(1)
-        bias1 = 1 - beta1 ** count
-        bias2_sqrt = (1 - beta2 ** count).sqrt()
-        for k, p in params.items():
-            g = grads[k]
-            exp_avg[k].lerp_(g, 1 - beta1)
-            exp_avg_sq[k].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            denom = (exp_avg_sq[k].sqrt() / bias2_sqrt).add_(eps)
-            p.sub_((lr / bias1) * exp_avg[k] / denom)
+        _adam(params, grads, exp_avg, exp_avg_sq, count, lr, beta1, beta2, eps)
         return terms
 
     return step
+
+
+def _adam(params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], exp_avg: dict[str, torch.Tensor],
+          exp_avg_sq: dict[str, torch.Tensor], count: torch.Tensor, lr: torch.Tensor, beta1: float, beta2: float,
+          eps: float) -> None:
+    """torch's Adam (no weight decay, no amsgrad), in place, traced into the compiled step.
+    ``lr`` is a scalar, or one per run ``(R,)`` for tensors stacked over runs."""
+    count.add_(1)
+    bias1 = 1 - beta1 ** count
+    bias2_sqrt = (1 - beta2 ** count).sqrt()
+    for k, p in params.items():
+        g = grads[k]
+        exp_avg[k].lerp_(g, 1 - beta1)
+        exp_avg_sq[k].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = (exp_avg_sq[k].sqrt() / bias2_sqrt).add_(eps)
+        rate = lr if lr.dim() == 0 else lr.view(lr.shape[0], *([1] * (p.dim() - 1)))
+        p.sub_((rate / bias1) * exp_avg[k] / denom)
+
+
+class CompiledStackedStep:
+    """The whole training step of R stacked MLP runs (``batched.StackedAutoencoders``) as one
+    compiled graph: the batched forward, the backward of the runs' summed loss (each run's
+    gradient is its own loss's) and R Adams, one per run, each with its own learning rate.
+
+    The eager sweep step spent as much time between the batched products as in them, so
+    the compiled single run (``CompiledStep``) had caught up with it; one graph for the
+    group fuses the same way. Each run's reparameterisation noise is drawn outside the
+    graph from its own generator, as the eager step draws it, and passed in.
+
+    After ``keep`` (a run left the group) the step continues on the stack's new tensors
+    (one recompile for the smaller group). ``failure`` is set when the first call fails.
+    """
+
+    def __init__(self, stacked: Any, lr: torch.Tensor | float, bf16: bool,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.stacked = stacked
+        self.failure: str | None = None
+        self._first = True
+        device = stacked.beta.device
+        self._bind()
+        self._exp_avg = {k: torch.zeros_like(p) for k, p in self._params.items()}
+        self._exp_avg_sq = {k: torch.zeros_like(p) for k, p in self._params.items()}
+        self._step = torch.zeros((), device=device)
+        self._lr = torch.as_tensor(lr, dtype=torch.float32, device=device).expand(stacked.size).clone()
+        names = stacked.names
+        beta1, beta2 = betas
+        from torch.func import grad
+
+        def loss(params, beta, x, y, noise):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                per_run, parts = stacked.parts(x, y, eps=noise, params=params, beta=beta)
+            terms = torch.stack([per_run.detach(), *(parts[k].detach() for k in names)], dim=1)
+            return per_run.sum(), terms
+
+        def step(params, exp_avg, exp_avg_sq, count, lr, beta, x, y, noise):
+            grads, terms = grad(loss, has_aux=True)(params, beta, x, y, noise)
+            _adam(params, grads, exp_avg, exp_avg_sq, count, lr, beta1, beta2, eps)
+            return terms
+
+        self._fn: Any = torch.compile(step, fullgraph=True, dynamic=False)
+
+    def _bind(self) -> None:
+        self._params = {k: p.detach() for k, p in self.stacked.params.items()}
+
+    def set_lr(self, lr: torch.Tensor | float) -> None:
+        """One learning rate for every run, or one per run ``(R,)``."""
+        self._lr.copy_(torch.as_tensor(lr, dtype=torch.float32).expand_as(self._lr))
+
+    @torch.no_grad()
+    def keep(self, rows: list[int]) -> None:
+        """Follow ``stacked.keep(rows)``: the kept runs' moments and learning rates."""
+        index = torch.tensor(rows, device=self._lr.device)
+        self._bind()
+        self._exp_avg = {k: v.index_select(0, index) for k, v in self._exp_avg.items()}
+        self._exp_avg_sq = {k: v.index_select(0, index) for k, v in self._exp_avg_sq.items()}
+        self._lr = self._lr.index_select(0, index)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | None, noise: torch.Tensor | None) -> torch.Tensor:
+        """One step; returns each run's batch-mean loss and terms, ``(R, 1 + parts)``."""
+        args = (self._params, self._exp_avg, self._exp_avg_sq, self._step, self._lr, self.stacked.beta, x, y, noise)
+        if not self._first:
+            return self._fn(*args)
+        try:
+            terms = self._fn(*args)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any compiler failure: train uncompiled instead
+            first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+            self.failure = f"{type(exc).__name__}: {first_line}"
+            raise CompileFailed(self.failure) from exc
+        self._first = False
+        return terms
