@@ -246,3 +246,20 @@ def test_benchmark_runs_on_tiny_settings() -> None:
     report = json.loads(buf.getvalue())
     assert report["sequential_s"] > 0 and report["together_s"] > 0 and report["ratio"] > 0
     assert report["test_loss_together"] == pytest.approx(report["test_loss_sequential"], rel=1e-3)
+
+
+@pytest.mark.parametrize("preset", ["vae", "cvae"])
+def test_one_batched_evaluation_gives_each_run_what_it_gets_alone(mnist_300: ImageData, preset: str) -> None:
+    from explorer.training.batched import evaluate_stacked
+    from explorer.training.evaluate import evaluate_tensors
+
+    models = [_model(mnist_300, seed, preset=preset, beta=beta) for seed, beta in ((0, 0.5), (1, 4.0))]
+    stacked = StackedAutoencoders(models)
+    labels = mnist_300.test_labels
+    together = evaluate_stacked(stacked, mnist_300.test_images, labels, 64, seeds=[3, 7])
+    for model, seed, theirs in zip(models, (3, 7), together):
+        alone = evaluate_tensors(model, mnist_300.test_images, labels, 64, seed=seed)
+        assert set(alone) == set(theirs)
+        for k, v in alone.items():
+            assert theirs[k] == pytest.approx(v, rel=1e-4, abs=1e-4), k
+    assert together[0]["loss"] != together[1]["loss"]
