@@ -45,7 +45,30 @@ class CompiledForward:
         return out
 
 
-class CompiledStep:
+class _WholeStep:
+    """What the compiled whole steps share: the first call compiles, and a failure there
+    (before any weight changed) becomes ``CompileFailed`` with ``failure`` set."""
+
+    _fn: Any
+    _first = True
+    failure: str | None = None
+
+    def _run(self, args: tuple) -> torch.Tensor:
+        if not self._first:
+            return self._fn(*args)
+        try:
+            terms = self._fn(*args)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any compiler failure: train uncompiled instead
+            first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+            self.failure = f"{type(exc).__name__}: {first_line}"
+            raise CompileFailed(self.failure) from exc
+        self._first = False
+        return terms
+
+
+class CompiledStep(_WholeStep):
     """The whole training step of an MLP-family Autoencoder (forward, backward and Adam) as one
     compiled graph.
 
@@ -86,18 +109,7 @@ class CompiledStep:
             self._beta_value = float(self.model.beta)
             self._beta.fill_(self._beta_value)
         args = (self._params, self._exp_avg, self._exp_avg_sq, self._step, self._lr, self._beta, x, y)
-        if not self._first:
-            return self._fn(*args)
-        try:
-            terms = self._fn(*args)
-        except torch.OutOfMemoryError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any compiler failure: train uncompiled instead
-            first_line = (str(exc).strip().splitlines() or [""])[0][:200]
-            self.failure = f"{type(exc).__name__}: {first_line}"
-            raise CompileFailed(self.failure) from exc
-        self._first = False
-        return terms
+        return self._run(args)
 
 
 class CompileFailed(RuntimeError):
@@ -162,7 +174,7 @@ def _adam(params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], exp_a
         p.sub_((rate / bias1) * exp_avg[k] / denom)
 
 
-class CompiledStackedStep:
+class CompiledStackedStep(_WholeStep):
     """The whole training step of R stacked MLP runs (``batched.StackedAutoencoders``) as one
     compiled graph: the batched forward, the backward of the runs' summed loss (each run's
     gradient is its own loss's) and R Adams, one per run, each with its own learning rate.
@@ -223,15 +235,4 @@ class CompiledStackedStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor | None, noise: torch.Tensor | None) -> torch.Tensor:
         """One step; returns each run's batch-mean loss and terms, ``(R, 1 + parts)``."""
         args = (self._params, self._exp_avg, self._exp_avg_sq, self._step, self._lr, self.stacked.beta, x, y, noise)
-        if not self._first:
-            return self._fn(*args)
-        try:
-            terms = self._fn(*args)
-        except torch.OutOfMemoryError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any compiler failure: train uncompiled instead
-            first_line = (str(exc).strip().splitlines() or [""])[0][:200]
-            self.failure = f"{type(exc).__name__}: {first_line}"
-            raise CompileFailed(self.failure) from exc
-        self._first = False
-        return terms
+        return self._run(args)
