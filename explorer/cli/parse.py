@@ -303,7 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--binarize", choices=BINARIZE_MODES, default="none", help=BINARIZE_HELP)
     p.add_argument("--epochs", type=EPOCHS, help="default: the preset's")
     p.add_argument("--batch-size", type=BATCH, help="default: the preset's")
-    p.add_argument("--lr", type=_float_in(0.0, 10.0, "the learning rate"), help="default: the preset's")
+    p.add_argument("--lr", type=_float_list(0.0, 10.0, "learning rate"), metavar="LR,LR",
+                   help="learning rates (default: the preset's); runs that differ only in it still train together, "
+                        "each with its own")
     p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object per run at the end")
     p.add_argument("--out-dir", required=True, metavar="DIR", help="a new or empty folder (nothing is overwritten)")

@@ -42,7 +42,7 @@ def cmd_sweep(args: argparse.Namespace, signals: _Signals | None = None) -> int:
 
     plan = plan_sweep(args.model, betas=args.beta, latent_dims=args.latent_dim, seeds=args.seeds,
                       recon_weights=args.recon_weight, lecture=args.lecture, epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, device=args.device)
+                      batch_size=args.batch_size, lrs=args.lr, device=args.device)
     resolve_device(args.device)
     data_config = DataConfig(dataset=args.dataset, limit=args.limit, binarize=args.binarize)
     found = check_out_dir(args.out_dir, plan, data_config, resume=args.resume)

@@ -275,10 +275,10 @@ def _check_one_architecture(models: Sequence[Autoencoder]) -> None:
 def _check_configs(models: Sequence[Autoencoder], cfgs: Sequence[TrainConfig]) -> None:
     if len(cfgs) != len(models):
         raise ConfigError(f"got {len(models)} models but {len(cfgs)} training configs")
-    first = replace(cfgs[0], seed=0)
-    if any(replace(c, seed=0) != first for c in cfgs):
-        raise ConfigError("runs trained together share every training setting but the seed "
-                          "(epochs, batch size, learning rate, device, ...)")
+    first = replace(cfgs[0], seed=0, lr=1.0)
+    if any(replace(c, seed=0, lr=1.0) != first for c in cfgs):
+        raise ConfigError("runs trained together share every training setting but the seed and the learning "
+                          "rate (epochs, batch size, device, ...)")
 
 
 def _tagged(run: int, events: Generator[Event, None, RunResult]) -> Generator[RunEvent, None, RunResult]:
@@ -298,8 +298,9 @@ def train_together(models: Sequence[Autoencoder], data: ImageData, cfgs: Sequenc
     yielding each run's events as :class:`RunEvent` and returning their results in order.
 
     The runs share one architecture (beta, reconstruction weight and seed may differ) and
-    every training setting but the seed. MLP-family groups of two or more train together;
-    others, one after another through the engine. ``control`` steers the whole group: stop,
+    every training setting but the seed and the learning rate (each run keeps its own).
+    MLP-family groups of two or more train together; others, one after another through the
+    engine. ``control`` steers the whole group: stop,
     pause, and lr or beta changes apply to every run still training.
 
     ``on_result(run, result)`` hears of each run as it ends (a diverged run leaves the group
@@ -353,13 +354,16 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
     batch = min(cfg.batch_size, n)
     names = stacked.names
     lr = cfg.lr
+    lrs = [c.lr for c in cfgs]  # each run's own learning rate (a SetLearningRate sets them all)
     epochs = epochs_to_train(cfg, math.ceil(n / batch), start_step)
     # One compile serves every run of the group, so the engine's rule weighs all their steps.
     whole_step: CompiledStackedStep | None = None
     if (use_compile(cfg.compile, device, "mlp", epochs * math.ceil(n / batch) * len(models))
             and stacked.config.noise == "none" and all(whole_step_compiles(m, device) or device.type != "cpu"
                                                        for m in models)):
-        whole_step = CompiledStackedStep(stacked, lr, bf16)
+        whole_step = CompiledStackedStep(stacked, lrs, bf16)
+    elif len(set(lrs)) > 1:
+        whole_step = CompiledStackedStep(stacked, lrs, bf16, compile=False)  # torch's fused Adam has one rate
     opt = None if whole_step is not None else make_stacked_optimizer(list(stacked.params.values()), lr)
     # As in the engine: a compiled step is specialised to one batch shape, so the short last
     # batch is dropped (the shuffle differs every epoch).
@@ -377,7 +381,7 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
         yield RunEvent(run, RunStarted(device=str(device), precision="bf16" if bf16 else "fp32", epochs=epochs,
                                        steps_per_epoch=steps_per_epoch, train_size=n,
                                        test_size=int(test_x.shape[0]), start_epoch=start_epoch,
-                                       compiled=whole_step is not None))
+                                       compiled=whole_step is not None and whole_step.compiled))
         if epochs != cfg.epochs:
             yield RunEvent(run, Notice(small_data_message(n, steps_per_epoch, cfg.epochs, epochs, cfg.min_steps)))
 
@@ -409,7 +413,7 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
 
     def drop(rows: list[int]) -> None:
         """Cut the runs at ``rows`` out of the group (their results are already set)."""
-        nonlocal opt, active, noise, shuffles, good, perm, whole_step
+        nonlocal opt, active, noise, shuffles, good, perm, whole_step, lrs
         keep = [i for i in range(len(active)) if i not in rows]
         if keep:
             opt = stacked.keep(keep, opt)  # type: ignore[assignment]
@@ -419,6 +423,7 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
             good = {k: v.index_select(0, index) for k, v in good.items()}
             perm = perm.index_select(0, index.to(perm.device))
         active = [active[i] for i in keep]
+        lrs = [lrs[i] for i in keep]
         noise = [noise[i] for i in keep]
         shuffles = [shuffles[i] for i in keep]
 
@@ -445,6 +450,7 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
                 for command in control.drain():
                     if isinstance(command, SetLearningRate):
                         lr = command.value
+                        lrs = [lr] * len(active)
                         if whole_step is not None:
                             whole_step.set_lr(lr)
                         for group in opt.param_groups if opt is not None else ():
@@ -471,11 +477,14 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
                         terms = whole_step(xb, yb, eps)
                     except CompileFailed:
                         failure = whole_step.failure
-                        whole_step = None
-                        opt = make_stacked_optimizer(list(stacked.params.values()), lr)
+                        whole_step = (CompiledStackedStep(stacked, lrs, bf16, compile=False) if len(set(lrs)) > 1
+                                      else None)
+                        opt = make_stacked_optimizer(list(stacked.params.values()), lr) if whole_step is None else None
                         for run in active:
                             yield RunEvent(run, Notice(f"Compiling the model failed ({failure}); training goes "
                                                        "on uncompiled."))
+                        if whole_step is not None:
+                            terms = whole_step(xb, yb, eps)
                 if terms is None:
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                         loss, parts = stacked.parts(xb, yb, generators=noise)
@@ -512,7 +521,7 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
                             status="diverged", epochs_completed=epochs_done, global_step=global_step,
                             beta=float(stacked.beta[row]),
                             message=f"{what} at epoch {epoch}, step {step}; the weights from step {good_step} (the "
-                                    f"last good ones) were kept. Try a lower learning rate (it was {lr:g})."))
+                                    f"last good ones) were kept. Try a lower learning rate (it was {lrs[row]:g})."))
                     with torch.no_grad():
                         for k, v in good.items():
                             v.copy_(stacked.params[k])
@@ -531,7 +540,7 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
                     for row, run in enumerate(active):
                         yield RunEvent(run, StepLoss(epoch=epoch, step=step, global_step=global_step,
                                                      loss=values[row][0], parts=dict(zip(names, values[row][1:])),
-                                                     samples_per_s=rate, lr=lr, beta=float(stacked.beta[row])))
+                                                     samples_per_s=rate, lr=lrs[row], beta=float(stacked.beta[row])))
                     epoch_sum += window_sum
                     window_sum.zero_()
                     window_samples = 0
@@ -555,7 +564,7 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
                     ended(run, RunResult(
                         status="diverged", epochs_completed=epochs_done, global_step=global_step, beta=model.beta,
                         message=f"the test loss ({what}) became NaN or infinite after epoch {epoch}; the weights are "
-                                f"kept as they are. Try a lower learning rate (it was {lr:g})."))
+                                f"kept as they are. Try a lower learning rate (it was {lrs[row]:g})."))
                     bad.append(row)
                     continue
                 ends.append((run, EpochEnd(epoch=epoch, train=dict(zip(("loss", *names), train_means[row])), test=test,

@@ -8,6 +8,7 @@ memory, for example) propagate as they would without compiling.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -188,8 +189,8 @@ class CompiledStackedStep(_WholeStep):
     (one recompile for the smaller group). ``failure`` is set when the first call fails.
     """
 
-    def __init__(self, stacked: Any, lr: torch.Tensor | float, bf16: bool,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    def __init__(self, stacked: Any, lr: torch.Tensor | float | Sequence[float], bf16: bool,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, compile: bool = True) -> None:
         self.stacked = stacked
         self.failure: str | None = None
         self._first = True
@@ -214,14 +215,23 @@ class CompiledStackedStep(_WholeStep):
             _adam(params, grads, exp_avg, exp_avg_sq, count, lr, beta1, beta2, eps)
             return terms
 
-        self._fn: Any = torch.compile(step, fullgraph=True, dynamic=False)
+        # Uncompiled, the same function is the eager step of a group whose runs have
+        # learning rates of their own (one fused torch Adam over the stack has one rate).
+        self.compiled = compile
+        self._fn = torch.compile(step, fullgraph=True, dynamic=False) if compile else step
+        self._first = compile  # an eager step's errors are its own, not a compile's
 
     def _bind(self) -> None:
         self._params = {k: p.detach() for k, p in self.stacked.params.items()}
 
-    def set_lr(self, lr: torch.Tensor | float) -> None:
+    def set_lr(self, lr: torch.Tensor | float | Sequence[float]) -> None:
         """One learning rate for every run, or one per run ``(R,)``."""
         self._lr.copy_(torch.as_tensor(lr, dtype=torch.float32).expand_as(self._lr))
+
+    @property
+    def rates(self) -> list[float]:
+        """Each run's learning rate now (for the events)."""
+        return self._lr.tolist()
 
     @torch.no_grad()
     def keep(self, rows: list[int]) -> None:

@@ -146,12 +146,14 @@ def _slug(label: str) -> str:
 
 def plan_sweep(preset: str, betas: Sequence[float] | None = None, latent_dims: Sequence[int] | None = None,
                seeds: Sequence[int] = (0,), recon_weights: Sequence[float] | None = None, lecture: bool = False,
-               **train_overrides: Any) -> list[SweepRun]:
+               lrs: Sequence[float] | None = None, **train_overrides: Any) -> list[SweepRun]:
     """The runs of a grid, grouped by architecture (runs that can train together are
-    neighbours). Empty ``betas``, ``latent_dims`` or ``recon_weights`` mean the preset's
-    value. ``lecture`` replaces the beta x reconstruction-weight grid with the three rows of
-    :data:`LECTURE_COMPARISON` (for each latent size and seed). ``train_overrides`` are
-    TrainConfig fields (epochs, batch_size, lr, device, ...); None keeps the preset's."""
+    neighbours). Empty ``betas``, ``latent_dims``, ``recon_weights`` or ``lrs`` mean the
+    preset's value. ``lecture`` replaces the beta x reconstruction-weight
+    grid with the three rows of :data:`LECTURE_COMPARISON` (for each latent size and seed).
+    ``lrs`` are learning rates, one more axis of the grid (runs that differ only in it still
+    train together, each with its own rate). ``train_overrides`` are TrainConfig fields
+    (epochs, batch_size, lr, device, ...); None keeps the preset's."""
     base = model_config_for(preset)
     if lecture and (betas or recon_weights):
         raise ConfigError("the lecture comparison sets beta and the reconstruction weight itself; "
@@ -166,18 +168,22 @@ def plan_sweep(preset: str, betas: Sequence[float] | None = None, latent_dims: S
             rows = [("", {"beta": float(b), "recon_weight": float(w)})
                     for w in _values(recon_weights, base.recon_weight) for b in _values(betas, base.beta)]
         for label, overrides in rows:
-            for seed in _values(seeds, 0):
-                model_config = model_config_for(preset, latent_dim=latent, **overrides)
-                train_config = train_config_for(preset, seed=seed, **train_overrides)
-                if label:
-                    name = f"{preset}-{_slug(label)}-z{latent}"
-                else:
-                    name = f"{preset}-beta{model_config.beta:g}-z{latent}"
-                    if recon_weights:
-                        name += f"-rw{model_config.recon_weight:g}"
-                if len(_values(seeds, 0)) > 1:
-                    name += f"-seed{seed}"
-                plan.append(SweepRun(name, model_config, train_config, label))
+            for lr in _values(lrs, None):
+                for seed in _values(seeds, 0):
+                    model_config = model_config_for(preset, latent_dim=latent, **overrides)
+                    rate = {} if lr is None else {"lr": float(lr)}
+                    train_config = train_config_for(preset, seed=seed, **{**train_overrides, **rate})
+                    if label:
+                        name = f"{preset}-{_slug(label)}-z{latent}"
+                    else:
+                        name = f"{preset}-beta{model_config.beta:g}-z{latent}"
+                        if recon_weights:
+                            name += f"-rw{model_config.recon_weight:g}"
+                    if lrs and len(lrs) > 1:
+                        name += f"-lr{train_config.lr:g}"
+                    if len(_values(seeds, 0)) > 1:
+                        name += f"-seed{seed}"
+                    plan.append(SweepRun(name, model_config, train_config, label))
     if len(plan) > MAX_RUNS:
         raise ConfigError(f"a sweep of {len(plan)} runs is more than {MAX_RUNS}; split it")
     names = [run.name for run in plan]
@@ -187,12 +193,12 @@ def plan_sweep(preset: str, betas: Sequence[float] | None = None, latent_dims: S
 
 
 def _group_key(run: SweepRun) -> tuple[ModelConfig, TrainConfig]:
-    return architecture_key(run.model_config), replace(run.train_config, seed=0)
+    return architecture_key(run.model_config), replace(run.train_config, seed=0, lr=1.0)
 
 
 def group_runs(plan: Sequence[SweepRun]) -> list[list[SweepRun]]:
-    """The runs that train together: same architecture and training settings, in the
-    order each group first appears."""
+    """The runs that train together: same architecture and training settings (but the seed
+    and the learning rate), in the order each group first appears."""
     groups: dict[tuple[ModelConfig, TrainConfig], list[SweepRun]] = {}
     for run in plan:
         groups.setdefault(_group_key(run), []).append(run)

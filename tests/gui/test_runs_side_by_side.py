@@ -140,3 +140,28 @@ def test_background_work_run_inline_leaves_the_main_thread_as_it_was():
     ModelCopy.of(build_model(model_config_for("vae", latent_dim=2))).build()
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == priority
     assert torch.get_num_threads() == threads
+
+
+def test_a_beta_sweep_takes_a_learning_rate_per_run_and_refuses_a_bad_one(qtbot, window):
+    window.panel.latent.setValue(2)
+    window.panel.epochs.setValue(1)
+    window.runs_dock.show()
+    view, state = window.runs_view, window.runs
+    view.betas.clear()
+    qtbot.keyClicks(view.betas, "0.5, 2")
+    qtbot.keyClicks(view.rates, "1e-3, abc")
+    qtbot.mouseClick(view.beta_button, Qt.MouseButton.LeftButton)
+    assert "learning rates" in view.status.text() and not state.sweeping
+    view.rates.clear()
+    qtbot.keyClicks(view.rates, "1e-3, 2e-3, 3e-3")
+    qtbot.mouseClick(view.beta_button, Qt.MouseButton.LeftButton)
+    assert "one for each of the 2 runs" in view.status.text() and not state.sweeping
+    view.rates.clear()
+    qtbot.keyClicks(view.rates, "1e-3, 2e-3")
+    qtbot.mouseClick(view.beta_button, Qt.MouseButton.LeftButton)
+    assert state.sweeping
+    qtbot.waitUntil(lambda: not state.sweeping, timeout=TIMEOUT_MS)
+    assert "Saved the runs to" in view.status.text()
+    saved = {run.name: load_checkpoint(run.path) for run in state.runs}
+    assert {name: ckpt.train_config.lr for name, ckpt in saved.items()} == {"vae-beta0.5-z2": 1e-3,
+                                                                           "vae-beta2-z2": 2e-3}

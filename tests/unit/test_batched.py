@@ -170,9 +170,9 @@ def test_a_diverging_run_stops_alone(mnist_300: ImageData) -> None:
 def test_mixed_architectures_are_refused(mnist_300: ImageData) -> None:
     with pytest.raises(ConfigError, match="architecture"):
         run_to_end(train_together([_model(mnist_300), _model(mnist_300, latent_dim=2)], mnist_300, CFG))
-    with pytest.raises(ConfigError, match="seed"):
+    with pytest.raises(ConfigError, match="seed and the learning rate"):
         run_to_end(train_together([_model(mnist_300), _model(mnist_300)], mnist_300,
-                                  [CFG, replace(CFG, lr=1e-2)]))
+                                  [CFG, replace(CFG, batch_size=32)]))
 
 
 def test_unstacked_models_round_trip_through_checkpoints(mnist_300: ImageData, tmp_path: Path) -> None:
@@ -263,3 +263,27 @@ def test_one_batched_evaluation_gives_each_run_what_it_gets_alone(mnist_300: Ima
         for k, v in alone.items():
             assert theirs[k] == pytest.approx(v, rel=1e-4, abs=1e-4), k
     assert together[0]["loss"] != together[1]["loss"]
+
+
+def test_runs_of_a_group_each_take_their_own_learning_rate(mnist_300: ImageData) -> None:
+    from explorer.training.events import StepLoss
+
+    models = [_model(mnist_300, seed) for seed in (0, 1, 2)]
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in models]
+    rates = (1e-3, 1e-6, 3e-3)
+    cfgs = [replace(CFG, seed=s, lr=lr, epochs=1) for s, lr in zip((0, 1, 2), rates)]
+    events, results = run_to_end(train_together(models, mnist_300, cfgs))
+    assert [r.status for r in results] == ["completed"] * 3
+    reported = {e.run: e.event.lr for e in events if isinstance(e.event, StepLoss)}
+    assert reported == dict(enumerate(rates))
+    # Adam moves each weight by about its rate a step: the order of the rates is the order of the moves
+    moved = [max(float((v - before[r][k]).abs().max()) for k, v in models[r].state_dict().items()) for r in range(3)]
+    assert moved[1] < 1e-4 < moved[0] < moved[2]
+
+
+def test_a_grid_of_learning_rates_is_one_group_with_a_name_per_rate() -> None:
+    plan = plan_sweep("vae", betas=[1.0], lrs=[1e-3, 3e-3], epochs=1)
+    assert [run.name for run in plan] == ["vae-beta1-z20-lr0.001", "vae-beta1-z20-lr0.003"]
+    assert [run.train_config.lr for run in plan] == [1e-3, 3e-3]
+    assert len(group_runs(plan)) == 1
+    assert [run.train_config.lr for run in plan_sweep("vae", betas=[1.0, 2.0], lr=5e-4)] == [5e-4, 5e-4]

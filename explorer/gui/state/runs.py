@@ -32,7 +32,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from explorer.analysis.latents import encode_images, pick_subset
 from explorer.analysis.manifold import decode_codes
 from explorer.analysis.projection import PlaneAxes, aligned_plane, pca_axes, raw_axes
-from explorer.config import DataConfig, ModelConfig, TrainConfig
+from explorer.config import DataConfig, ModelConfig, TrainConfig, replace
 from explorer.data import ImageData
 from explorer.display import one_line
 from explorer.errors import UserError, describe_failure
@@ -262,9 +262,11 @@ class RunsState(QObject):
     # -- a sweep trained here --------------------------------------------------------------
 
     def train_sweep(self, preset: str, data_config: DataConfig, train_config: TrainConfig,
-                    betas: tuple[float, ...] = (), lecture: bool = False, latent_dim: int | None = None) -> Path:
+                    betas: tuple[float, ...] = (), lecture: bool = False, latent_dim: int | None = None,
+                    rates: tuple[float, ...] = ()) -> Path:
         """Train 2-4 runs together in the background (a beta sweep, or the lecture's three
-        runs); returns the folder their checkpoints are saved into."""
+        runs); returns the folder their checkpoints are saved into. ``rates``: one learning
+        rate for every run, or one per run in order (empty: ``train_config``'s)."""
         from explorer.training.sweep import plan_sweep
 
         if self.sweeping or self.session.is_running:
@@ -274,6 +276,13 @@ class RunsState(QObject):
                           batch_size=train_config.batch_size, lr=train_config.lr, device=train_config.device)
         if not 2 <= len(plan) <= MAX_RUNS:
             raise UserError(f"side by side takes 2 to {MAX_RUNS} runs, not {len(plan)}")
+        if len(rates) not in (0, 1, len(plan)):
+            raise UserError(f"give one learning rate for every run or one for each of the {len(plan)} runs, "
+                            f"not {len(rates)}")
+        if rates:
+            per_run = rates * len(plan) if len(rates) == 1 else rates
+            plan = [replace(run, train_config=replace(run.train_config, lr=float(lr)))
+                    for run, lr in zip(plan, per_run, strict=True)]
         store = self.session.autosave_store
         root = store.folder if store is not None else data_dir() / "sweeps"
         folder = root / f"sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}"

@@ -154,6 +154,11 @@ class RunsView(QWidget):
         self.session = state.session
         self.betas = QLineEdit("0.5, 1, 4", objectName="sweepBetas")
         self.betas.setToolTip("The KL weights of a beta sweep (2 to 4 values)")
+        self.rates = QLineEdit("", objectName="sweepRates")
+        self.rates.setPlaceholderText("as in the settings")
+        self.rates.setToolTip("Learning rates: one for every run, or one per run in order (a beta's, or the "
+                              "lecture's three); empty: the training settings' rate. Runs that differ in it "
+                              "still train together, each with its own.")
         self.beta_button = QPushButton("Train beta sweep", objectName="trainBetaSweep")
         self.beta_button.setToolTip("Train one run per beta, together, with the training settings' model, data "
                                     "and epochs")
@@ -175,6 +180,10 @@ class RunsView(QWidget):
         controls.addLayout(betas, 0, 0)
         controls.addWidget(self.beta_button, 0, 1)
         controls.addWidget(self.lecture_button, 0, 2)
+        rates = QHBoxLayout()
+        rates.addWidget(QLabel("Learning rates:"))
+        rates.addWidget(self.rates, 1)
+        controls.addLayout(rates, 1, 2)
         controls.addWidget(self.add_button, 1, 0)
         controls.addWidget(self.folder_button, 1, 1)
         controls.addWidget(self.stop_button, 2, 0)
@@ -239,12 +248,26 @@ class RunsView(QWidget):
     def train_lecture(self) -> None:
         self._start(lecture=True)
 
+    def _rates(self) -> tuple[float, ...] | None:
+        """The learning rates typed in (empty: none), or None after saying what is wrong."""
+        try:
+            rates = tuple(float(v) for v in self.rates.text().split(",") if v.strip())
+        except ValueError:
+            rates = (-1.0,)
+        if not all(0 < r <= 10 for r in rates):
+            self.status.setText("Give learning rates above 0 and up to 10, like 1e-3, 3e-3 (or leave it empty).")
+            return None
+        return rates
+
     def _start(self, betas: tuple[float, ...] = (), lecture: bool = False) -> None:
+        rates = self._rates()
+        if rates is None:
+            return
         try:
             model, data, train = self._configs()
             train = replace(train, min_steps=0)
             folder = self.state.train_sweep(model.preset, data, train, betas=betas, lecture=lecture,
-                                            latent_dim=model.latent_dim)
+                                            latent_dim=model.latent_dim, rates=rates)
         except UserError as exc:
             self.status.setText(one_line(exc, 300))
             return
