@@ -72,12 +72,13 @@ def test_a_plugin_model_trains_in_the_window_and_its_views_decode(click, qtbot, 
     panel.preset.setCurrentIndex(panel.preset.findData("vqvae"))
     panel.limit.setValue(300)
     panel.epochs.setValue(1)
+    ended: list = []  # heard from the start: a 1-epoch run may end while the test looks at the panel
+    window.session.run_finished.connect(ended.append)
     with qtbot.waitSignal(window.session.data_changed, timeout=RUN_TIMEOUT_MS):
         click(window, window.start_action)
     assert not panel.findChild(QSpinBox, "plugin_codebook_size").isEnabled()  # locked while training
-    with qtbot.waitSignal(window.session.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
-        pass
-    assert finished.args[0].status == "completed"
+    qtbot.waitUntil(lambda: bool(ended), timeout=RUN_TIMEOUT_MS)
+    assert ended[0].status == "completed"
     qtbot.waitUntil(lambda: window.session.state == "idle", timeout=5000)
     assert type(window.session.view_model).__name__ == "VQVAE"
     assert window.loss_plot.point_count("test commitment") == 1
