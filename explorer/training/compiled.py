@@ -68,10 +68,16 @@ class _WholeStep:
         self._first = False
         return terms
 
+    def _zero_moments(self, device: torch.device) -> None:
+        """Adam's state for ``self._params``: both moments and the step count."""
+        self._exp_avg = {k: torch.zeros_like(p) for k, p in self._params.items()}
+        self._exp_avg_sq = {k: torch.zeros_like(p) for k, p in self._params.items()}
+        self._step = torch.zeros((), device=device)
+
 
 class CompiledStep(_WholeStep):
-    """The whole training step of an MLP-family Autoencoder (forward, backward and Adam) as one
-    compiled graph.
+    """The whole training step of a built-in MLP or conv Autoencoder (forward, backward and
+    Adam) as one compiled graph.
 
     On the CPU the MLP step is small enough that what lies between the matrix products (the
     bfloat16 casts autocast makes of every weight, the loss's elementwise passes, Adam's
@@ -88,13 +94,9 @@ class CompiledStep(_WholeStep):
     def __init__(self, model: Autoencoder, lr: float, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, bf16: bool = False) -> None:
         self.model = model
-        self.failure: str | None = None
-        self._first = True
         device = model.mean_head.weight.device
         self._params = {k: p.detach() for k, p in model.named_parameters()}
-        self._exp_avg = {k: torch.zeros_like(p) for k, p in self._params.items()}
-        self._exp_avg_sq = {k: torch.zeros_like(p) for k, p in self._params.items()}
-        self._step = torch.zeros((), device=device)
+        self._zero_moments(device)
         self._lr = torch.tensor(float(lr), device=device)
         self._beta = torch.tensor(float(model.beta), device=device)
         self._beta_value = float(model.beta)  # what _beta holds, without reading the tensor back
@@ -192,13 +194,9 @@ class CompiledStackedStep(_WholeStep):
     def __init__(self, stacked: Any, lr: torch.Tensor | float | Sequence[float], bf16: bool,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, compile: bool = True) -> None:
         self.stacked = stacked
-        self.failure: str | None = None
-        self._first = True
         device = stacked.beta.device
         self._bind()
-        self._exp_avg = {k: torch.zeros_like(p) for k, p in self._params.items()}
-        self._exp_avg_sq = {k: torch.zeros_like(p) for k, p in self._params.items()}
-        self._step = torch.zeros((), device=device)
+        self._zero_moments(device)
         self._lr = torch.as_tensor(lr, dtype=torch.float32, device=device).expand(stacked.size).clone()
         names = stacked.names
         beta1, beta2 = betas
@@ -227,11 +225,6 @@ class CompiledStackedStep(_WholeStep):
     def set_lr(self, lr: torch.Tensor | float | Sequence[float]) -> None:
         """One learning rate for every run, or one per run ``(R,)``."""
         self._lr.copy_(torch.as_tensor(lr, dtype=torch.float32).expand_as(self._lr))
-
-    @property
-    def rates(self) -> list[float]:
-        """Each run's learning rate now (for the events)."""
-        return self._lr.tolist()
 
     @torch.no_grad()
     def keep(self, rows: list[int]) -> None:
