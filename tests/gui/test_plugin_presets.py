@@ -82,8 +82,10 @@ def test_a_plugin_model_trains_in_the_window_and_its_views_decode(click, qtbot, 
     qtbot.waitUntil(lambda: window.session.state == "idle", timeout=5000)
     assert type(window.session.view_model).__name__ == "VQVAE"
     assert window.loss_plot.point_count("test commitment") == 1
-    grid = window.recon_view.grid
-    assert grid is not None and np.isfinite(grid).all()
+    recon = window.recon_view  # its grid is decoded off the GUI thread: wait for the final weights' one
+    qtbot.waitUntil(lambda: not recon.redraws.stale and recon.pictures.current and not recon.pictures.pending
+                    and recon.grid is not None, timeout=RUN_TIMEOUT_MS)
+    assert np.isfinite(recon.grid).all()
 
 
 def test_a_broken_plugin_is_greyed_out_and_says_why(qtbot, monkeypatch, tmp_path):
