@@ -343,8 +343,8 @@ def test_results_of_the_previous_model_are_dropped(qtbot, window, trained_checkp
     for name in ("samples_view", "interpolation_view", "denoise_view"):
         raise_dock(qtbot, window, name)
     qtbot.waitUntil(lambda: window.samples_view.images is not None and window.interpolation_view.strip is not None
-                    and window.denoise_view.rows is not None, timeout=30_000)
-    assert window.recon_view.grid is not None
+                    and window.denoise_view.rows is not None and window.recon_view.grid is not None,
+                    timeout=30_000)  # every picture is decoded off the GUI thread
     old_grid = window.recon_view.grid
 
     with qtbot.waitSignal(window.session.opened, timeout=30_000):  # the file is read in the background
