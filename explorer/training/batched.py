@@ -46,6 +46,7 @@ from explorer.models.losses import kl_terms, reconstruction_loss
 from explorer.models.noise import corrupt
 from explorer.training.compiled import CompiledStackedStep, CompileFailed
 from explorer.training.control import SetBeta, SetLearningRate, TrainingControl
+from explorer.training.denormals import flushing_generator
 from explorer.training.device import resolve_device, use_bf16, use_compile
 from explorer.training.engine import train, whole_step_compiles
 from explorer.training.events import (
@@ -327,7 +328,8 @@ def train_together(models: Sequence[Autoencoder], data: ImageData, cfgs: Sequenc
             if on_result is not None:
                 on_result(run, result)
         return results
-    return (yield from _together(models, data, cfg_list, control, start_epoch, start_step, on_result))
+    return (yield from flushing_generator(_together(models, data, cfg_list, control, start_epoch, start_step,
+                                                   on_result)))
 
 
 def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig], control: TrainingControl,

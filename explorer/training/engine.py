@@ -24,6 +24,7 @@ from explorer.data.dataset import ImageData, to_float
 from explorer.models.autoencoder import Autoencoder
 from explorer.training.compiled import CompiledForward, CompiledStep, CompileFailed
 from explorer.training.control import SetBeta, SetLearningRate, SetThreads, TrainingControl
+from explorer.training.denormals import flushing_generator
 from explorer.training.device import resolve_device, use_bf16, use_compile
 from explorer.training.distributed import DistributedContext, all_reduce_sum
 from explorer.training.evaluate import evaluate_tensors
@@ -71,9 +72,11 @@ def train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Traini
           timeline_from: TimelineFrame | None = None,
           dist: DistributedContext | None = None) -> Generator[Event | TimelineFrame, None, RunResult]:
     """Train ``model`` in place (see :func:`_train`); however the run ends, its weights are left
-    in the usual memory layout (conv runs train channels-last on the CPU)."""
+    in the usual memory layout (conv runs train channels-last on the CPU). Subnormal floats
+    are flushed to zero while it trains (``denormals.py``)."""
     try:
-        return (yield from _train(model, data, cfg, control, start_epoch, start_step, timeline_from, dist))
+        return (yield from flushing_generator(
+            _train(model, data, cfg, control, start_epoch, start_step, timeline_from, dist)))
     finally:
         if model.config.family == "conv":
             model.to(memory_format=torch.contiguous_format)
@@ -120,7 +123,8 @@ def _train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Train
     if dist is None:
         compiled = use_compile(cfg.compile, device, model.config.family, cfg.epochs * math.ceil(n / batch))
         if compiled and whole_step_compiles(model, device):
-            whole_step = CompiledStep(model, cfg.lr, bf16=bf16)
+            whole_step = CompiledStep(model, cfg.lr, bf16=bf16, binarize=data.binarize_train,
+                                      channels_last=channels_last)
         forward = CompiledForward(model) if compiled and whole_step is None else model
     else:
         if batch % world:
@@ -199,22 +203,22 @@ def _train(model: Autoencoder, data: ImageData, cfg: TrainConfig, control: Train
             global_count = idx.numel()
             if world > 1:
                 idx = idx[rank::world]
-            xb = to_float(train_x[idx])
-            if dynamic:
-                # Dynamic binarisation: a fresh binary draw of the batch, on the device, from
-                # the run's torch seed like the rest of training.
-                xb = torch.bernoulli(xb)
-            yb = train_y[idx] if train_y is not None else None
-            if channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
             terms = None
             if whole_step is not None:
                 try:
-                    terms = whole_step(xb, yb)
+                    terms = whole_step(train_x, train_y, idx)  # the batch is gathered inside the graph
                 except CompileFailed:
                     yield Notice(f"Compiling the model failed ({whole_step.failure}); training goes on uncompiled.")
                     whole_step = None
             if terms is None:
+                xb = to_float(train_x[idx])
+                if dynamic:
+                    # Dynamic binarisation: a fresh binary draw of the batch, on the device, from
+                    # the run's torch seed like the rest of training.
+                    xb = torch.bernoulli(xb)
+                yb = train_y[idx] if train_y is not None else None
+                if channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     out = forward(xb, yb)
                 opt.zero_grad(set_to_none=True)

@@ -247,3 +247,49 @@ def test_a_conv_models_whole_step_compiles_and_takes_the_eager_steps(mnist_300: 
     moved = [not torch.equal(a, b) for a, b in zip(build_model(config).state_dict().values(),
                                                      compiled.state_dict().values())]
     assert any(moved)
+
+
+def test_a_batch_gathered_inside_the_graph_is_the_batch_gathered_outside(mnist_300: ImageData) -> None:
+    # a plain AE in fp32: no sampling, so both steps see the same numbers
+    torch.manual_seed(0)
+    config = config_for_data(PRESETS["deep-ae"].model, (1, 28, 28), 10)
+    outside, inside = build_model(config), build_model(config)
+    inside.load_state_dict(outside.state_dict())
+    step_outside = compiled_module.CompiledStep(outside, lr=1e-3)
+    step_inside = compiled_module.CompiledStep(inside, lr=1e-3)
+    images = mnist_300.train_images
+    for i in range(3):
+        idx = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(i))[:64]
+        a = step_outside(images[idx].float() / 255, None)
+        b = step_inside(images, None, idx)
+        assert torch.equal(a, b)
+    for (name, a), b in zip(outside.state_dict().items(), inside.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_the_gather_binarises_lays_out_and_takes_the_labels_as_the_step_was_made_to(mnist_300: ImageData) -> None:
+    idx = torch.arange(10, 42)
+    batch, labels = compiled_module._BatchFrom(binarize=True, channels_last=True)(
+        mnist_300.train_images, mnist_300.train_labels, idx)
+    assert set(batch.unique().tolist()) == {0.0, 1.0}
+    assert batch.is_contiguous(memory_format=torch.channels_last) and batch.dtype == torch.float32
+    assert torch.equal(labels, mnist_300.train_labels[idx])
+    gather = compiled_module._BatchFrom(binarize=False, channels_last=False)
+    plain, no_labels = gather(mnist_300.train_images, None, idx)
+    assert torch.equal(plain, mnist_300.train_images[idx].float() / 255) and no_labels is None
+
+
+def test_a_compiled_conditional_conv_run_on_binarised_data_completes(mnist_300: ImageData) -> None:
+    import dataclasses
+
+    data = dataclasses.replace(mnist_300, binarize_train=True)
+    torch.manual_seed(0)
+    model = build_model(config_for_data(PRESETS["conv-cvae"].model, (1, 28, 28), 10))
+    events, result = run_to_end(train(model, data, cfg(compile="on", epochs=1, log_every=2)))
+    assert result.status == "completed"
+    assert next(e for e in events if isinstance(e, RunStarted)).compiled
+    assert not [e for e in events if isinstance(e, Notice) and "failed" in e.message]
+    steps = [e for e in events if isinstance(e, StepLoss)]
+    assert steps and all(math.isfinite(e.loss) for e in steps)
+    assert steps[-1].loss < steps[0].loss
+    assert model.mean_head.weight.is_contiguous()
