@@ -15,6 +15,7 @@ from explorer.config import ModelConfig
 from explorer.errors import UserError
 from explorer.models.base import LatentDist, LatentModel
 from explorer.models.conv import ConvDecoder, ConvEncoderBody
+from explorer.models.layers import one_hot
 from explorer.models.mlp import MLPDecoder, MLPEncoderBody
 
 
@@ -63,4 +64,4 @@ class Autoencoder(LatentModel):
             bad = y[(y < 0) | (y >= self.config.num_classes)]
             if bad.numel():
                 raise UserError(f"this model knows classes 0 to {self.config.num_classes - 1}, not {int(bad[0])}")
-        return F.one_hot(y, self.config.num_classes).to(self.mean_head.weight.dtype)
+        return one_hot(y, self.config.num_classes, self.mean_head.weight.dtype)

@@ -25,6 +25,14 @@ def relu_stack(n_in: int, widths: Iterable[int]) -> tuple[nn.Sequential, int]:
     return nn.Sequential(*layers), n_in
 
 
+def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``F.one_hot`` for labels already checked: a comparison with each class, so tracing it
+    (the compiled training step) needs no look at the labels' values, which ``F.one_hot``
+    takes to find their range. An out-of-range label gives a row of zeros."""
+    classes = torch.arange(num_classes, device=labels.device)
+    return (labels.unsqueeze(-1) == classes).to(dtype)
+
+
 def class_features(config: ModelConfig) -> int:
     """How many inputs the one-hot class adds to a layer (0 for an unconditional model)."""
     return config.num_classes if config.conditional else 0

@@ -36,12 +36,12 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from explorer.config import ModelConfig, TrainConfig, replace
 from explorer.data.dataset import ImageData, to_float
 from explorer.errors import ConfigError
 from explorer.models.autoencoder import Autoencoder
+from explorer.models.layers import one_hot
 from explorer.models.losses import kl_terms, reconstruction_loss
 from explorer.models.noise import corrupt
 from explorer.training.compiled import CompiledStackedStep, CompileFailed
@@ -167,7 +167,7 @@ class StackedAutoencoders:
         if training and cfg.noise != "none" and cfg.noise_level > 0:
             x_in = torch.stack([corrupt(target[i], cfg.noise, cfg.noise_level,
                                         generator=generators[i] if generators else None) for i in range(r)])
-        onehot = F.one_hot(y.long(), cfg.num_classes) if cfg.conditional and y is not None else None
+        onehot = one_hot(y, cfg.num_classes) if cfg.conditional and y is not None else None
         if cfg.conditional and onehot is None:
             raise ConfigError("this is a conditional model: it needs a class label for every image")
         h = self._with_class(x_in, onehot)

@@ -8,10 +8,11 @@ memory, for example) propagate as they would without compiling.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from explorer.models.autoencoder import Autoencoder
 from explorer.models.base import ModelOutput
@@ -46,27 +47,72 @@ class CompiledForward:
         return out
 
 
-class _WholeStep:
-    """What the compiled whole steps share: the first call compiles, and a failure there
-    (before any weight changed) becomes ``CompileFailed`` with ``failure`` set."""
+def _compile_graph(step: Callable[..., Any], args: tuple) -> Callable[..., Any]:
+    """``step`` traced once on fake tensors shaped like ``args`` (``make_fx``) and compiled by
+    inductor: a callable taking ``args``' flattened leaves.
 
-    _fn: Any
-    _first = True
+    ``torch.compile`` would put TorchDynamo in front of the graph, which evaluates some 700
+    guards (the model's modules, the dicts of weights) on every call: about 0.1 ms of a
+    2 ms vae step, with as much again in its frame handling. The step is a pure function of
+    tensors whose shapes the caller fixes for the whole run, so it is traced once and the
+    compiled graph called directly (the batch's shapes are checked on each call instead)."""
+    from torch._inductor import compile as inductor_compile
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    leaves, spec = tree_flatten(args)
+
+    def flat(*values: Any) -> Any:
+        return step(*tree_unflatten(list(values), spec))
+
+    # Tensors the step reads without taking them as arguments (a group's reconstruction
+    # weights) become constants of the graph: they are fixed for as long as it is used.
+    graph = make_fx(flat, tracing_mode="fake", _allow_non_fake_inputs=True)(*leaves)
+    return inductor_compile(graph, leaves)
+
+
+class _WholeStep:
+    """What the compiled whole steps share: the first call traces and compiles the step
+    (``_compile_graph``), and a failure there (before any weight changed) becomes
+    ``CompileFailed`` with ``failure`` set. Uncompiled (``_compiles`` false) the same
+    function runs eagerly."""
+
+    _step_fn: Callable[..., Any]
+    _compiles = True
+    _graph: Callable[..., Any] | None = None
+    _shapes: list[tuple[torch.Size, torch.dtype] | None] = []
     failure: str | None = None
 
     def _run(self, args: tuple) -> torch.Tensor:
-        if not self._first:
-            return self._fn(*args)
+        if not self._compiles:
+            return self._step_fn(*args)
+        if self._graph is not None:
+            return self._graph(*self._leaves(args))
         try:
-            terms = self._fn(*args)
+            graph = _compile_graph(self._step_fn, args)
+            leaves, _spec = tree_flatten(args)
+            self._shapes = [_shape(v) for v in leaves]
+            terms = graph(*leaves)
         except torch.OutOfMemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 - any compiler failure: train uncompiled instead
             first_line = (str(exc).strip().splitlines() or [""])[0][:200]
             self.failure = f"{type(exc).__name__}: {first_line}"
             raise CompileFailed(self.failure) from exc
-        self._first = False
+        self._graph = graph
         return terms
+
+    def _leaves(self, args: tuple) -> list[Any]:
+        """``args`` flattened as the graph was traced; a batch of another shape (the graph is
+        specialised to one) is refused rather than computed wrongly."""
+        leaves, _spec = tree_flatten(args)
+        if len(leaves) != len(self._shapes) or any(_shape(v) != s for v, s in zip(leaves, self._shapes)):
+            raise ValueError("the compiled step was traced for other shapes: "
+                             f"{[s for s in self._shapes if s]} against {[_shape(v) for v in leaves if _shape(v)]}")
+        return leaves
+
+    def _retrace(self) -> None:
+        """The tensors changed shape (a run left a group): trace and compile again."""
+        self._graph = None
 
     def _zero_moments(self, device: torch.device) -> None:
         """Adam's state for ``self._params``: both moments and the step count."""
@@ -100,9 +146,7 @@ class CompiledStep(_WholeStep):
         self._lr = torch.tensor(float(lr), device=device)
         self._beta = torch.tensor(float(model.beta), device=device)
         self._beta_value = float(model.beta)  # what _beta holds, without reading the tensor back
-        batch = _BatchFrom(binarize, channels_last)
-        self._fn: Any = torch.compile(_adam_step(model, betas, eps, bf16, device.type, batch), fullgraph=True,
-                                      dynamic=False)
+        self._step_fn = _adam_step(model, betas, eps, bf16, device.type, _BatchFrom(binarize, channels_last))
 
     def set_lr(self, lr: float) -> None:
         self._lr.fill_(float(lr))
@@ -120,6 +164,10 @@ class CompiledStep(_WholeStep):
             self._beta.fill_(self._beta_value)
         args = (self._params, self._exp_avg, self._exp_avg_sq, self._step, self._lr, self._beta, x, y, idx)
         return self._run(args)
+
+
+def _shape(value: object) -> tuple[torch.Size, torch.dtype] | None:
+    return (value.shape, value.dtype) if isinstance(value, torch.Tensor) else None
 
 
 class CompileFailed(RuntimeError):
@@ -243,9 +291,8 @@ class CompiledStackedStep(_WholeStep):
 
         # Uncompiled, the same function is the eager step of a group whose runs have
         # learning rates of their own (one fused torch Adam over the stack has one rate).
-        self.compiled = compile
-        self._fn = torch.compile(step, fullgraph=True, dynamic=False) if compile else step
-        self._first = compile  # an eager step's errors are its own, not a compile's
+        self.compiled = self._compiles = compile
+        self._step_fn = step
 
     def _bind(self) -> None:
         self._params = {k: p.detach() for k, p in self.stacked.params.items()}
@@ -259,6 +306,7 @@ class CompiledStackedStep(_WholeStep):
         """Follow ``stacked.keep(rows)``: the kept runs' moments and learning rates."""
         index = torch.tensor(rows, device=self._lr.device)
         self._bind()
+        self._retrace()
         self._exp_avg = {k: v.index_select(0, index) for k, v in self._exp_avg.items()}
         self._exp_avg_sq = {k: v.index_select(0, index) for k, v in self._exp_avg_sq.items()}
         self._lr = self._lr.index_select(0, index)

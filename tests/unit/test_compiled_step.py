@@ -100,7 +100,11 @@ def test_a_failed_compile_says_so_and_trains_uncompiled(mnist_300: ImageData,
             raise RuntimeError("no C compiler found\nlong details that should not reach the user")
         return run
 
-    monkeypatch.setattr(compiled_module.torch, "compile", broken_compile)
+    def broken_graph(step, args):
+        raise RuntimeError("no C compiler found\nlong details that should not reach the user")
+
+    monkeypatch.setattr(compiled_module.torch, "compile", broken_compile)  # the loss alone (CUDA)
+    monkeypatch.setattr(compiled_module, "_compile_graph", broken_graph)  # the whole step (the CPU)
     model = vae()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     events, result = run_to_end(train(model, mnist_300, cfg(compile="on")))
