@@ -62,6 +62,7 @@ from explorer.training.events import (
     StepLoss,
 )
 from explorer.training.run_length import epochs_to_train, small_data_message
+from explorer.training.timeline import TimelineRecorder, epoch_losses
 
 # The lecture's comparison: the same VAE trained on each half of its loss, and on both.
 LECTURE_COMPARISON: tuple[tuple[str, dict[str, float]], ...] = (
@@ -373,6 +374,8 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
     epochs = epochs_to_train(cfg, steps_per_epoch, start_step)
     active = list(range(len(models)))  # original run index of each stacked row
     results: dict[int, RunResult] = {}
+    # Each run's timeline, as the engine records one (the same test subset, its own PCA plane).
+    recorders = {run: TimelineRecorder(data) for run, c in enumerate(cfgs) if c.timeline}
 
     def ended(run: int, result: RunResult) -> None:
         results[run] = result
@@ -578,6 +581,9 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
             for run, end in ends:
                 yield RunEvent(run, end)
                 yield RunEvent(run, Snapshot(epoch, global_step, _cpu(models[run])))
+                if run in recorders:  # the frame follows its EpochEnd, as the engine's does
+                    yield RunEvent(run, recorders[run].frame(models[run], epoch, global_step,
+                                                             epoch_losses(end.train, end.test)))
             last_snapshot = time.perf_counter()
             if not active:
                 return [results[i] for i in range(len(models))]

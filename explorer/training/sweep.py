@@ -45,6 +45,7 @@ from explorer.training.engine import drive
 from explorer.training.events import EpochEnd, Event, RunResult, Snapshot, StepLoss
 from explorer.training.history import History
 from explorer.training.runs import model_config_for, prepare_run, train_config_for
+from explorer.training.timeline import Timeline
 
 MAX_RUNS = 64  # a grid beyond this is a typo (each run is a model and a checkpoint)
 SUMMARY_CSV = "summary.csv"
@@ -472,21 +473,22 @@ class _Progress:
         write_text(self.out / MANIFEST, lambda fh: fh.write(json.dumps(record, indent=1) + "\n"))
         self._wrote(MANIFEST)
 
-    def save_finished(self, run: SweepRun, model: Any, history: History, row: SweepRow) -> None:
+    def save_finished(self, run: SweepRun, model: Any, history: History, timeline: Timeline, row: SweepRow) -> None:
         self._begin()
         path = self.out / (run.name + CHECKPOINT_SUFFIX)
         save_checkpoint(path, model.cpu(), self.data_config, run.train_config, history,
-                        class_names=self._class_names())
+                        class_names=self._class_names(), timeline=_recorded(timeline))
         self._wrote(path.name)
         self.finished_now.append(path.name)
         self.finished[run.name] = row
 
-    def save_interrupted(self, run: SweepRun, model: Any, history: History, row: SweepRow) -> None:
+    def save_interrupted(self, run: SweepRun, model: Any, history: History, timeline: Timeline,
+                         row: SweepRow) -> None:
         """Beside the run's name, never at it: NAME.safetensors is kept for the finished run."""
         self._begin()
         target = free_name(self.out / (run.name + CHECKPOINT_SUFFIX), INTERRUPTED)
         where = save_checkpoint(target, model.cpu(), self.data_config, run.train_config, history,
-                                class_names=self._class_names(), beside=INTERRUPTED)
+                                class_names=self._class_names(), beside=INTERRUPTED, timeline=_recorded(timeline))
         self._wrote(where.name)
         self.interrupted_now.append(where.name)
         files = self.interrupted.get(run.name, ((), row))[0]
@@ -583,6 +585,7 @@ def _train_group(group: list[SweepRun], data: ImageData, data_config: DataConfig
     prepared = [prepare_run(run.model_config, data_config, run.train_config, data=data) for run in group]
     models = [p.model for p in prepared]
     histories = [History(part_names=m.part_names) for m in models]
+    timelines = [Timeline.for_data(data) for _ in models]  # empty unless the runs record frames
     last_test: list[dict[str, float]] = [{} for _ in group]
     steps = [0] * len(group)
     snapshots: list[dict[str, Any] | None] = [None] * len(group)
@@ -590,6 +593,7 @@ def _train_group(group: list[SweepRun], data: ImageData, data_config: DataConfig
 
     def listen(item: RunEvent) -> None:
         histories[item.run].record(item.event)
+        timelines[item.run].record(item.event)
         if isinstance(item.event, EpochEnd):
             last_test[item.run] = dict(item.event.test)
         elif isinstance(item.event, StepLoss):
@@ -603,7 +607,7 @@ def _train_group(group: list[SweepRun], data: ImageData, data_config: DataConfig
         """After an interrupt: a run that ended at its name, one cut short after a logged step beside it."""
         if i in ended:
             result = ended[i]
-            progress.save_finished(run, model, histories[i], _row(
+            progress.save_finished(run, model, histories[i], timelines[i], _row(
                 run, model, result.status, result.epochs_completed, last_test[i], seconds, len(group),
                 run.name + CHECKPOINT_SUFFIX))
             return
@@ -613,7 +617,7 @@ def _train_group(group: list[SweepRun], data: ImageData, data_config: DataConfig
             if snapshots[i] is None:
                 return
             model.load_state_dict(snapshots[i])
-        progress.save_interrupted(run, model, histories[i], _row(
+        progress.save_interrupted(run, model, histories[i], timelines[i], _row(
             run, model, INTERRUPTED, histories[i].last_epoch, last_test[i], seconds, len(group), ""))
 
     group_start = time.perf_counter()
@@ -633,11 +637,16 @@ def _train_group(group: list[SweepRun], data: ImageData, data_config: DataConfig
     seconds = time.perf_counter() - group_start
     with guard():
         for i, (run, model, result) in enumerate(zip(group, models, results)):
-            progress.save_finished(run, model, histories[i], _row(
+            progress.save_finished(run, model, histories[i], timelines[i], _row(
                 run, model, result.status, result.epochs_completed, last_test[i], seconds, len(group),
                 run.name + CHECKPOINT_SUFFIX))
         progress.commit()
     return not (control is not None and control.stop_requested)
+
+
+def _recorded(timeline: Timeline) -> Timeline | None:
+    """The timeline to save with a run: none when it recorded no frame (timelines off)."""
+    return timeline if timeline.last is not None else None
 
 
 def _terms(rows: Sequence[SweepRow]) -> list[str]:

@@ -95,6 +95,8 @@ def test_the_lecture_comparison_trains_three_runs_together_and_saves_them(qtbot,
     for run in state.runs:
         saved = load_checkpoint(run.path)
         assert saved.history.last_epoch == 2 and len(run.epochs) == 2
+        # a sweep in the window records each run's timeline, as a single run does
+        assert saved.timeline is not None and [f.epoch for f in saved.timeline.frames] == [1, 2]
         kl[run.name] = saved.history.epochs[-1]["test"]["kl"]
     assert kl["vae-kl-only-z2"] < 0.5 < kl["vae-reconstruction-only-z2"]
     assert (run.path.parent / "summary.md").exists()

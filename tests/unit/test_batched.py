@@ -13,6 +13,7 @@ import math
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -287,3 +288,32 @@ def test_a_grid_of_learning_rates_is_one_group_with_a_name_per_rate() -> None:
     assert [run.train_config.lr for run in plan] == [1e-3, 3e-3]
     assert len(group_runs(plan)) == 1
     assert [run.train_config.lr for run in plan_sweep("vae", betas=[1.0, 2.0], lr=5e-4)] == [5e-4, 5e-4]
+
+
+@pytest.mark.parametrize("family", ["mlp", "conv"])
+def test_every_run_of_a_sweep_saves_its_own_timeline(mnist_300: ImageData, tmp_path: Path, family: str) -> None:
+    # MLP runs train together (one batched step), conv runs one after another: both record
+    # a frame per epoch for each run, from that run's own weights
+    plan = plan_sweep("vae" if family == "mlp" else "conv-vae", betas=[0.5, 4], epochs=2, batch_size=100,
+                      device="cpu", precision="fp32")
+    small = {"hidden_dims": (16,)} if family == "mlp" else {"hidden_dims": (8,), "conv_channels": (4,)}
+    plan = [replace(r, model_config=replace(r.model_config, **small)) for r in plan]
+    out = tmp_path / "sweep"
+    frames = []
+    run_sweep(plan, DataConfig(limit=300), out, data=mnist_300,
+              on_event=lambda run, e: frames.append(run.name) if type(e).__name__ == "TimelineFrame" else None)
+    assert sorted(frames) == sorted([r.name for r in plan] * 2)
+    timelines = [load_checkpoint(out / f"{r.name}.safetensors").timeline for r in plan]
+    for timeline in timelines:
+        assert timeline is not None and [f.epoch for f in timeline.frames] == [1, 2]
+        assert all(np.isfinite(f.coords).all() and "test_loss" in f.losses for f in timeline.frames)
+    assert not np.array_equal(timelines[0].frames[-1].coords, timelines[1].frames[-1].coords)
+    assert timelines[0].frames[-1].losses != timelines[1].frames[-1].losses
+
+
+def test_a_sweep_without_timelines_saves_none(mnist_300: ImageData, tmp_path: Path) -> None:
+    plan = plan_sweep("vae", betas=[0.5, 4], epochs=1, batch_size=100, device="cpu", precision="fp32")
+    plan = [replace(r, model_config=replace(r.model_config, hidden_dims=(16,)),
+                    train_config=replace(r.train_config, timeline=False)) for r in plan]
+    run_sweep(plan, DataConfig(limit=300), tmp_path / "sweep", data=mnist_300)
+    assert all(load_checkpoint(tmp_path / "sweep" / f"{r.name}.safetensors").timeline is None for r in plan)
