@@ -12,11 +12,12 @@ from tests.unit.test_benchmarks_run import run
 
 def test_cost_growth_measures_each_case_in_its_own_process(tmp_path: Path) -> None:
     out = json.loads(run("cost_growth.py", "--presets", "vae", "--factors", "batch", "--steps", "10",
-                         "--warmup", "10", "--json", tmp_path=tmp_path))
+                         "--warmup", "10", "--compile", "off", "--json", tmp_path=tmp_path))
     rows = out["rows"]
     assert [r["batch"] for r in rows] == [32, 128, 512]
     assert all(r["latent"] == 20 and r["size"] == 28 and r["channels"] == 1 for r in rows)
     assert all(r["samples_per_s"] > 0 and r["peak_rss_mib"] > r["data_mib"] > 0 for r in rows)
+    assert not any(r["compiled"] for r in rows)
 
 
 def test_evaluation_window_times_the_window_against_the_cli(tmp_path: Path) -> None:
