@@ -150,7 +150,7 @@ class StackedAutoencoders:
     def parts(self, x: torch.Tensor, y: torch.Tensor | None = None, eps: torch.Tensor | None = None,
               generators: Sequence[torch.Generator] | None = None, training: bool = True,
               params: dict[str, torch.Tensor] | None = None, beta: torch.Tensor | None = None,
-              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+              recon_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Each run's loss ``(R,)`` and its terms (batch means, as ``Autoencoder.loss_parts``)
         for images ``x`` ``(R, B, C, H, W)`` in [0, 1] and labels ``y`` ``(R, B)``.
 
@@ -161,6 +161,7 @@ class StackedAutoencoders:
         tensors it differentiates)."""
         params = self.params if params is None else params
         beta = self.beta if beta is None else beta
+        recon_weight = self.recon_weight if recon_weight is None else recon_weight
         cfg = self.config
         r, b = x.shape[0], x.shape[1]
         target = x.reshape(r, b, -1)
@@ -190,7 +191,7 @@ class StackedAutoencoders:
         logits = self._linear(h, self._decoder[-1], params)
         recon = reconstruction_loss(logits.reshape(r * b, -1), target.reshape(r * b, -1), cfg.recon_loss)
         parts = {"recon": recon.view(r, b).mean(1)}
-        loss = self.recon_weight * parts["recon"]
+        loss = recon_weight * parts["recon"]
         if logvar is not None:
             parts["kl"] = kl_terms(mean.float(), logvar.float()).sum(2).mean(1)
             loss = loss + beta * parts["kl"]
