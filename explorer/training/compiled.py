@@ -56,16 +56,25 @@ def _compile_graph(step: Callable[..., Any], args: tuple) -> Callable[..., Any]:
     2 ms vae step, with as much again in its frame handling. The step is a pure function of
     tensors whose shapes the caller fixes for the whole run, so it is traced once and the
     compiled graph called directly (the batch's shapes are checked on each call instead)."""
+    from torch._guards import TracingContext, tracing
     from torch._inductor import compile as inductor_compile
+    from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.proxy_tensor import make_fx
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
     leaves, spec = tree_flatten(args)
 
     def flat(*values: Any) -> Any:
         return step(*tree_unflatten(list(values), spec))
 
-    graph = make_fx(flat, tracing_mode="fake")(*leaves)
-    return inductor_compile(graph, leaves)
+    # Fake tensors with a (static) shape environment: inductor's on-disk graph cache keys on
+    # it, and without one compiles the graph afresh in every process.
+    fake_mode = FakeTensorMode(shape_env=ShapeEnv())
+    fakes = [fake_mode.from_tensor(v, static_shapes=True) if isinstance(v, torch.Tensor) else v for v in leaves]
+    with fake_mode:
+        graph = make_fx(flat, tracing_mode="fake")(*fakes)
+    with tracing(TracingContext(fake_mode)):
+        return inductor_compile(graph, leaves)
 
 
 class _WholeStep:

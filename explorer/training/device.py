@@ -44,11 +44,12 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     return precision == "auto" and bf16_is_fast(device)
 
 
-# Steps a CPU run must plan before ``auto`` compiles its MLP step: the compiled vae step saved
-# about 0.9 ms a step at batch 128 and the compile cost about 3.4 s with inductor's on-disk
-# cache warm (more the first time on a machine), so it pays from about 4,000 steps: the
-# default 10-epoch MNIST run (4,690 steps) compiles, shorter runs (and the tests') stay eager.
-CPU_COMPILE_MIN_STEPS = 4000
+# Steps a CPU run must plan before ``auto`` compiles its MLP step: the compiled vae step saves
+# about 1.1 ms a step at batch 128 (2.1 against 3.3 ms in the loop), and the compile costs
+# about 1.6 s with inductor's on-disk graph cache warm (4-8 s the first time on a machine),
+# so it pays from about 1,400 steps warm; 2,000 leaves room for the first compile. A 5-epoch
+# MNIST run (2,340 steps) compiles, shorter runs (and the tests') stay eager.
+CPU_COMPILE_MIN_STEPS = 2000
 
 
 def use_compile(mode: str, device: torch.device, family: str = "", planned_steps: int = 0) -> bool:
