@@ -49,6 +49,7 @@ from explorer.training.control import SetBeta, SetLearningRate, TrainingControl
 from explorer.training.denormals import flushing_generator
 from explorer.training.device import resolve_device, use_bf16, use_compile
 from explorer.training.engine import train, whole_step_compiles
+from explorer.training.evaluate import evaluate_tensors
 from explorer.training.events import (
     EpochEnd,
     Event,
@@ -560,11 +561,12 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
             train_means = (epoch_sum / n).tolist()
             bad = []
             ends: list[tuple[int, EpochEnd]] = []
-            tests = evaluate_stacked(stacked, test_x, test_y, cfg.eval_batch_size, [cfgs[run].seed for run in active])
             for row, run in enumerate(active):
                 model = models[run]
                 stacked.copy_into(row, model)
-                test = tests[row]
+                # Each run's own model, as the engine evaluates it: 4 x 10,000 MNIST images took
+                # 0.23 s so against 0.36 s through the stacked products (fp32 bmm).
+                test = evaluate_tensors(model, test_x, test_y, cfg.eval_batch_size, seed=cfgs[run].seed)
                 if not all(math.isfinite(v) for v in test.values()):
                     what = ", ".join(k for k, v in test.items() if not math.isfinite(v))
                     ended(run, RunResult(
@@ -592,32 +594,6 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
     except BaseException:  # closed (GeneratorExit) or interrupted mid-step (KeyboardInterrupt)
         keep_last_logged()
         raise
-
-
-@torch.no_grad()
-def evaluate_stacked(stacked: StackedAutoencoders, images: torch.Tensor, labels: torch.Tensor | None,
-                     batch_size: int, seeds: Sequence[int]) -> list[dict[str, float]]:
-    """Every run's test metrics in one batched pass: what ``evaluate_tensors`` gives each
-    run's model alone (fp32, one reparameterised sample per image drawn from the run's
-    seed as the global generator would draw it), for a quarter of the four passes' time
-    in a 4-run sweep's epochs."""
-    runs = stacked.size
-    device = stacked.beta.device
-    generators = [torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(s) for s in seeds]
-    sums = torch.zeros(runs, 1 + len(stacked.names), device=device)
-    for start in range(0, images.shape[0], batch_size):
-        xb = to_float(images[start:start + batch_size].to(device))
-        b = xb.shape[0]
-        yb = labels[start:start + batch_size].to(device) if labels is not None and stacked.config.conditional else None
-        eps = None
-        if stacked.config.variational:
-            eps = torch.stack([torch.randn((b, stacked.config.latent_dim), generator=g, device=g.device).to(device)
-                               for g in generators])
-        loss, parts = stacked.parts(xb.expand(runs, *xb.shape), None if yb is None else yb.expand(runs, b), eps=eps,
-                                    training=False)
-        sums += torch.stack([loss, *(parts[k] for k in stacked.names)], dim=1) * b
-    values = (sums / images.shape[0]).tolist()
-    return [dict(zip(("loss", *stacked.names), row)) for row in values]
 
 
 def _cpu(model: Autoencoder) -> dict[str, torch.Tensor]:

@@ -250,20 +250,19 @@ def test_benchmark_runs_on_tiny_settings() -> None:
 
 
 @pytest.mark.parametrize("preset", ["vae", "cvae"])
-def test_one_batched_evaluation_gives_each_run_what_it_gets_alone(mnist_300: ImageData, preset: str) -> None:
-    from explorer.training.batched import evaluate_stacked
+def test_each_run_of_a_group_reports_the_test_metrics_its_own_model_gets(mnist_300: ImageData, preset: str) -> None:
     from explorer.training.evaluate import evaluate_tensors
 
     models = [_model(mnist_300, seed, preset=preset, beta=beta) for seed, beta in ((0, 0.5), (1, 4.0))]
-    stacked = StackedAutoencoders(models)
-    labels = mnist_300.test_labels
-    together = evaluate_stacked(stacked, mnist_300.test_images, labels, 64, seeds=[3, 7])
-    for model, seed, theirs in zip(models, (3, 7), together):
-        alone = evaluate_tensors(model, mnist_300.test_images, labels, 64, seed=seed)
-        assert set(alone) == set(theirs)
-        for k, v in alone.items():
-            assert theirs[k] == pytest.approx(v, rel=1e-4, abs=1e-4), k
-    assert together[0]["loss"] != together[1]["loss"]
+    cfgs = [replace(CFG, epochs=1, seed=3), replace(CFG, epochs=1, seed=7)]
+    events, results = run_to_end(train_together(models, mnist_300, cfgs))
+    assert [r.status for r in results] == ["completed", "completed"]
+    for run, (model, cfg) in enumerate(zip(models, cfgs)):
+        reported = _ends(events, run)[-1].test
+        alone = evaluate_tensors(model, mnist_300.test_images, mnist_300.test_labels, cfg.eval_batch_size,
+                                 seed=cfg.seed)
+        assert reported == alone
+    assert _ends(events, 0)[-1].test["loss"] != _ends(events, 1)[-1].test["loss"]
 
 
 def test_runs_of_a_group_each_take_their_own_learning_rate(mnist_300: ImageData) -> None:
