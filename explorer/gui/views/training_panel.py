@@ -60,11 +60,10 @@ PLUGIN_DELAY_MS = 300
 
 
 # The window trains eagerly. A compiled step (the CLI's and the API's default for long MLP
-# runs on the CPU) starts after 3-8 s of compiling, tens of seconds on a busy machine or the
-# first time, with nothing moving and the compiler holding the GIL against the GUI thread
-# (the event loop's p99 reached 79 ms while it compiled on a busy machine): after a click on
-# Start the curves must move at once. Over a 10-epoch vae run compiling saves about what it
-# costs.
+# runs on the CPU) starts after about 1.6 s with inductor's cache warm but 4-8 s the first
+# time on a machine (tens of seconds on a busy one), with nothing moving and the tracer
+# holding the GIL against the GUI thread (the event loop's p99 reached 79 ms while it
+# compiled on a busy machine): after a click on Start the curves must move at once.
 WINDOW_COMPILE = "off"
 
 class TrainingPanel(QWidget):
