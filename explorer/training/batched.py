@@ -470,18 +470,22 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
                             yield RunEvent(run, SettingChanged("beta", command.value))
 
                 idx = perm[:, (step - 1) * batch: step * batch]
-                xb = to_float(train_x[idx])
-                if dynamic:
-                    xb = torch.stack([torch.bernoulli(xb[i], generator=noise[i]) for i in range(len(active))])
-                yb = train_y[idx] if train_y is not None else None
+                xb = yb = None
+                if whole_step is None or dynamic:
+                    xb = to_float(train_x[idx])
+                    if dynamic:
+                        xb = torch.stack([torch.bernoulli(xb[i], generator=noise[i]) for i in range(len(active))])
+                    yb = train_y[idx] if train_y is not None else None
                 terms = None
                 if whole_step is not None:
                     eps = None
                     if stacked.config.variational:  # each run's noise from its own generator, as eagerly
                         eps = torch.stack([torch.randn((idx.shape[1], stacked.config.latent_dim), device=device,
                                                        generator=g) for g in noise])
+                    # The batches are gathered inside the graph unless each run binarises its own.
+                    batch_args = (xb, yb, eps) if xb is not None else (train_x, train_y, eps, idx)
                     try:
-                        terms = whole_step(xb, yb, eps)
+                        terms = whole_step(*batch_args)
                     except CompileFailed:
                         failure = whole_step.failure
                         whole_step = (CompiledStackedStep(stacked, lrs, bf16, compile=False) if len(set(lrs)) > 1
@@ -491,8 +495,11 @@ def _together(models: list[Autoencoder], data: ImageData, cfgs: list[TrainConfig
                             yield RunEvent(run, Notice(f"Compiling the model failed ({failure}); training goes "
                                                        "on uncompiled."))
                         if whole_step is not None:
-                            terms = whole_step(xb, yb, eps)
+                            terms = whole_step(*batch_args)
                 if terms is None:
+                    if xb is None:
+                        xb = to_float(train_x[idx])
+                        yb = train_y[idx] if train_y is not None else None
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                         loss, parts = stacked.parts(xb, yb, generators=noise)
                     opt.zero_grad(set_to_none=True)

@@ -291,7 +291,10 @@ class CompiledStackedStep(_WholeStep):
             terms = torch.stack([per_run.detach(), *(parts[k].detach() for k in names)], dim=1)
             return per_run.sum(), terms
 
-        def step(params, exp_avg, exp_avg_sq, count, lr, beta, recon_weight, x, y, noise):
+        gather = _BatchFrom(binarize=False, channels_last=False)
+
+        def step(params, exp_avg, exp_avg_sq, count, lr, beta, recon_weight, x, y, noise, idx):
+            x, y = gather(x, y, idx)
             grads, terms = grad(loss, has_aux=True)(params, beta, recon_weight, x, y, noise)
             _adam(params, grads, exp_avg, exp_avg_sq, count, lr, beta1, beta2, eps)
             return terms
@@ -318,12 +321,17 @@ class CompiledStackedStep(_WholeStep):
         self._exp_avg_sq = {k: v.index_select(0, index) for k, v in self._exp_avg_sq.items()}
         self._lr = self._lr.index_select(0, index)
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor | None, noise: torch.Tensor | None) -> torch.Tensor:
-        """One step; returns each run's batch-mean loss and terms, ``(R, 1 + parts)``."""
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | None, noise: torch.Tensor | None,
+                 idx: torch.Tensor | None = None) -> torch.Tensor:
+        """One step; returns each run's batch-mean loss and terms, ``(R, 1 + parts)``.
+
+        With ``idx`` (``(R, B)``, each run's own batch), ``x`` and ``y`` are the whole training
+        split and the batches are gathered and scaled inside the graph, as ``CompiledStep``
+        does (not binarised: each run draws its binary pixels from its own generator, outside)."""
         # The stack's weights are arguments, not constants of the graph, so inductor's on-disk
         # cache serves the next sweep of the same shapes (a graph with constants is compiled
         # afresh each time: 4.6 s against about 2 s).
         stacked = self.stacked
         args = (self._params, self._exp_avg, self._exp_avg_sq, self._step, self._lr, stacked.beta,
-                stacked.recon_weight, x, y, noise)
+                stacked.recon_weight, x, y, noise, idx)
         return self._run(args)

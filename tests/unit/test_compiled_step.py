@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from explorer.config import TrainConfig
+from explorer.config import replace as replace_config
 from explorer.data.dataset import ImageData
 from explorer.errors import ConfigError
 from explorer.models import PRESETS, build_model, config_for_data
@@ -297,3 +298,27 @@ def test_a_compiled_conditional_conv_run_on_binarised_data_completes(mnist_300: 
     assert steps and all(math.isfinite(e.loss) for e in steps)
     assert steps[-1].loss < steps[0].loss
     assert model.mean_head.weight.is_contiguous()
+
+
+def test_a_group_gathers_each_runs_batch_inside_the_graph_as_outside(mnist_300: ImageData) -> None:
+    from explorer.training.batched import StackedAutoencoders
+
+    # conditional plain AEs in fp32: no sampling, so both steps see the same numbers, labels too
+    config = config_for_data(replace_config(PRESETS["deep-ae"].model, conditional=True, num_classes=10),
+                             (1, 28, 28), 10)
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(build_model(config))
+    outside, inside = StackedAutoencoders(models), StackedAutoencoders(models)
+    step_outside = compiled_module.CompiledStackedStep(outside, lr=1e-3, bf16=False)
+    step_inside = compiled_module.CompiledStackedStep(inside, lr=1e-3, bf16=False)
+    images, labels = mnist_300.train_images, mnist_300.train_labels
+    for i in range(2):
+        idx = torch.stack([torch.randperm(300, generator=torch.Generator().manual_seed(10 * i + r))[:32]
+                           for r in range(2)])
+        a = step_outside(images[idx].float() / 255, labels[idx], None)
+        b = step_inside(images, labels, None, idx)
+        assert torch.equal(a, b)
+    for k, v in outside.params.items():
+        assert torch.equal(v, inside.params[k]), k
